@@ -1,0 +1,364 @@
+"""The command line: parses options, wires the library together, turns errors into one line.
+
+Exit codes: 0 done; 1 a source or the storage failed; 2 bad options or settings; 130 interrupted.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import click
+
+from . import __version__, storage
+from .errors import ConfigError, NvrError, SourceError
+from .ffmpeg import find_ffmpeg
+from .geometry import parse_polygon
+from .logs import setup_logging
+from .redact import redact
+from .settings import FIELDS, Settings, load_settings
+from .sinks import ClipSink, EventLogSink
+from .source import VideoSource, parse_source
+
+log = logging.getLogger("nvr_cli.cli")
+
+
+class NvrGroup(click.Group):
+    """Any NvrError becomes ``nvr-cli: error: <one line>`` and its exit code; never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except NvrError as e:
+            _fail(e, e.exit_code)
+        except OSError as e:
+            _fail(f"{e.filename or ''}{': ' if e.filename else ''}{e.strerror or e}", 1)
+        except KeyboardInterrupt:
+            click.echo("nvr-cli: interrupted", err=True)
+            sys.exit(130)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except Exception as e:  # noqa: BLE001 - the promise is one line, even for our own bugs
+            logging.getLogger("nvr_cli").debug("internal error", exc_info=True)
+            _fail(f"internal error: {type(e).__name__}: {e} (please report it)", 1)
+
+
+def _fail(message, code):
+    click.echo(f"nvr-cli: error: {redact(message)}", err=True)
+    sys.exit(code)
+
+
+def _option_name(field_name: str) -> str:
+    return "s_" + field_name.lower()
+
+
+def settings_options(func):
+    """One option for every setting whose schema names one; help text from the schema."""
+    for name, fld in reversed(list(FIELDS.items())):
+        opt = fld.metadata["option"]
+        if not opt or opt == "SOURCE":
+            continue
+        check = fld.metadata["check"]
+        helptext = f"{fld.metadata['doc']} [{name}]"
+        kind = getattr(check, "kind", str)
+        if "/" in opt:
+            func = click.option(opt, _option_name(name), default=None, help=helptext)(func)
+        elif name in ("MASKS", "REGIONS"):
+            func = click.option(opt, _option_name(name), multiple=True, metavar='"X,Y X,Y X,Y ..."',
+                                help=f"{helptext}; repeat for more")(func)
+        else:
+            func = click.option(opt, _option_name(name), type=kind, default=None, help=helptext)(func)
+    return click.option("--config", "config_path", type=click.Path(dir_okay=False),
+                        help="settings file used instead of machine_specific_configuration.py")(func)
+
+
+def _overrides(opts: dict) -> dict:
+    out = {}
+    for name in FIELDS:
+        v = opts.pop(_option_name(name), None)
+        if v is not None and v != ():
+            out[name] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def _load(config_path, opts, **extra) -> Settings:
+    overrides = _overrides(opts)
+    overrides.update({k: v for k, v in extra.items() if v is not None})
+    loaded = load_settings(config_path, overrides)
+    s = loaded.settings
+    setup_logging(s)
+    for w in loaded.warnings:
+        log.warning("%s", w)
+    return s, overrides
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handler(signum, _frame):
+        if stop.is_set():  # a second Ctrl-C means now
+            raise KeyboardInterrupt
+        log.info("%s received: finishing the open clip", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+@click.group(cls=NvrGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="nvr-cli")
+def cli():
+    """Motion-triggered event recorder for RTSP, HTTP, USB cameras and video files.
+
+    Settings come from config.py, then machine_specific_configuration.py (or --config),
+    then the command line. `nvr-cli config show` prints what is in effect and why.
+    """
+
+
+@cli.command()
+@click.argument("source", required=False)
+@settings_options
+@click.option("--realtime", is_flag=True, help="play a file source at its own pace (default: as fast as possible)")
+@click.option("--json", "as_json", is_flag=True, help="print each finished clip as one JSON line on stdout")
+def record(source, config_path, realtime, as_json, **opts):
+    """Record motion events from SOURCE (default: `cam` in the config) until stopped.
+
+    SOURCE is an RTSP or HTTP URL, a USB camera index (0) or /dev/videoN, or a video file.
+    Clips go to PATH_FOR_VIDEO/<name>/YYYY/MM/DD/ as H.264 MP4 with a JSON sidecar and a
+    thumbnail. A live camera that fails is retried with backoff; SIGINT/SIGTERM finish the
+    open clip and exit 0.
+    """
+    from .pipeline import Pipeline
+
+    s, _ = _load(config_path, opts, cam=source)
+    if not s.cam:
+        raise ConfigError("no source: give SOURCE or set `cam` in the config")
+    spec = parse_source(s.cam)
+    ffmpeg = find_ffmpeg(s.FFMPEG_PATH, required=False)
+    if not ffmpeg:
+        log.warning("no ffmpeg found: clips are written by OpenCV as MPEG-4 part 2, which browsers do not play")
+    root = Path(s.PATH_FOR_VIDEO) / s.CAMERA_NAME
+    storage.make_dirs(root)
+    storage.recover_parts(Path(s.PATH_FOR_VIDEO), s.CAMERA_NAME, ffmpeg)
+    stop = _stop_on_signals()
+
+    def on_clip(rec):
+        if as_json:
+            click.echo(json.dumps({"camera": s.CAMERA_NAME, **rec.as_dict()}), nl=True)
+            sys.stdout.flush()
+
+    sink = ClipSink(s, ffmpeg=ffmpeg, on_clip=on_clip)
+    log.info("recording %s as %r into %s", spec.display, s.CAMERA_NAME, root)
+    stats = Pipeline(s, spec, sink, stop=stop, realtime=realtime).run()
+    log.info("done: %d frames, %d clips written, %d events dropped (%s)",
+             stats.frames, len(sink.records), stats.dropped_events, stats.reason or "stopped")
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True)
+@settings_options
+@click.option("--json", "as_json", is_flag=True, help='one JSON line per file: {"file": ..., "events": [...]}')
+@click.option("--csv", "csv_path", help="write the events as CSV to this file ('-' for stdout)")
+@click.option("--extract", is_flag=True, help="also write each event's clip, sidecar and thumbnail, as record does")
+@click.option("--progress/--no-progress", default=None, help="progress bar on stderr (default: when it is a terminal)")
+def scan(files, config_path, as_json, csv_path, extract, progress, **opts):
+    """Find motion events in recorded FILES, as fast as the machine allows.
+
+    Times are seconds from the start of each file, pre-alarm and post-capture included.
+    The connect wait (INITIAL_WAIT_...) is 0 here unless given with --initial-wait.
+    Exits 0 whether or not events were found, 1 if a file could not be read.
+    """
+    from .pipeline import Pipeline
+
+    overrides_given = _option_name("INITIAL_WAIT_INTERVAL_BEFORE_MOTION_DETECTION_SECS")
+    wait = opts.get(overrides_given)
+    s, _ = _load(config_path, opts, INITIAL_WAIT_INTERVAL_BEFORE_MOTION_DETECTION_SECS=wait if wait is not None else 0)
+    ffmpeg = find_ffmpeg(s.FFMPEG_PATH, required=False) if extract else None
+    show_progress = sys.stderr.isatty() if progress is None else progress
+    rows, failed = [], 0
+    for name in files:
+        try:
+            spec = parse_source(name)
+            if spec.live:
+                raise SourceError(f"{spec.display}: scan takes video files; use `record` for cameras")
+            sink = ClipSink(s, ffmpeg=ffmpeg) if extract else EventLogSink()
+            result = _scan_one(s, spec, sink, Pipeline, show_progress)
+        except SourceError as e:
+            failed += 1
+            click.echo(f"nvr-cli: error: {redact(e)}", err=True)
+            if as_json:
+                click.echo(json.dumps({"file": name, "error": redact(e), "events": []}))
+            continue
+        events = [r.as_dict(result["origin"]) for r in sink.records]
+        if as_json:
+            click.echo(json.dumps({"file": name, "duration": result["duration"], "frames": result["frames"],
+                                   "fps": result["fps"], "events": events}))
+        rows.extend({"file": name, **e} for e in events)
+        if not as_json and not csv_path == "-":
+            _print_table(name, events, result)
+    if csv_path:
+        _write_csv(csv_path, rows)
+    sys.exit(1 if failed else 0)
+
+
+def _scan_one(s, spec, sink, Pipeline, show_progress):
+    info = {}
+    bar = None
+
+    def on_open(src: VideoSource):
+        nonlocal bar
+        info.update(fps=src.fps, total=src.frame_count)
+        if show_progress and src.frame_count:
+            bar = click.progressbar(length=src.frame_count, label=Path(spec.text).name, file=sys.stderr,
+                                    show_eta=True, show_percent=True)
+            bar.__enter__()
+
+    def on_frame(_index):
+        if bar is not None:
+            bar.update(1)
+
+    try:
+        stats = Pipeline(s, spec, sink, on_open=on_open, on_frame=on_frame).run()
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    fps = info.get("fps") or 0
+    duration = stats.frames / fps if fps else 0.0
+    return {"origin": 0.0, "frames": stats.frames, "fps": round(fps, 3), "duration": round(duration, 3)}
+
+
+def _print_table(name, events, result):
+    click.echo(f"{name}: {len(events)} event(s) in {result['duration']:.1f} s ({result['frames']} frames)")
+    if events:
+        click.echo(f"  {'#':>3} {'start':>9} {'end':>9} {'length':>7} {'trigger':>9} {'peak':>7}  clip")
+        for e in events:
+            click.echo(f"  {e['event']:>3} {e['start']:>9.2f} {e['end']:>9.2f} {e['duration']:>7.2f} "
+                       f"{e['trigger']:>9.2f} {e['peak_score']:>7.4f}  {e.get('clip', '')}")
+
+
+def _write_csv(path, rows):
+    cols = ["file", "event", "part", "start", "end", "duration", "trigger", "pre_alarm_seconds",
+            "frames", "peak_score", "motion_seconds", "clip"]
+    out = sys.stdout if path == "-" else open(path, "w", newline="")
+    try:
+        w = csv.DictWriter(out, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+
+
+@cli.command()
+@click.argument("source")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="settings file")
+@click.option("--snapshot", type=click.Path(dir_okay=False), default="snapshot.jpg", show_default=True,
+              help="where to save one frame as JPEG")
+@click.option("--no-snapshot", is_flag=True, help="do not save a frame")
+@click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
+@click.option("--open-timeout", type=float, default=None, help="seconds to wait for the source [OPEN_TIMEOUT_SECS]")
+def probe(source, config_path, snapshot, no_snapshot, as_json, open_timeout):
+    """Open SOURCE once: print resolution, fps and codec, and save a snapshot."""
+    import cv2
+
+    s = load_settings(config_path, {"OPEN_TIMEOUT_SECS": open_timeout} if open_timeout else {}).settings
+    setup_logging(s, quiet=True)
+    spec = parse_source(source)
+    src = VideoSource(spec, rtsp_transport=s.RTSP_TRANSPORT, open_timeout=s.OPEN_TIMEOUT_SECS,
+                      read_timeout=s.READ_TIMEOUT_SECS).open()
+    try:
+        frame = next(src.frames(), None)
+    finally:
+        src.close()
+    info = {"source": spec.display, "kind": spec.kind, "width": src.size[0], "height": src.size[1],
+            "fps": round(src.fps, 3), "codec": src.codec or None}
+    if spec.kind == "file":
+        info["frames"] = src.frame_count
+    if frame is not None and not no_snapshot:
+        ok, jpg = cv2.imencode(".jpg", frame.image)
+        if ok:
+            storage.write_atomic(Path(snapshot), jpg.tobytes())
+            info["snapshot"] = str(snapshot)
+    if as_json:
+        click.echo(json.dumps(info))
+    else:
+        for k, v in info.items():
+            click.echo(f"{k:>9}: {v}")
+
+
+@cli.command()
+@click.option("--output", "-o", type=click.Path(file_okay=False), default="demo-output", show_default=True,
+              help="folder for the generated scene and the clips")
+@click.option("--json", "as_json", is_flag=True, help="print the clips as JSON lines")
+def demo(output, as_json):
+    """Record a generated scene (no camera needed) and print where the clips are."""
+    from .pipeline import Pipeline
+    from .synthetic import NUMBER_MASK, Scene
+
+    out = Path(output)
+    storage.make_dirs(out)
+    s = Settings().replace(CAMERA_NAME="demo", PATH_FOR_VIDEO=str(out), MASKS=(parse_polygon(NUMBER_MASK),),
+                           PRE_ALARM_RECORDING_SECONDS=3.0, MINIMAL_MOTION_DURATION=2.0, POST_CAPTURE_SECONDS=1.0,
+                           INITIAL_WAIT_INTERVAL_BEFORE_MOTION_DETECTION_SECS=2.0)
+    setup_logging(s, quiet=as_json)
+    ffmpeg = find_ffmpeg(required=False)
+    scene = Scene()
+    src_file = scene.write(out / "demo_scene.mp4", ffmpeg)
+    log.info("generated %s: %.0f s with people walking through at %s s", src_file, scene.seconds,
+             ", ".join(f"{a:g}-{b:g}" for a, b in scene.walkers))
+    sink = ClipSink(s, ffmpeg=ffmpeg)
+    Pipeline(s, parse_source(str(src_file)), sink).run()
+    for rec in sink.records:
+        if as_json:
+            click.echo(json.dumps(rec.as_dict()))
+        else:
+            click.echo(f"{rec.clip}  ({rec.end - rec.start:.1f} s, motion at {rec.trigger:.1f} s of the scene, "
+                       f"{rec.pre_alarm:.1f} s pre-alarm)")
+    if not as_json:
+        click.echo(f"{len(sink.records)} clip(s) with JSON sidecars and thumbnails under {out / 'demo'}")
+
+
+@cli.group("config")
+def config_group():
+    """Show or check the effective settings."""
+
+
+@config_group.command("show")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="settings file")
+@click.option("--json", "as_json", is_flag=True, help="print as JSON")
+def config_show(config_path, as_json):
+    """Print every setting, its value and where the value came from."""
+    loaded = load_settings(config_path)
+    from .sinks import _plain
+
+    rows = [(name, getattr(loaded.settings, name), loaded.origins[name]) for name in FIELDS]
+    if as_json:
+        click.echo(json.dumps({n: {"value": redact(v) if n == "cam" and v else _plain(v) if not callable(v) else repr(v),
+                                   "from": o} for n, v, o in rows}, indent=2))
+        return
+    width = max(len(n) for n in FIELDS)
+    for name, value, origin in rows:
+        shown = redact(value) if isinstance(value, str) else value
+        click.echo(f"{name:<{width}} = {shown!r:<40} # {origin}")
+    for w in loaded.warnings:
+        click.echo(f"# warning: {w}")
+
+
+@config_group.command("check")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="settings file")
+def config_check(config_path):
+    """Validate the settings only: exit 0 if they are valid, 2 with one line if not."""
+    loaded = load_settings(config_path)
+    changed = sum(1 for o in loaded.origins.values() if not o.startswith("default"))
+    for w in loaded.warnings:
+        click.echo(f"warning: {w}", err=True)
+    click.echo(f"ok: {len(FIELDS)} settings valid, {changed} set by config files")
+
+
+def main():
+    cli(prog_name="nvr-cli")

@@ -1,0 +1,113 @@
+"""Encode BGR frames into an MP4 file: H.264 through ffmpeg, else OpenCV's mp4v with a warning.
+
+While a clip is being written it is a fragmented MP4 (a fragment per keyframe, one keyframe a
+second), so a killed process or a full disk still leaves a file that plays up to its last second.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import subprocess
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import StorageError
+
+log = logging.getLogger("nvr_cli.clipwriter")
+
+
+class FfmpegWriter:
+    def __init__(self, path: Path, size, fps: float, *, ffmpeg: str, crf=23, preset="veryfast", fragmented=True):
+        self.path = Path(path)
+        self.size = tuple(size)
+        w, h = self.size
+        gop = max(1, round(fps))
+        cmd = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+               "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{w}x{h}", "-r", f"{fps:.6g}", "-i", "-", "-an"]
+        if w % 2 or h % 2:  # yuv420p needs even sides
+            cmd += ["-vf", "crop=trunc(iw/2)*2:trunc(ih/2)*2:0:0"]
+        cmd += ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p",
+                "-g", str(gop), "-keyint_min", str(gop), "-tag:v", "avc1"]
+        if fragmented:
+            cmd += ["-movflags", "+frag_keyframe+empty_moov+default_base_moof"]
+        else:
+            cmd += ["-movflags", "+faststart"]
+        cmd += ["-f", "mp4", str(self.path)]
+        self._stderr = collections.deque(maxlen=20)
+        try:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+        except OSError as e:
+            raise StorageError(f"cannot start ffmpeg ({ffmpeg}): {e}") from None
+        self._drain = threading.Thread(target=self._read_stderr, daemon=True)
+        self._drain.start()
+        self.frames = 0
+
+    def _read_stderr(self):
+        for line in self.proc.stderr:
+            self._stderr.append(line.decode(errors="replace").rstrip())
+
+    def _why(self) -> str:
+        self._drain.join(timeout=2)
+        text = " | ".join(x for x in self._stderr if x)
+        return text or f"ffmpeg exited with code {self.proc.poll()}"
+
+    def write(self, image: np.ndarray):
+        if (image.shape[1], image.shape[0]) != self.size:
+            image = cv2.resize(image, self.size)
+        try:
+            self.proc.stdin.write(np.ascontiguousarray(image).data)
+        except (BrokenPipeError, OSError):
+            self.proc.wait(timeout=10)
+            raise StorageError(f"writing {self.path.name} failed: {self._why()}") from None
+        self.frames += 1
+
+    def close(self):
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        rc = self.proc.wait(timeout=120)
+        if rc != 0:
+            raise StorageError(f"finishing {self.path.name} failed: {self._why()}")
+
+    def abort(self):
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+class OpenCvWriter:
+    """Fallback without ffmpeg: MPEG-4 part 2 ('mp4v'), which browsers do not play."""
+
+    def __init__(self, path: Path, size, fps: float, **_):
+        self.path = Path(path)
+        self.size = tuple(size)
+        self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), fps, self.size)
+        if not self.writer.isOpened():
+            raise StorageError(f"cannot write {self.path} with OpenCV")
+        self.frames = 0
+
+    def write(self, image):
+        if (image.shape[1], image.shape[0]) != self.size:
+            image = cv2.resize(image, self.size)
+        self.writer.write(image)
+        self.frames += 1
+
+    def close(self):
+        self.writer.release()
+
+    abort = close
+
+
+def open_writer(path, size, fps, *, ffmpeg=None, crf=23, preset="veryfast", fragmented=True):
+    if ffmpeg:
+        return FfmpegWriter(path, size, fps, ffmpeg=ffmpeg, crf=crf, preset=preset, fragmented=fragmented)
+    return OpenCvWriter(path, size, fps)

@@ -1,0 +1,135 @@
+"""When an event starts, goes on, splits and ends. Pure logic: frames in, calls to a sink out."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Optional, Protocol
+
+from .frames import Frame
+from .motion import MotionResult
+from .prealarm import PreAlarmBuffer
+from .settings import Settings
+
+log = logging.getLogger("nvr_cli.events")
+
+
+@dataclass
+class Event:
+    """One motion event; a long one is written as several parts."""
+
+    number: int
+    trigger_ts: float
+    first_motion_ts: float
+    last_motion_ts: float
+    part: int = 1
+    peak_score: float = 0.0
+    peak_frame: Optional[Frame] = None
+    peak_boxes: list = field(default_factory=list)
+    motion_frames: int = 0
+    union_box: Optional[list] = None  # [x0, y0, x1, y1] over all motion boxes
+
+    @property
+    def motion_seconds(self) -> float:
+        return self.last_motion_ts - self.first_motion_ts
+
+    def note_motion(self, frame: Frame, result: MotionResult):
+        self.motion_frames += 1
+        self.last_motion_ts = max(self.last_motion_ts, frame.ts)
+        for x, y, w, h in result.boxes:
+            if self.union_box is None:
+                self.union_box = [x, y, x + w, y + h]
+            else:
+                u = self.union_box
+                u[0], u[1], u[2], u[3] = min(u[0], x), min(u[1], y), max(u[2], x + w), max(u[3], y + h)
+        if result.score > self.peak_score:
+            self.peak_score, self.peak_frame, self.peak_boxes = result.score, frame, list(result.boxes)
+
+
+class Sink(Protocol):
+    def open(self, event: Event, frames: list) -> None: ...
+    def write(self, frame: Frame) -> None: ...
+    def close(self, event: Event, keep: bool, reason: str) -> None: ...
+
+
+class EventController:
+    """Feeds every frame either to the pre-alarm buffer or to the open clip."""
+
+    def __init__(self, settings: Settings, sink: Sink):
+        self.s = settings
+        self.sink = sink
+        self.buffer = PreAlarmBuffer(settings.PRE_ALARM_RECORDING_SECONDS, settings.PRE_ALARM_MAX_MB)
+        self.event: Optional[Event] = None
+        self.events_started = 0
+        self.dropped_events = 0
+        self._armed_at = float("-inf")
+        self._run: list = []  # consecutive motion frames with their results, before a trigger
+        self._clip_start = 0.0
+
+    @property
+    def recording(self) -> bool:
+        return self.event is not None
+
+    def connected(self, ts: float):
+        """A (re)connect at ``ts``: start the settle-down wait and forget the old pre-alarm frames."""
+        self._armed_at = ts + self.s.INITIAL_WAIT_INTERVAL_BEFORE_MOTION_DETECTION_SECS
+        self._run.clear()
+        self.buffer.clear()
+
+    def armed(self, ts: float) -> bool:
+        return ts >= self._armed_at
+
+    def step(self, frame: Frame, result: Optional[MotionResult]):
+        motion = result is not None and result.motion and frame.ts >= self._armed_at
+        ev = self.event
+        if ev is None:
+            self.buffer.push(frame)
+            if not motion:
+                self._run.clear()
+                return
+            self._run.append((frame, result))
+            if len(self._run) >= self.s.MOTION_TRIGGER_FRAMES:
+                self._start(frame)
+            return
+        if motion:
+            ev.note_motion(frame, result)
+        if frame.ts > ev.last_motion_ts + self.s.MINIMAL_MOTION_DURATION + self.s.POST_CAPTURE_SECONDS:
+            self._finish("motion ended")
+            self.buffer.push(frame)  # not part of this clip: it may be pre-alarm of the next one
+        elif frame.ts - self._clip_start >= self.s.MAX_CLIP_SECONDS:
+            self.sink.close(ev, True, "maximum clip length")
+            ev.part += 1
+            self._clip_start = frame.ts
+            self.sink.open(ev, [frame])
+        else:
+            self.sink.write(frame)
+
+    def _start(self, frame: Frame):
+        self.events_started += 1
+        first = self._run[0][0].ts
+        ev = Event(number=self.events_started, trigger_ts=frame.ts, first_motion_ts=first, last_motion_ts=first)
+        for f, r in self._run:
+            ev.note_motion(f, r)
+        self._run.clear()
+        frames = self.buffer.drain()
+        self._clip_start = frames[0].ts if frames else frame.ts
+        if not frames or frames[-1] is not frame:
+            frames.append(frame)
+        self.event = ev
+        log.info("event %d triggered (score %.4f, %d boxes)", ev.number, ev.peak_score, len(ev.peak_boxes))
+        self.sink.open(ev, frames)
+
+    def _finish(self, reason: str):
+        ev, self.event = self.event, None
+        keep = ev.motion_seconds >= self.s.MIN_EVENT_SECONDS
+        if not keep:
+            self.dropped_events += 1
+            log.info("event %d dropped: motion lasted %.2f s, less than MIN_EVENT_SECONDS %.2f",
+                     ev.number, ev.motion_seconds, self.s.MIN_EVENT_SECONDS)
+        self.sink.close(ev, keep, reason)
+
+    def finish(self, reason: str):
+        """The source ended or was lost, or we were asked to stop: close the open clip."""
+        if self.event is not None:
+            self._finish(reason)
+        self._run.clear()
+        self.buffer.clear()

@@ -1,0 +1,114 @@
+"""source -> motion -> events -> sink, with reconnects for live sources."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from .errors import SourceError
+from .events import EventController
+from .motion import MotionDetector
+from .settings import Settings
+from .sinks import EventLogSink, SourceInfo
+from .source import SourceSpec, VideoSource
+
+log = logging.getLogger("nvr_cli.pipeline")
+
+
+@dataclass
+class RunStats:
+    frames: int = 0
+    events: int = 0
+    dropped_events: int = 0
+    connects: int = 0
+    reason: str = ""
+    first_ts: Optional[float] = None
+
+
+class Pipeline:
+    """Runs one source until it ends (files), we are stopped, or reconnects are exhausted (live)."""
+
+    def __init__(self, settings: Settings, spec: SourceSpec, sink: EventLogSink, *,
+                 stop: Optional[threading.Event] = None, realtime: bool = False,
+                 on_open: Optional[Callable[[VideoSource], None]] = None,
+                 on_frame: Optional[Callable[[int], None]] = None):
+        self.s = settings
+        self.spec = spec
+        self.sink = sink
+        self.stop = stop or threading.Event()
+        self.realtime = realtime
+        self.on_open = on_open
+        self.on_frame = on_frame
+        self.controller = EventController(settings, sink)
+        self.stats = RunStats()
+
+    def _open(self) -> VideoSource:
+        s = self.s
+        return VideoSource(self.spec, rtsp_transport=s.RTSP_TRANSPORT, open_timeout=s.OPEN_TIMEOUT_SECS,
+                           read_timeout=s.READ_TIMEOUT_SECS, realtime=self.realtime).open()
+
+    def run(self) -> RunStats:
+        s, spec = self.s, self.spec
+        failures, delay, outage_since = 0, s.RECONNECT_DELAY_SECS, None
+        while not self.stop.is_set():
+            try:
+                src = self._open()
+            except SourceError as e:
+                if not spec.live:
+                    raise
+                failures += 1
+                if outage_since is None:
+                    outage_since = time.time()
+                    log.warning("camera %s unavailable: %s; retrying with backoff", spec.display, str(e).split(": ", 1)[-1])
+                else:
+                    log.debug("reconnect attempt %d failed: %s", failures, e)
+                if s.RECONNECT_ATTEMPTS and failures >= s.RECONNECT_ATTEMPTS:
+                    raise SourceError(f"{e} (gave up after {failures} attempts)") from None
+                self.stop.wait(delay)
+                delay = min(delay * 2, s.RECONNECT_MAX_DELAY_SECS)
+                continue
+            if outage_since is not None:
+                log.warning("camera %s is back after %.1f s", spec.display, time.time() - outage_since)
+            failures, delay, outage_since = 0, s.RECONNECT_DELAY_SECS, None
+            self.stats.connects += 1
+            try:
+                self._consume(src)
+            finally:
+                src.close()
+            if not spec.live:
+                break
+            if not self.stop.is_set():
+                outage_since = time.time()
+                log.warning("camera %s lost: %s; reconnecting", spec.display, src.end_reason or "stream ended")
+        self.stats.events = sum(1 for r in self.sink.records if r.part == 1)
+        self.stats.dropped_events = self.controller.dropped_events
+        return self.stats
+
+    def _consume(self, src: VideoSource):
+        log.info("opened %s: %dx%d, %.3g fps, codec %s", src.spec.display, src.size[0], src.size[1],
+                 src.fps, src.codec or "?")
+        if self.on_open:
+            self.on_open(src)
+        detector = MotionDetector(self.s, src.size)
+        controller = self.controller
+        started = False
+        for frame in src.frames(self.stop):
+            if not started:
+                started = True
+                offset = 0.0 if src.spec.live else time.time() - frame.ts
+                if self.stats.first_ts is None:
+                    self.stats.first_ts = frame.ts
+                self.sink.set_source(SourceInfo(src.spec.display, src.size, src.fps, src.spec.live, offset))
+                controller.connected(frame.ts)
+            result = detector.process(frame.image)
+            controller.step(frame, result)
+            self.stats.frames += 1
+            if self.on_frame:
+                self.on_frame(frame.index)
+        reason = "stopped" if self.stop.is_set() else (src.end_reason or "source ended")
+        self.stats.reason = reason
+        if src.dropped:
+            log.warning("%d frames dropped because analysis fell behind the camera", src.dropped)
+        controller.finish(reason)

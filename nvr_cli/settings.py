@@ -1,0 +1,279 @@
+"""Typed, validated settings: defaults, then config.py, then the machine's overrides, then options.
+
+Config files are plain Python (the format users of the original recorder already have). They
+are read once here, at the edge, into a frozen ``Settings``; the rest of the package never
+looks at a config file or a raw dict.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import logging
+import os
+import runpy
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from .errors import ConfigError
+from .geometry import Polygon, parse_polygon
+
+ENV_HOME = "NVR_CLI_HOME"
+MACHINE_FILE = "machine_specific_configuration.py"
+
+# Names from the original recorder's config that no longer do anything: accepted with a warning
+# so an old machine_specific_configuration.py keeps working.
+LEGACY_NAMES = {"FOURCC_CODEC", "OUTPUT_FILES_EXTENSION", "OUTPUT_FRAME_RATE", "APP_ROOT"}
+
+
+# --- checkers: each takes a raw value and returns the typed one, or raises ValueError ---------
+
+def _number(kind=float, lo=None, hi=None):
+    def check(v):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError(f"expected a number, got {type(v).__name__} {v!r}")
+        if kind is int and float(v) != int(v):
+            raise ValueError(f"expected a whole number, got {v!r}")
+        v = kind(v)
+        if lo is not None and v < lo:
+            raise ValueError(f"must be at least {lo}, got {v}")
+        if hi is not None and v > hi:
+            raise ValueError(f"must be at most {hi}, got {v}")
+        return v
+    check.kind = kind
+    return check
+
+
+def _flag(v):
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        return v.lower() in ("1", "true", "yes", "on")
+    raise ValueError(f"expected True or False, got {v!r}")
+
+
+def _text(*, allow_none=False, choices=None):
+    def check(v):
+        if v is None and allow_none:
+            return None
+        if not isinstance(v, str) or not v:
+            raise ValueError(f"expected a non-empty string, got {v!r}")
+        if choices and v not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}, got {v!r}")
+        return v
+    return check
+
+
+def _odd_blur(v):
+    v = _number(int, 1, 101)(v)
+    if v % 2 == 0:
+        raise ValueError(f"must be odd (a Gaussian kernel size), got {v}")
+    return v
+
+
+_odd_blur.kind = int
+
+
+def _camera_name(v):
+    v = _text()(v)
+    if any(c in v for c in "/\\\0") or v in (".", ".."):
+        raise ValueError(f"must be usable as a folder name, got {v!r}")
+    return v
+
+
+def _source(v):
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (str, int)):
+        raise ValueError(f"expected a URL, a file path or a camera index, got {v!r}")
+    return str(v)
+
+
+def _scale(v):
+    if v is None:
+        return None
+    if (isinstance(v, (tuple, list)) and len(v) == 2
+            and all(isinstance(x, int) and not isinstance(x, bool) and 16 <= x <= 8192 for x in v)):
+        return (int(v[0]), int(v[1]))
+    raise ValueError(f"expected None or (width, height) in pixels, got {v!r}")
+
+
+def _polygons(v):
+    if v is None:
+        return ()
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, (list, tuple)):
+        raise ValueError(f"expected a list of polygons, got {v!r}")
+    return tuple(p if isinstance(p, Polygon) else parse_polygon(p) for p in v)
+
+
+def _subfolder_func(v):
+    if v is None or callable(v):
+        return v
+    raise ValueError(f"expected a function subFolderNameGeneratorFunc(dts) or None, got {v!r}")
+
+
+def _log_level(v):
+    if isinstance(v, int) and not isinstance(v, bool) and v in (10, 20, 30, 40, 50):
+        return logging.getLevelName(v)
+    if isinstance(v, str) and v.upper() in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        return v.upper()
+    raise ValueError(f"expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got {v!r}")
+
+
+def _opt_path(v):
+    if v is None:
+        return None
+    return _text()(v)
+
+
+def _setting(default, check, doc, option=None):
+    return field(default=default, metadata={"check": check, "doc": doc, "option": option})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the recorder, validated. ``config.py`` documents the same names."""
+
+    # source
+    cam: Optional[str] = _setting(None, _source, "camera: RTSP/HTTP URL, USB index, /dev/videoN or a file", "SOURCE")
+    CAMERA_NAME: str = _setting("camera", _camera_name, "camera name: folder and file prefix", "--name")
+    RTSP_TRANSPORT: str = _setting("tcp", _text(choices=("tcp", "udp")), "RTSP transport", "--rtsp-transport")
+    OPEN_TIMEOUT_SECS: float = _setting(10.0, _number(float, 0.5, 300), "give up opening a source after this", "--open-timeout")
+    READ_TIMEOUT_SECS: float = _setting(10.0, _number(float, 0.5, 300), "a live source silent this long is lost", "--read-timeout")
+    RECONNECT_DELAY_SECS: float = _setting(1.0, _number(float, 0.1, 600), "first wait before reconnecting")
+    RECONNECT_MAX_DELAY_SECS: float = _setting(30.0, _number(float, 0.1, 3600), "longest wait between reconnects")
+    RECONNECT_ATTEMPTS: int = _setting(0, _number(int, 0), "give up after this many failed opens in a row (0: never)", "--retries")
+    # motion
+    scaleFrameTo: Optional[tuple] = _setting(None, _scale, "(width, height) to analyse at; None: MOTION_FRAME_WIDTH keeping aspect", None)
+    MOTION_FRAME_WIDTH: int = _setting(500, _number(int, 32, 4096), "width analysed when scaleFrameTo is None", "--frame-width")
+    MOTION_BLUR_SIZE: int = _setting(21, _odd_blur, "Gaussian blur kernel (odd)", "--blur")
+    MOTION_PIXEL_THRESHOLD: int = _setting(25, _number(int, 1, 255), "grey-level change that marks a pixel changed", "--threshold")
+    MOTION_DILATE_ITERATIONS: int = _setting(8, _number(int, 0, 50), "dilate iterations (3x3)", "--dilate")
+    MOTION_ERODE_ITERATIONS: int = _setting(4, _number(int, 0, 50), "erode iterations (3x3)", "--erode")
+    MOTION_MIN_SCORE: float = _setting(0.003, _number(float, 0, 1), "changed-pixel fraction that counts as motion", "--min-score")
+    MOTION_MIN_CONTOUR_AREA: int = _setting(150, _number(int, 0), "smallest contour kept, in analysed pixels", "--min-area")
+    MOTION_TRIGGER_FRAMES: int = _setting(3, _number(int, 1, 100), "consecutive motion frames that start an event", "--trigger-frames")
+    LIGHTING_REJECT: bool = _setting(True, _flag, "treat whole-frame changes as lighting, not motion", "--lighting-reject/--no-lighting-reject")
+    LIGHTING_MAX_CHANGED_FRACTION: float = _setting(0.5, _number(float, 0.01, 1), "changed fraction above which it is lighting")
+    LIGHTING_BRIGHTNESS_JUMP: float = _setting(8.0, _number(float, 0.5, 255), "mean grey-level jump between frames that is lighting")
+    MASKS: tuple = _setting((), _polygons, "exclusion polygons in source pixels", "--mask")
+    REGIONS: tuple = _setting((), _polygons, "include-only polygons in source pixels", "--region")
+    INITIAL_WAIT_INTERVAL_BEFORE_MOTION_DETECTION_SECS: float = _setting(5.0, _number(float, 0, 600), "no motion detection this long after each (re)connect", "--initial-wait")
+    # events
+    MINIMAL_MOTION_DURATION: float = _setting(10.0, _number(float, 0, 3600), "each motion keeps the event going this long", "--motion-duration")
+    PRE_ALARM_RECORDING_SECONDS: float = _setting(5.0, _number(float, 0, 120), "seconds before the trigger included in the clip", "--pre-alarm")
+    PRE_ALARM_MAX_MB: float = _setting(512.0, _number(float, 1, 65536), "memory cap of the pre-alarm buffer", "--pre-alarm-max-mb")
+    POST_CAPTURE_SECONDS: float = _setting(2.0, _number(float, 0, 3600), "seconds recorded after the motion window closes", "--post-capture")
+    MIN_EVENT_SECONDS: float = _setting(0.0, _number(float, 0, 3600), "drop events whose motion lasted less than this", "--min-event")
+    MAX_CLIP_SECONDS: float = _setting(600.0, _number(float, 1, 86400), "split longer events into consecutive clips", "--max-clip")
+    # output
+    PATH_FOR_VIDEO: str = _setting("./video", _text(), "storage root", "--output")
+    subFolderNameGeneratorFunc: Optional[Callable] = _setting(None, _subfolder_func, "subFolderNameGeneratorFunc(dts) -> subfolder; dts is UTC")
+    LOCAL_TIME: bool = _setting(True, _flag, "folders and file names in local time (False: UTC)", "--local-time/--utc")
+    VIDEO_CRF: int = _setting(23, _number(int, 0, 51), "H.264 quality (lower is better)", "--crf")
+    VIDEO_PRESET: str = _setting("veryfast", _text(choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow")), "x264 preset", "--preset")
+    FFMPEG_PATH: Optional[str] = _setting(None, _opt_path, "ffmpeg to use; None: system ffmpeg, else imageio-ffmpeg's")
+    # logging (names of the original recorder)
+    LOG_FILE_PATH: Optional[str] = _setting(None, _opt_path, "rotating log file; None: no file", "--log-file")
+    APP_LOG_LEVEL: str = _setting("INFO", _log_level, "log level", "--log-level")
+    MAIN_LOG_FILE_MAX_SIZE: int = _setting(32 * 1024 * 1024, _number(int, 1024), "rotate the log file at this many bytes")
+    LOG_BACKUPS_COUNT: int = _setting(20, _number(int, 0, 1000), "rotated log files kept")
+    LOG_FORMAT: str = _setting("%(asctime)s - %(levelname)s - %(message)s", _text(), "logging format string")
+    LOG_TO_CONSOLE: bool = _setting(True, _flag, "copy log lines to stderr")
+
+    def replace(self, **changes) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+DEFAULT_SOURCE = "default"
+
+
+@dataclass
+class LoadedSettings:
+    """The effective settings and, for each name, where its value came from."""
+
+    settings: Settings
+    origins: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
+
+
+def home_dir() -> Path:
+    """Where config.py and machine_specific_configuration.py live."""
+    env = os.environ.get(ENV_HOME)
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent
+
+
+def read_config_file(path: Path) -> dict:
+    """Run a Python config file and return its public data names."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, not a config file")
+    if not path.exists():
+        raise ConfigError(f"{path}: config file not found")
+    if not os.access(path, os.R_OK):
+        raise ConfigError(f"{path}: config file is not readable")
+    try:
+        names = runpy.run_path(str(path), run_name="nvr_cli_config")
+    except SyntaxError as e:
+        raise ConfigError(f"{path}:{e.lineno}: syntax error: {e.msg}") from None
+    except Exception as e:  # noqa: BLE001 - any failure in user code is a config error
+        raise ConfigError(f"{path}: error while reading: {type(e).__name__}: {e}") from None
+    return {k: v for k, v in names.items() if not k.startswith("_")}
+
+
+def _is_helper(value: Any) -> bool:
+    """Functions, classes and imported modules in a config file are helpers, not settings."""
+    return isinstance(value, (types.ModuleType, type, types.FunctionType, types.BuiltinFunctionType))
+
+
+def _unknown(name: str, origin: str) -> ConfigError:
+    guess = difflib.get_close_matches(name, FIELDS, n=1, cutoff=0.6)
+    if not guess:
+        lower = {k.lower(): k for k in FIELDS}
+        guess = difflib.get_close_matches(name.lower(), lower, n=1, cutoff=0.6)
+        guess = [lower[g] for g in guess]
+    hint = f"; did you mean {guess[0]}?" if guess else ""
+    return ConfigError(f"{origin}: unknown setting {name!r}{hint}")
+
+
+def load_settings(config_path: Optional[str] = None, overrides: Optional[dict] = None) -> LoadedSettings:
+    """Layer defaults < config.py < machine file (or ``config_path``) < ``overrides``; validate once."""
+    raw = {name: f.default for name, f in FIELDS.items()}
+    origins = {name: DEFAULT_SOURCE for name in FIELDS}
+    warnings = []
+    home = home_dir()
+    layers = []
+    if (home / "config.py").is_file():
+        layers.append(home / "config.py")
+    if config_path:
+        layers.append(Path(config_path))
+    elif (home / MACHINE_FILE).is_file():
+        layers.append(home / MACHINE_FILE)
+
+    for path in layers:
+        label = f"{DEFAULT_SOURCE} ({path})" if path.name == "config.py" and path.parent == home else str(path)
+        for name, value in read_config_file(path).items():
+            if name in FIELDS:
+                raw[name], origins[name] = value, label
+            elif name in LEGACY_NAMES:
+                warnings.append(f"{path}: {name} is no longer used (clips are H.264 MP4); ignored")
+            elif not _is_helper(value) and name not in ("os", "logging"):
+                raise _unknown(name, str(path))
+    for name, value in (overrides or {}).items():
+        if name not in FIELDS:
+            raise _unknown(name, "command line")
+        raw[name], origins[name] = value, "command line"
+
+    typed = {}
+    for name, f in FIELDS.items():
+        try:
+            typed[name] = f.metadata["check"](raw[name])
+        except ValueError as e:
+            raise ConfigError(f"{origins[name]}: {name}: {e}") from None
+    return LoadedSettings(Settings(**typed), origins, warnings)

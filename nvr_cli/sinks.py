@@ -1,0 +1,244 @@
+"""What happens to an event's frames: written as clips (record, scan --extract) or only listed (scan)."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from . import storage
+from .clipwriter import open_writer
+from .errors import StorageError
+from .events import Event
+from .frames import Frame
+from .settings import Settings
+
+log = logging.getLogger("nvr_cli.sinks")
+
+# settings that shape an event, recorded in every sidecar
+EVENT_SETTINGS = ("MOTION_FRAME_WIDTH", "scaleFrameTo", "MOTION_BLUR_SIZE", "MOTION_PIXEL_THRESHOLD",
+                  "MOTION_DILATE_ITERATIONS", "MOTION_ERODE_ITERATIONS", "MOTION_MIN_SCORE",
+                  "MOTION_MIN_CONTOUR_AREA", "MOTION_TRIGGER_FRAMES", "LIGHTING_REJECT",
+                  "MASKS", "REGIONS", "MINIMAL_MOTION_DURATION", "PRE_ALARM_RECORDING_SECONDS",
+                  "POST_CAPTURE_SECONDS", "MIN_EVENT_SECONDS", "MAX_CLIP_SECONDS")
+
+
+@dataclass
+class SourceInfo:
+    """What a sink needs to know of the source it records."""
+
+    display: str
+    size: tuple
+    fps: float
+    live: bool
+    clock_offset: float = 0.0  # add to a frame's ts to get wall-clock time
+
+
+@dataclass
+class EventRecord:
+    """One finished clip (one part of an event), in source time."""
+
+    event: int
+    part: int
+    start: float
+    end: float
+    trigger: float
+    frames: int
+    peak_score: float
+    motion_seconds: float
+    motion_frames: int
+    union_box: Optional[list]
+    reason: str
+    kept: bool
+    clip: Optional[Path] = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def pre_alarm(self) -> float:
+        return max(0.0, self.trigger - self.start) if self.part == 1 else 0.0
+
+    def as_dict(self, origin: float = 0.0) -> dict:
+        d = {"event": self.event, "part": self.part,
+             "start": round(self.start - origin, 3), "end": round(self.end - origin, 3),
+             "trigger": round(self.trigger - origin, 3), "duration": round(self.end - self.start, 3),
+             "pre_alarm_seconds": round(self.pre_alarm, 3), "frames": self.frames,
+             "peak_score": round(self.peak_score, 5), "motion_seconds": round(self.motion_seconds, 3),
+             "motion_frames": self.motion_frames, "motion_box": self.union_box, "end_reason": self.reason}
+        if self.clip:
+            d["clip"] = str(self.clip)
+        return d
+
+
+class EventLogSink:
+    """Lists events without writing anything: what ``scan`` does by default."""
+
+    def __init__(self):
+        self.source: Optional[SourceInfo] = None
+        self.records: list = []
+        self._first: Optional[Frame] = None
+        self._last: Optional[Frame] = None
+        self._count = 0
+
+    def set_source(self, info: SourceInfo):
+        self.source = info
+
+    def open(self, event: Event, frames: list):
+        self._first, self._count = frames[0], 0
+        for f in frames:
+            self.write(f)
+
+    def write(self, frame: Frame):
+        self._last = frame
+        self._count += 1
+
+    def close(self, event: Event, keep: bool, reason: str):
+        rec = self._record(event, keep, reason)
+        if keep:
+            self.records.append(rec)
+
+    def _record(self, event: Event, keep: bool, reason: str) -> EventRecord:
+        fps = self.source.fps or 15.0
+        return EventRecord(event=event.number, part=event.part, start=self._first.ts,
+                           end=self._last.ts + 1.0 / fps, trigger=event.trigger_ts, frames=self._count,
+                           peak_score=event.peak_score, motion_seconds=event.motion_seconds,
+                           motion_frames=event.motion_frames,
+                           union_box=list(event.union_box) if event.union_box else None, reason=reason, kept=keep)
+
+
+class ClipSink(EventLogSink):
+    """Writes each event as an H.264 MP4 with a JSON sidecar and a thumbnail of the peak frame."""
+
+    def __init__(self, settings: Settings, *, ffmpeg: Optional[str], on_clip: Optional[Callable] = None):
+        super().__init__()
+        self.s = settings
+        self.ffmpeg = ffmpeg
+        self.on_clip = on_clip
+        self.writer = None
+        self.part: Optional[Path] = None
+        self.failed: Optional[str] = None
+        self._fps = 0.0
+        self._slots = 0  # output frames written, incl. duplicates that keep file time = source time
+        self._t0 = 0.0
+
+    def _clip_fps(self, frames: list) -> float:
+        src = self.source
+        if not src.live:
+            return src.fps or 15.0
+        measured = (len(frames) - 1) / (frames[-1].ts - frames[0].ts) if len(frames) > 10 and frames[-1].ts > frames[0].ts else 0
+        if src.fps and (not measured or abs(measured - src.fps) / src.fps < 0.25):
+            return src.fps
+        return measured or src.fps or 15.0
+
+    def open(self, event: Event, frames: list):
+        self.failed = None
+        self._fps = self._clip_fps(frames)
+        self._t0 = frames[0].ts
+        self._slots = 0
+        self._first, self._count = frames[0], 0
+        wall = frames[0].ts + self.source.clock_offset
+        try:
+            folder = storage.clip_dir(self.s.PATH_FOR_VIDEO, self.s.CAMERA_NAME, wall,
+                                      self.s.LOCAL_TIME, self.s.subFolderNameGeneratorFunc)
+            storage.make_dirs(folder)
+            final = storage.new_clip_path(folder, self.s.CAMERA_NAME, wall, self.s.LOCAL_TIME)
+            self.part = storage.part_path(final)
+            self.writer = open_writer(self.part, self.source.size, self._fps, ffmpeg=self.ffmpeg,
+                                      crf=self.s.VIDEO_CRF, preset=self.s.VIDEO_PRESET)
+        except StorageError as e:
+            self._fail(e)
+        log.info("recording %s (event %d part %d, %d pre-alarm frames)",
+                 self.part.name if self.part else "-", event.number, event.part, len(frames))
+        for f in frames:
+            self.write(f)
+
+    def _fail(self, e: Exception):
+        self.failed = str(e)
+        log.error("%s; this clip stops here, recording carries on", e)
+        if self.writer is not None:
+            self.writer.abort()
+        self.writer = None
+
+    def write(self, frame: Frame):
+        super().write(frame)
+        if self.writer is None:
+            return
+        try:
+            if self.source.live:
+                self.writer.write(frame.image)
+                self._slots += 1
+                return
+            # files: place frames by presentation time, so variable-frame-rate footage keeps its timing
+            slot = int((frame.ts - self._t0) * self._fps + 0.5)
+            if slot < self._slots:
+                return
+            fill = min(slot - self._slots, int(self._fps * 2))
+            for _ in range(fill):
+                self.writer.write(self._prev.image)
+            self.writer.write(frame.image)
+            self._slots += fill + 1
+        except StorageError as e:
+            self._fail(e)
+        finally:
+            self._prev = frame
+
+    def close(self, event: Event, keep: bool, reason: str):
+        rec = self._record(event, keep, reason)
+        part, self.part = self.part, None
+        writer, self.writer = self.writer, None
+        if writer is not None:
+            try:
+                writer.close()
+            except StorageError as e:
+                self.failed = str(e)
+                log.error("%s", e)
+        if part is None or not part.exists():
+            return
+        if not keep:
+            part.unlink(missing_ok=True)
+            return
+        try:
+            final = storage.finalize(part, self.ffmpeg)
+        except OSError as e:
+            log.error("cannot finish %s: %s; it stays as %s (playable)", part.name, e.strerror, part.name)
+            return
+        rec.clip = final
+        self._write_sidecar(final, event, rec)
+        self.records.append(rec)
+        log.info("clip %s: %.1f s, %d frames, %.1f s pre-alarm (%s)",
+                 final, rec.end - rec.start, rec.frames, rec.pre_alarm, reason)
+        if self.on_clip:
+            self.on_clip(rec)
+
+    def _write_sidecar(self, final: Path, event: Event, rec: EventRecord):
+        off, lt = self.source.clock_offset, self.s.LOCAL_TIME
+        thumb = final.with_suffix(".jpg")
+        try:
+            if event.peak_frame is not None:
+                storage.write_thumbnail(thumb, event.peak_frame.image, event.peak_boxes)
+            data = {
+                "camera": self.s.CAMERA_NAME, "source": self.source.display, "clip": final.name,
+                "thumbnail": thumb.name if thumb.exists() else None,
+                "event": event.number, "part": event.part,
+                "start": storage.iso(rec.start + off, lt), "end": storage.iso(rec.end + off, lt),
+                "trigger": storage.iso(rec.trigger + off, lt),
+                "duration_seconds": round(rec.end - rec.start, 3),
+                "pre_alarm_seconds": round(rec.pre_alarm, 3),
+                "frames": rec.frames, "fps": round(self._fps, 3),
+                "width": self.source.size[0], "height": self.source.size[1],
+                "peak_score": round(event.peak_score, 5),
+                "motion": {"frames": event.motion_frames, "seconds": round(event.motion_seconds, 3),
+                           "box": rec.union_box, "peak_boxes": [list(b) for b in event.peak_boxes]},
+                "end_reason": rec.reason, "error": self.failed,
+                "settings": {k: _plain(getattr(self.s, k)) for k in EVENT_SETTINGS},
+            }
+            storage.write_json(final.with_suffix(".json"), data)
+        except StorageError as e:
+            log.error("%s (the clip itself is complete)", e)
+
+
+def _plain(value):
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if hasattr(value, "points"):
+        return str(value)
+    return value

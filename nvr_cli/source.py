@@ -1,0 +1,240 @@
+"""Video sources through OpenCV: RTSP, HTTP (MJPEG), USB cameras and files.
+
+Frames are read on their own thread. For live sources the queue between reader and
+analysis drops its oldest frame when full, so a slow step never makes us fall behind
+the camera; for files it blocks, so no frame is ever skipped.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import re
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional
+
+import cv2
+
+from .errors import SourceError
+from .ffmpeg import find_ffmpeg
+from .frames import Frame
+from .redact import redact
+
+log = logging.getLogger("nvr_cli.source")
+
+LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https")
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    kind: str  # "rtsp", "http", "usb" or "file"
+    target: object  # URL, device index or path
+    text: str  # what the user typed
+
+    @property
+    def live(self) -> bool:
+        return self.kind != "file"
+
+    @property
+    def display(self) -> str:
+        return redact(self.text)
+
+
+def parse_source(text) -> SourceSpec:
+    """Classify a source string; a file that cannot be read is an error here, before any work."""
+    text = str(text).strip()
+    if not text:
+        raise SourceError("empty source: give an RTSP/HTTP URL, a camera index, /dev/videoN or a video file")
+    if text.isdigit():
+        return SourceSpec("usb", int(text), text)
+    if re.fullmatch(r"/dev/video\d+", text):
+        if not os.path.exists(text):
+            raise SourceError(f"{text}: no such camera device")
+        return SourceSpec("usb", text, text)
+    m = re.match(r"([a-zA-Z][a-zA-Z0-9+.-]*)://", text)
+    if m:
+        scheme = m.group(1).lower()
+        if scheme not in LIVE_SCHEMES:
+            raise SourceError(f"{redact(text)}: unsupported URL scheme {scheme!r} (use rtsp://, http:// or a file path)")
+        rest = text[m.end():]
+        host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
+        if not host or host.startswith(":"):
+            raise SourceError(f"{redact(text)}: URL has no host")
+        return SourceSpec("rtsp" if scheme.startswith("rtsp") else "http", text, text)
+    path = Path(text)
+    if path.is_dir():
+        raise SourceError(f"{text}: is a directory, not a video file")
+    if not path.exists():
+        raise SourceError(f"{text}: no such file (and not a URL or camera index)")
+    if not os.access(path, os.R_OK):
+        raise SourceError(f"{text}: file is not readable (permission denied)")
+    return SourceSpec("file", str(path), text)
+
+
+def diagnose(spec: SourceSpec, timeout: float) -> str:
+    """Why a network source failed to open, in words a user can act on (asks ffmpeg)."""
+    ffmpeg = find_ffmpeg(required=False)
+    if spec.kind not in ("rtsp", "http") or not ffmpeg:
+        return "cannot open"
+    cmd = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error"]
+    if spec.kind == "rtsp":
+        cmd += ["-rtsp_transport", "tcp", "-timeout", str(int(timeout * 1e6))]
+    else:
+        cmd += ["-rw_timeout", str(int(timeout * 1e6))]
+    cmd += ["-i", spec.target, "-frames:v", "1", "-f", "null", "-"]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 5).stderr
+    except subprocess.TimeoutExpired:
+        return "timed out (host unreachable or not answering)"
+    low = out.lower()
+    for needle, words in (
+        ("401", "wrong user name or password (401 Unauthorized)"),
+        ("403", "access forbidden (403)"),
+        ("404", "no such stream on the server (404 Not Found): check the path"),
+        ("connection refused", "connection refused: nothing listens on that host and port"),
+        ("name or service not known", "unknown host"),
+        ("failed to resolve", "unknown host"),
+        ("temporary failure in name resolution", "unknown host"),
+        ("no route to host", "no route to host"),
+        ("timed out", "timed out (host unreachable or not answering)"),
+        ("invalid data", "the server's data is not a video stream"),
+    ):
+        if needle in low:
+            return words
+    lines = [line for line in out.strip().splitlines() if line.strip()]
+    return redact(lines[-1]) if lines else "cannot open (no frames)"
+
+
+class VideoSource:
+    """An opened source yielding ``Frame`` objects; ``close()`` always safe to call."""
+
+    def __init__(self, spec: SourceSpec, *, rtsp_transport="tcp", open_timeout=10.0, read_timeout=10.0,
+                 realtime=False, queue_seconds=2.0):
+        self.spec = spec
+        self.rtsp_transport = rtsp_transport
+        self.open_timeout = open_timeout
+        self.read_timeout = read_timeout
+        self.realtime = realtime
+        self.queue_seconds = queue_seconds
+        self.cap = None
+        self.fps = 0.0
+        self.size = (0, 0)
+        self.codec = ""
+        self.frame_count = 0  # files only, 0 when unknown
+        self.dropped = 0
+        self.end_reason = ""
+        self._thread = None
+        self._stop = threading.Event()
+        self._queue: Optional[queue.Queue] = None
+
+    # -- opening -----------------------------------------------------------------------------
+    def open(self) -> "VideoSource":
+        spec = self.spec
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout * 1000),
+                  cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.read_timeout * 1000)]
+        if spec.kind == "usb":
+            cap = cv2.VideoCapture(spec.target, cv2.CAP_V4L2)
+        else:
+            if spec.kind == "rtsp":
+                os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = f"rtsp_transport;{self.rtsp_transport}"
+            cap = cv2.VideoCapture(spec.target, cv2.CAP_FFMPEG, params)
+        if not cap.isOpened():
+            cap.release()
+            if spec.kind == "file":
+                raise SourceError(f"{spec.display}: not a video file OpenCV can decode (unsupported format or corrupt)")
+            if spec.kind == "usb":
+                raise SourceError(f"camera {spec.display}: cannot open (no such device, or busy)")
+            raise SourceError(f"{spec.display}: {diagnose(spec, self.open_timeout)}")
+        ok, first = cap.read()
+        if not ok or first is None:
+            cap.release()
+            what = "no frame could be decoded (corrupt file or unsupported codec)" if spec.kind == "file" else "opened but sent no frame"
+            raise SourceError(f"{spec.display}: {what}")
+        self.cap = cap
+        self.size = (first.shape[1], first.shape[0])
+        fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+        self.fps = fps if 0.5 <= fps <= 240 else 0.0
+        fourcc = int(cap.get(cv2.CAP_PROP_FOURCC) or 0)
+        self.codec = "".join(chr((fourcc >> (8 * i)) & 0xFF) for i in range(4)).strip("\0 ") if fourcc else ""
+        if spec.kind == "file":
+            self.frame_count = max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
+        depth = max(4, int((self.fps or 15) * self.queue_seconds))
+        self._queue = queue.Queue(maxsize=depth)
+        self._queue.put(self._stamp(first, 0))
+        self._thread = threading.Thread(target=self._read_loop, name="nvr-reader", daemon=True)
+        self._thread.start()
+        return self
+
+    def _stamp(self, image, index) -> Frame:
+        if self.spec.live:
+            return Frame(image, time.time(), index)
+        return Frame(image, self.cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0, index)
+
+    # -- reading -----------------------------------------------------------------------------
+    def _read_loop(self):
+        index = 1
+        live = self.spec.live
+        start_wall = time.monotonic()
+        first_ts = None
+        try:
+            while not self._stop.is_set():
+                ok, image = self.cap.read()
+                if not ok or image is None:
+                    self.end_reason = "lost" if live else "end"
+                    break
+                frame = self._stamp(image, index)
+                index += 1
+                if self.realtime and not live:
+                    first_ts = frame.ts if first_ts is None else first_ts
+                    delay = (frame.ts - first_ts) - (time.monotonic() - start_wall)
+                    if delay > 0:
+                        self._stop.wait(delay)
+                self._put(frame, live)
+        except Exception as e:  # noqa: BLE001 - a decoder failure ends the source, it must not vanish silently
+            self.end_reason = f"read error: {e}"
+        finally:
+            self._put(None, False)
+
+    def _put(self, item, drop_oldest):
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                if drop_oldest:
+                    try:
+                        self._queue.get_nowait()
+                        self.dropped += 1
+                    except queue.Empty:
+                        pass
+
+    def frames(self, stop: Optional[threading.Event] = None) -> Iterator[Frame]:
+        """Yield frames until the source ends, is lost or goes silent, or ``stop`` is set."""
+        silent_limit = self.read_timeout + 2.0
+        waited = 0.0
+        while not (stop and stop.is_set()):
+            try:
+                item = self._queue.get(timeout=0.25)
+            except queue.Empty:
+                if self.spec.live:
+                    waited += 0.25
+                    if waited >= silent_limit:
+                        self.end_reason = f"no frame for {silent_limit:.0f} s (stalled)"
+                        return
+                continue
+            waited = 0.0
+            if item is None:
+                return
+            yield item
+
+    def close(self):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.read_timeout + 2)
+        if self.cap is not None:
+            self.cap.release()
+            self.cap = None

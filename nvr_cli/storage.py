@@ -1,0 +1,134 @@
+"""Where clips go and how they become final: date folders, unique names, atomic completion."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import subprocess
+from pathlib import Path
+from typing import Callable, Optional
+
+import cv2
+
+from .errors import StorageError
+
+log = logging.getLogger("nvr_cli.storage")
+
+PART_SUFFIX = ".part.mp4"
+
+
+def local_datetime(wall_ts: float, local_time: bool = True) -> dt.datetime:
+    utc = dt.datetime.fromtimestamp(wall_ts, dt.timezone.utc)
+    return utc.astimezone() if local_time else utc
+
+
+def iso(wall_ts: float, local_time: bool = True) -> str:
+    return local_datetime(wall_ts, local_time).isoformat(timespec="milliseconds")
+
+
+def clip_dir(root, camera: str, wall_ts: float, local_time=True, subfolder_func: Optional[Callable] = None) -> Path:
+    """``root/camera/YYYY/MM/DD``; ``subfolder_func(dts)`` (dts in UTC, as the original recorder) overrides the date part."""
+    base = Path(root) / camera
+    if subfolder_func is not None:
+        try:
+            sub = subfolder_func(dt.datetime.fromtimestamp(wall_ts, dt.timezone.utc).replace(tzinfo=None))
+        except Exception as e:  # noqa: BLE001 - user code
+            raise StorageError(f"subFolderNameGeneratorFunc failed: {type(e).__name__}: {e}") from None
+        sub = str(sub or "").strip("/")
+        if ".." in Path(sub).parts:
+            raise StorageError(f"subFolderNameGeneratorFunc returned {sub!r}, which leaves the storage root")
+        return base / sub
+    d = local_datetime(wall_ts, local_time)
+    return base / f"{d:%Y}" / f"{d:%m}" / f"{d:%d}"
+
+
+def new_clip_path(folder: Path, camera: str, wall_ts: float, local_time=True) -> Path:
+    """A final clip name not yet taken by a clip, a part or a sidecar."""
+    stem = f"{camera}_{local_datetime(wall_ts, local_time):%Y%m%d-%H%M%S}"
+    n = 0
+    while True:
+        name = stem if n == 0 else f"{stem}-{n}"
+        final = folder / f"{name}.mp4"
+        if not (final.exists() or part_path(final).exists() or final.with_suffix(".json").exists()):
+            return final
+        n += 1
+
+
+def part_path(final: Path) -> Path:
+    return final.with_name(final.stem + PART_SUFFIX)
+
+
+def final_path(part: Path) -> Path:
+    return part.with_name(part.name[: -len(PART_SUFFIX)] + ".mp4")
+
+
+def make_dirs(folder: Path):
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StorageError(f"cannot create {folder}: {e.strerror}") from None
+
+
+def finalize(part: Path, ffmpeg: Optional[str]) -> Path:
+    """Turn a finished part into its final name, remuxed (stream copy) so it has an index up front."""
+    final = final_path(part)
+    if ffmpeg:
+        tmp = final.with_name("." + final.stem + ".remux.mp4")
+        r = subprocess.run([ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", str(part),
+                            "-c", "copy", "-movflags", "+faststart", "-f", "mp4", str(tmp)],
+                           capture_output=True, text=True)
+        if r.returncode == 0 and tmp.exists() and tmp.stat().st_size > 0:
+            os.replace(tmp, final)
+            part.unlink(missing_ok=True)
+            return final
+        tmp.unlink(missing_ok=True)
+        log.warning("could not remux %s (%s); keeping it as written (fragmented MP4, still playable)",
+                    part.name, (r.stderr.strip().splitlines() or ["?"])[-1])
+    os.replace(part, final)
+    return final
+
+
+def write_atomic(path: Path, data: bytes):
+    tmp = path.with_name("." + path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise StorageError(f"cannot write {path}: {e.strerror}") from None
+
+
+def write_json(path: Path, data: dict):
+    write_atomic(path, (json.dumps(data, indent=2, default=str) + "\n").encode())
+
+
+def write_thumbnail(path: Path, image, boxes) -> None:
+    img = image.copy()
+    thickness = max(2, img.shape[1] // 400)
+    for x, y, w, h in boxes:
+        cv2.rectangle(img, (x, y), (x + w, y + h), (0, 0, 255), thickness)
+    ok, jpg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    if ok:
+        write_atomic(path, jpg.tobytes())
+
+
+def recover_parts(root: Path, camera: str, ffmpeg: Optional[str]) -> list:
+    """Finish clips a killed process left as parts; they play, so they are kept, marked recovered."""
+    recovered = []
+    base = Path(root) / camera
+    if not base.is_dir():
+        return recovered
+    for part in sorted(base.rglob("*" + PART_SUFFIX)):
+        if part.stat().st_size == 0:
+            part.unlink(missing_ok=True)
+            continue
+        final = finalize(part, ffmpeg)
+        sidecar = final.with_suffix(".json")
+        if not sidecar.exists():
+            write_json(sidecar, {"camera": camera, "clip": final.name, "recovered": True,
+                                 "note": "finished after the recorder stopped unexpectedly; times not known"})
+        log.warning("recovered clip %s left by an interrupted run", final)
+        recovered.append(final)
+    return recovered
