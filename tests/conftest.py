@@ -1,0 +1,50 @@
+import os
+
+import pytest
+
+from helpers import RtspServer, Scene, find_ffmpeg, rtsp_available
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path_factory, monkeypatch):
+    """No test sees the developer's machine_specific_configuration.py."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("NVR_CLI_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def ffmpeg():
+    return find_ffmpeg()
+
+
+@pytest.fixture(scope="session")
+def scene_cache(tmp_path_factory, ffmpeg):
+    """Generated scenes, made once per session: key -> path."""
+    folder = tmp_path_factory.mktemp("scenes")
+    made = {}
+
+    def get(name="default", **kwargs):
+        if name not in made:
+            made[name] = Scene(**kwargs).write(folder / f"{name}.mp4", ffmpeg)
+        return made[name]
+
+    return get
+
+
+@pytest.fixture
+def rtsp_server():
+    if not rtsp_available():
+        if os.environ.get("NVR_CLI_REQUIRE_RTSP"):
+            pytest.fail("GStreamer's RTSP server is not installed (python3-gi, gir1.2-gst-rtsp-server-1.0)")
+        pytest.skip("GStreamer's RTSP server is not installed: run scripts/install_and_test.sh")
+    servers = []
+
+    def start(clip, **kwargs):
+        server = RtspServer(clip, **kwargs)
+        servers.append(server)
+        return server
+
+    yield start
+    for s in servers:
+        s.stop()

@@ -1,0 +1,115 @@
+"""Helpers shared by the tests: real subprocesses, real decoders, a real RTSP server."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import pytest
+
+from nvr_cli.ffmpeg import find_ffmpeg
+from nvr_cli.synthetic import NUMBER_MASK, Scene
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "data"
+RTSP_SERVER = Path(__file__).parent / "support" / "rtsp_server.py"
+DEBIAN_PYTHON = "/usr/bin/python3"
+
+
+def shared(*parts) -> Path:
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} not present (../shared is absent): skipping this real-footage case")
+    return path
+
+
+def run_cli(*args, env=None, timeout=120, check=None):
+    """Run the real console entry point in a subprocess."""
+    full_env = dict(os.environ, **(env or {}))
+    proc = subprocess.run([sys.executable, "-m", "nvr_cli", *map(str, args)], capture_output=True,
+                          text=True, env=full_env, timeout=timeout)
+    if check is not None:
+        assert proc.returncode == check, f"exit {proc.returncode}\nstdout:{proc.stdout}\nstderr:{proc.stderr}"
+    return proc
+
+
+def clips(root: Path):
+    return sorted(p for p in Path(root).rglob("*.mp4") if not p.name.endswith(".part.mp4"))
+
+
+def decode_all(path):
+    """Every frame of a video, through OpenCV."""
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, img = cap.read()
+        if not ok:
+            break
+        frames.append(img)
+    cap.release()
+    return frames
+
+
+def ffprobe(path) -> dict:
+    out = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-show_entries",
+                          "stream=codec_name,pix_fmt,nb_read_frames,width,height:format=duration,format_name",
+                          "-of", "json", str(path)], capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rtsp_available() -> bool:
+    if not Path(DEBIAN_PYTHON).exists():
+        return False
+    probe = subprocess.run([DEBIAN_PYTHON, "-c", "import gi; gi.require_version('GstRtspServer', '1.0'); "
+                            "from gi.repository import GstRtspServer"], capture_output=True)
+    return probe.returncode == 0
+
+
+class RtspServer:
+    """GStreamer's RTSP server in its own process, serving a file in a loop at real-time pace."""
+
+    def __init__(self, clip, user=None, password=None, path="/cam"):
+        self.port = free_port()
+        cmd = [DEBIAN_PYTHON, str(RTSP_SERVER), "--file", str(clip), "--port", str(self.port), "--path", path]
+        if user:
+            cmd += ["--user", user, "--password", password]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("READY"):
+            self.proc.kill()
+            raise RuntimeError(f"RTSP server did not start: {line}{self.proc.stderr.read()}")
+        cred = f"{user}:{password}@" if user else ""
+        self.url = f"rtsp://{cred}127.0.0.1:{self.port}{path}"
+
+    def toggle_stall(self):
+        self.proc.send_signal(signal.SIGUSR1)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def wait_for(predicate, timeout, interval=0.2):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
+

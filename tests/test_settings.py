@@ -1,0 +1,108 @@
+"""Settings: layering, provenance, validation with one-line errors (exit 2)."""
+import runpy
+import stat
+
+import pytest
+from click.testing import CliRunner
+
+from helpers import ROOT
+from nvr_cli.cli import cli
+from nvr_cli.errors import ConfigError
+from nvr_cli.settings import FIELDS, Settings, load_settings
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_config_py_documents_exactly_the_schema_defaults():
+    names = {k: v for k, v in runpy.run_path(str(ROOT / "config.py")).items() if not k.startswith("_")}
+    assert set(names) == set(FIELDS), set(names) ^ set(FIELDS)
+    typed = load_settings().settings  # isolated home: schema defaults only
+    for name in FIELDS:
+        assert FIELDS[name].metadata["check"](names[name]) == getattr(typed, name), name
+
+
+def test_machine_file_overrides_config_and_options_override_both(isolated_home):
+    (isolated_home / "config.py").write_text((ROOT / "config.py").read_text())
+    (isolated_home / "machine_specific_configuration.py").write_text(
+        "PRE_ALARM_RECORDING_SECONDS = 7\nCAMERA_NAME = 'yard'\n"
+        "def subFolderNameGeneratorFunc(dts):\n    return f'{dts.year}-{dts.month:02}'\n")
+    loaded = load_settings(overrides={"CAMERA_NAME": "gate"})
+    s = loaded.settings
+    assert s.PRE_ALARM_RECORDING_SECONDS == 7.0
+    assert s.CAMERA_NAME == "gate" and loaded.origins["CAMERA_NAME"] == "command line"
+    assert loaded.origins["PRE_ALARM_RECORDING_SECONDS"].endswith("machine_specific_configuration.py")
+    assert loaded.origins["MOTION_ERODE_ITERATIONS"].startswith("default")
+    assert callable(s.subFolderNameGeneratorFunc)
+    out = invoke("config", "show")
+    assert out.exit_code == 0
+    line = next(x for x in out.output.splitlines() if x.startswith("PRE_ALARM_RECORDING_SECONDS"))
+    assert "7.0" in line and "machine_specific_configuration.py" in line
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ("PRE_ALARM_RECORDNG_SECONDS = 3\n", "did you mean PRE_ALARM_RECORDING_SECONDS?"),
+    ("pre_alarm_recording_seconds = 3\n", "did you mean PRE_ALARM_RECORDING_SECONDS?"),
+    ("PRE_ALARM_RECORDING_SECONDS = 'five'\n", "expected a number"),
+    ("PRE_ALARM_RECORDING_SECONDS = -1\n", "must be at least 0"),
+    ("MOTION_BLUR_SIZE = 20\n", "must be odd"),
+    ("MOTION_DILATE_ITERATIONS = 2.5\n", "whole number"),
+    ("LOG_TO_CONSOLE = 'maybe'\n", "expected True or False"),
+    ("MASKS = ['0,0 10,10']\n", "at least 3 points"),
+    ("MASKS = ['0,0 10,x 5,5']\n", "must be numbers"),
+    ("REGIONS = 5\n", "list of polygons"),
+    ("scaleFrameTo = (500,)\n", "(width, height)"),
+    ("APP_LOG_LEVEL = 'LOUD'\n", "DEBUG, INFO"),
+    ("CAMERA_NAME = 'a/b'\n", "folder name"),
+    ("x = = 1\n", "syntax error"),
+    ("raise RuntimeError('boom')\n", "RuntimeError: boom"),
+])
+def test_bad_config_is_one_line_and_exit_2(tmp_path, body, fragment):
+    cfg = tmp_path / "bad.py"
+    cfg.write_text(body)
+    for args in (["config", "check", "--config", str(cfg)], ["record", "--config", str(cfg), "x.mp4"]):
+        out = invoke(*args)
+        assert out.exit_code == 2, out.output
+        lines = out.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("nvr-cli: error:"), out.output
+        assert fragment in lines[0]
+        assert "Traceback" not in out.output
+
+
+def test_missing_or_directory_config_file(tmp_path):
+    for target, words in ((tmp_path / "nope.py", "not found"), (tmp_path, "is a directory")):
+        out = invoke("config", "check", "--config", str(target))
+        assert out.exit_code == 2 and words in out.output
+
+
+@pytest.mark.skipif(__import__("os").geteuid() == 0, reason="root reads any file; permissions cannot be tested")
+def test_unreadable_config_file(tmp_path):
+    cfg = tmp_path / "c.py"
+    cfg.write_text("CAMERA_NAME = 'x'\n")
+    cfg.chmod(0)
+    out = invoke("config", "check", "--config", str(cfg))
+    assert out.exit_code == 2 and "not readable" in out.output
+    cfg.chmod(stat.S_IRUSR | stat.S_IWUSR)
+
+
+def test_bad_option_value_is_exit_2():
+    out = invoke("record", "--pre-alarm", "-3", "x.mp4")
+    assert out.exit_code == 2 and "PRE_ALARM_RECORDING_SECONDS" in out.output
+    out = invoke("record", "--mask", "1,2 3", "x.mp4")
+    assert out.exit_code == 2 and "polygon" in out.output
+
+
+def test_legacy_names_warn_and_helpers_are_allowed(tmp_path):
+    cfg = tmp_path / "old.py"
+    cfg.write_text("import os\nFOURCC_CODEC = 'DIVX'\ndef helper(x):\n    return x\nCAMERA_NAME = helper('old')\n")
+    loaded = load_settings(str(cfg))
+    assert loaded.settings.CAMERA_NAME == "old"
+    assert any("FOURCC_CODEC" in w for w in loaded.warnings)
+
+
+def test_settings_are_frozen():
+    with pytest.raises(Exception):
+        Settings().CAMERA_NAME = "x"
+    with pytest.raises(ConfigError):
+        load_settings(overrides={"NOPE": 1})
