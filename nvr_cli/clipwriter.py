@@ -32,7 +32,8 @@ class FfmpegWriter:
         cmd += ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p",
                 "-g", str(gop), "-keyint_min", str(gop), "-tag:v", "avc1"]
         if fragmented:
-            cmd += ["-movflags", "+frag_keyframe+empty_moov+default_base_moof"]
+            # each fragment goes to disk when it is cut, not when ffmpeg's 32 KB buffer fills
+            cmd += ["-movflags", "+frag_keyframe+empty_moov+default_base_moof", "-flush_packets", "1"]
         else:
             cmd += ["-movflags", "+faststart"]
         cmd += ["-f", "mp4", str(self.path)]
