@@ -182,9 +182,15 @@ class VideoSource:
         first_ts = None
         try:
             while not self._stop.is_set():
+                t = time.monotonic()
                 ok, image = self.cap.read()
                 if not ok or image is None:
-                    self.end_reason = "lost" if live else "end"
+                    self.end_reason = "connection lost" if live else "end"
+                    break
+                if live and time.monotonic() - t >= self.read_timeout * 0.9:
+                    # OpenCV's read timeout fired, yet read() hands out a frame the decoder still
+                    # held, one per timeout: a stalled camera would trickle on for many seconds.
+                    self.end_reason = f"no data for {self.read_timeout:g} s (stalled)"
                     break
                 frame = self._stamp(image, index)
                 index += 1
