@@ -10,6 +10,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 import click
@@ -206,6 +207,36 @@ def scan(files, config_path, as_json, csv_path, extract, progress, **opts):
     sys.exit(1 if failed else 0)
 
 
+class _Progress:
+    """A bar redrawn in place on a terminal; elsewhere (when asked for) a line every 10 %."""
+
+    def __init__(self, label: str, total: int):
+        self.label, self.total, self.done = label, max(1, total), 0
+        self.tty = sys.stderr.isatty()
+        self._shown = -1
+        self._start = time.monotonic()
+
+    def update(self, n=1):
+        self.done += n
+        pct = min(100, self.done * 100 // self.total)
+        if self.tty:
+            if pct != self._shown:
+                fps = self.done / max(1e-6, time.monotonic() - self._start)
+                bar = "#" * (pct // 4)
+                sys.stderr.write(f"\r{self.label} [{bar:<25}] {pct:3d}% {fps:6.0f} fps")
+                sys.stderr.flush()
+        elif pct // 10 != self._shown // 10:
+            sys.stderr.write(f"{self.label}: {pct}%\n")
+        self._shown = pct
+
+    def close(self):
+        if self._shown < 100:
+            self.done = self.total - 1
+            self.update()
+        if self.tty:
+            sys.stderr.write("\n")
+
+
 def _scan_one(s, spec, sink, Pipeline, show_progress):
     info = {}
     bar = None
@@ -214,21 +245,19 @@ def _scan_one(s, spec, sink, Pipeline, show_progress):
         nonlocal bar
         info.update(fps=src.fps, total=src.frame_count)
         if show_progress and src.frame_count:
-            bar = click.progressbar(length=src.frame_count, label=Path(spec.text).name, file=sys.stderr,
-                                    show_eta=True, show_percent=True)
-            bar.__enter__()
+            bar = _Progress(Path(spec.text).name, src.frame_count)
 
     def on_frame(_index):
         if bar is not None:
-            bar.update(1)
+            bar.update()
 
-    try:
-        stats = Pipeline(s, spec, sink, on_open=on_open, on_frame=on_frame).run()
-    finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
+    stats = Pipeline(s, spec, sink, on_open=on_open, on_frame=on_frame).run()
+    if bar is not None:
+        bar.close()
     fps = info.get("fps") or 0
-    duration = stats.frames / fps if fps else 0.0
+    duration = 0.0
+    if stats.last_ts is not None:  # from timestamps: right for variable frame rates too
+        duration = stats.last_ts + (1.0 / fps if fps else 0.0)
     return {"origin": 0.0, "frames": stats.frames, "fps": round(fps, 3), "duration": round(duration, 3)}
 
 

@@ -83,6 +83,8 @@ class EventController:
         ev = self.event
         if ev is None:
             self.buffer.push(frame)
+            if result is not None and result.duplicate:
+                return  # a repeated frame neither continues nor breaks a run of motion
             if not motion:
                 self._run.clear()
                 return

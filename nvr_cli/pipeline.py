@@ -25,6 +25,7 @@ class RunStats:
     connects: int = 0
     reason: str = ""
     first_ts: Optional[float] = None
+    last_ts: Optional[float] = None
 
 
 class Pipeline:
@@ -105,6 +106,7 @@ class Pipeline:
             result = detector.process(frame.image)
             controller.step(frame, result)
             self.stats.frames += 1
+            self.stats.last_ts = frame.ts
             if self.on_frame:
                 self.on_frame(frame.index)
         reason = "stopped" if self.stop.is_set() else (src.end_reason or "source ended")

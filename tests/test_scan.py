@@ -1,0 +1,137 @@
+"""scan over files: JSON/CSV/table output, --extract, real footage from ../shared."""
+import csv
+import json
+
+import pytest
+
+from helpers import NUMBER_MASK, clips, decode_all, run_cli, shared
+
+SHORT = ["--motion-duration", "1", "--post-capture", "0", "--pre-alarm", "0"]
+
+
+def scan_json(*args):
+    proc = run_cli("scan", "--json", *args, check=0)
+    return [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+def test_scan_json_events_match_the_walkers(scene_cache):
+    scene = scene_cache()
+    (result,) = scan_json(scene, "--mask", NUMBER_MASK, "--pre-alarm", "2", "--motion-duration", "1",
+                          "--post-capture", "0.5")
+    assert result["file"] == str(scene) and abs(result["duration"] - 30.0) < 0.1
+    events = result["events"]
+    assert len(events) == 2
+    for e, (walk_start, walk_end) in zip(events, [(8, 12), (19, 22)]):
+        assert walk_start <= e["trigger"] <= walk_start + 0.7
+        assert e["start"] <= e["trigger"] - 2.0  # pre-alarm included
+        assert walk_end + 1.0 <= e["end"] <= walk_end + 1.5 + 0.2  # motion window + post-capture
+        assert e["pre_alarm_seconds"] >= 2.0 and e["peak_score"] > 0 and e["motion_box"]
+
+
+def test_scan_without_events_exits_0_and_csv(tmp_path, scene_cache):
+    quiet = scene_cache("quiet", seconds=6, walkers=[])
+    scene = scene_cache()
+    out_csv = tmp_path / "events.csv"
+    proc = run_cli("scan", quiet, scene, "--mask", NUMBER_MASK, *SHORT, "--csv", out_csv, check=0)
+    assert "0 event(s)" in proc.stdout and "2 event(s)" in proc.stdout
+    rows = list(csv.DictReader(out_csv.open()))
+    assert len(rows) == 2 and {r["file"] for r in rows} == {str(scene)}
+    assert float(rows[0]["start"]) <= float(rows[0]["trigger"]) < float(rows[0]["end"])
+
+
+def test_scan_extract_writes_clips_like_record(tmp_path, scene_cache):
+    (result,) = scan_json(scene_cache(), "--mask", NUMBER_MASK, *SHORT, "--extract", "--output", tmp_path / "v",
+                          "--name", "scan")
+    files = clips(tmp_path / "v" / "scan")
+    assert len(files) == len(result["events"]) == 2
+    for f, e in zip(files, result["events"]):
+        assert e["clip"] == str(f)
+        assert len(decode_all(f)) == json.loads(f.with_suffix(".json").read_text())["frames"] == e["frames"]
+
+
+def test_scan_progress_bar_on_request(scene_cache):
+    proc = run_cli("scan", scene_cache(), "--mask", NUMBER_MASK, "--progress", check=0)
+    assert "default.mp4: 50%" in proc.stderr and "default.mp4: 100%" in proc.stderr
+
+
+def test_scan_bad_inputs_are_one_line_errors(tmp_path, scene_cache):
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40)
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(scene_cache().read_bytes()[:3000])
+    cases = [(tmp_path / "missing.mp4", "no such file"), (tmp_path, "is a directory"),
+             (corrupt, "not a video file"), (truncated, "not a video file"),
+             ("rtsp://u:pw@127.0.0.1:1/x", "scan takes video files")]
+    for target, words in cases:
+        proc = run_cli("scan", target)
+        assert proc.returncode == 1, (target, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("nvr-cli: error:") and words in lines[0], proc.stderr
+        assert ":pw@" not in proc.stderr
+
+
+def test_scan_one_bad_file_does_not_stop_the_others(tmp_path, scene_cache):
+    proc = run_cli("scan", "--json", tmp_path / "nope.mp4", scene_cache(), "--mask", NUMBER_MASK, *SHORT)
+    assert proc.returncode == 1
+    lines = [json.loads(x) for x in proc.stdout.splitlines()]
+    assert "error" in lines[0] and len(lines[1]["events"]) == 2
+
+
+# --- real footage ------------------------------------------------------------------------------
+
+def test_car_detection_auto_exposure_dips_are_not_events():
+    # cars drive through around 4-9, 14-20 and 25-28 s; the picture dims several times, also after
+    # the last car (27.9-29.8 s)
+    (result,) = scan_json(shared("video", "car-detection.mp4"), *SHORT)
+    triggers = [e["trigger"] for e in result["events"]]
+    assert len(triggers) == 3
+    for t, (a, b) in zip(triggers, [(3.5, 9), (13.5, 20), (24.5, 28)]):
+        assert a <= t <= b
+    assert all(e["end"] <= 29.5 for e in result["events"])
+
+
+def test_brightness_change_alone_is_no_event():
+    (result,) = scan_json(shared("video", "issue53_brightness_change.avi"), *SHORT)
+    assert result["events"] == []
+
+
+def test_repeated_frames_do_not_hide_people():
+    # 15 fps footage exported at 29.97 fps with irregularly repeated frames; people pass at 0-9 and 11-17 s
+    (result,) = scan_json(shared("video", "cctv_shopfront.mp4"), *SHORT)
+    triggers = [e["trigger"] for e in result["events"]]
+    assert any(0 <= t <= 3 for t in triggers) and any(10.5 <= t <= 13 for t in triggers)
+    assert not any(18 <= t <= 60 for t in triggers)
+
+
+def test_variable_frame_rate_times_come_from_timestamps():
+    region = ["--region", "631,532 841,532 841,659 631,659"]
+    (cfr,) = scan_json(shared("video", "traffic_camera.mp4"), *SHORT, *region)
+    (vfr,) = scan_json(shared("video", "traffic_camera_vfr.mp4"), *SHORT, *region)
+    # same frames: 288 at 25 fps, then the rest at 12.5 fps (twice as long)
+    switch = 288 / 25
+
+    def vfr_time(t):
+        return t if t < switch else switch + 2 * (t - switch)
+
+    assert abs(vfr["duration"] - vfr_time(cfr["duration"])) < 0.2
+    vfr_triggers = [e["trigger"] for e in vfr["events"]]
+    for e in cfr["events"]:
+        assert min(abs(vfr_time(e["trigger"]) - t) for t in vfr_triggers) < 0.2, (e, vfr_triggers)
+
+
+def test_region_limits_traffic_to_three_bursts():
+    (full,) = scan_json(shared("video", "traffic_camera.mp4"), *SHORT)
+    (region,) = scan_json(shared("video", "traffic_camera.mp4"), *SHORT,
+                          "--region", "631,532 841,532 841,659 631,659")
+    covered = sum(e["end"] - e["start"] for e in region["events"])
+    assert sum(e["end"] - e["start"] for e in full["events"]) > 20  # a busy motorway: motion throughout
+    assert covered < 12 and 3 <= len(region["events"]) <= 5
+    for e in region["events"]:
+        x0, y0, x1, y1 = e["motion_box"]
+        assert x0 >= 631 - 20 and y0 >= 532 - 20 and x1 <= 841 + 20 and y1 <= 659 + 20
+
+
+@pytest.mark.parametrize("name", ["vtest_480x360.avi", "highway_cctv_video02.avi"])
+def test_other_footage_formats_scan(name):
+    (result,) = scan_json(shared("video", name), *SHORT)
+    assert result["frames"] > 100 and result["events"]
