@@ -21,7 +21,7 @@ from .ffmpeg import find_ffmpeg
 from .geometry import parse_polygon
 from .logs import setup_logging
 from .redact import redact
-from .settings import FIELDS, Settings, load_settings
+from .settings import FIELDS, Settings, as_plain, load_settings
 from .sinks import ClipSink, EventLogSink
 from .source import VideoSource, parse_source
 
@@ -363,12 +363,10 @@ def config_group():
 def config_show(config_path, as_json):
     """Print every setting, its value and where the value came from."""
     loaded = load_settings(config_path)
-    from .sinks import _plain
-
     rows = [(name, getattr(loaded.settings, name), loaded.origins[name]) for name in FIELDS]
     if as_json:
-        click.echo(json.dumps({n: {"value": redact(v) if n == "cam" and v else _plain(v) if not callable(v) else repr(v),
-                                   "from": o} for n, v, o in rows}, indent=2))
+        click.echo(json.dumps({n: {"value": redact(v) if isinstance(v, str) else as_plain(v), "from": o}
+                               for n, v, o in rows}, indent=2))
         return
     width = max(len(n) for n in FIELDS)
     for name, value, origin in rows:

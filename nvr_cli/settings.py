@@ -189,6 +189,17 @@ class Settings:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def as_plain(value):
+    """A setting's value as JSON can hold it: polygons as their "x,y x,y ..." text."""
+    if isinstance(value, Polygon):
+        return str(value)
+    if isinstance(value, (tuple, list)):
+        return [as_plain(v) for v in value]
+    if callable(value):
+        return getattr(value, "__name__", repr(value))
+    return value
 DEFAULT_SOURCE = "default"
 
 

@@ -11,7 +11,7 @@ from .clipwriter import open_writer
 from .errors import StorageError
 from .events import Event
 from .frames import Frame
-from .settings import Settings
+from .settings import Settings, as_plain
 
 log = logging.getLogger("nvr_cli.sinks")
 
@@ -229,16 +229,8 @@ class ClipSink(EventLogSink):
                 "motion": {"frames": event.motion_frames, "seconds": round(event.motion_seconds, 3),
                            "box": rec.union_box, "peak_boxes": [list(b) for b in event.peak_boxes]},
                 "end_reason": rec.reason, "error": self.failed,
-                "settings": {k: _plain(getattr(self.s, k)) for k in EVENT_SETTINGS},
+                "settings": {k: as_plain(getattr(self.s, k)) for k in EVENT_SETTINGS},
             }
             storage.write_json(final.with_suffix(".json"), data)
         except StorageError as e:
             log.error("%s (the clip itself is complete)", e)
-
-
-def _plain(value):
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    if hasattr(value, "points"):
-        return str(value)
-    return value
