@@ -20,6 +20,7 @@ from .errors import ConfigError, NvrError, SourceError
 from .ffmpeg import find_ffmpeg
 from .geometry import parse_polygon
 from .logs import setup_logging
+from .pipeline import Pipeline
 from .redact import redact
 from .settings import FIELDS, Settings, as_plain, load_settings
 from .sinks import ClipSink, EventLogSink
@@ -86,7 +87,7 @@ def _overrides(opts: dict) -> dict:
     return out
 
 
-def _load(config_path, opts, **extra) -> Settings:
+def _load(config_path, opts, **extra) -> tuple:
     overrides = _overrides(opts)
     overrides.update({k: v for k, v in extra.items() if v is not None})
     loaded = load_settings(config_path, overrides)
@@ -134,8 +135,6 @@ def record(source, config_path, realtime, as_json, **opts):
     thumbnail. A live camera that fails is retried with backoff; SIGINT/SIGTERM finish the
     open clip and exit 0.
     """
-    from .pipeline import Pipeline
-
     s, _ = _load(config_path, opts, cam=source)
     if not s.cam:
         raise ConfigError("no source: give SOURCE or set `cam` in the config")
@@ -174,10 +173,7 @@ def scan(files, config_path, as_json, csv_path, extract, progress, **opts):
     The connect wait (INITIAL_WAIT_...) is 0 here unless given with --initial-wait.
     Exits 0 whether or not events were found, 1 if a file could not be read.
     """
-    from .pipeline import Pipeline
-
-    overrides_given = _option_name("INITIAL_WAIT_INTERVAL_BEFORE_MOTION_DETECTION_SECS")
-    wait = opts.get(overrides_given)
+    wait = opts.get(_option_name("INITIAL_WAIT_INTERVAL_BEFORE_MOTION_DETECTION_SECS"))
     s, _ = _load(config_path, opts, INITIAL_WAIT_INTERVAL_BEFORE_MOTION_DETECTION_SECS=wait if wait is not None else 0)
     ffmpeg = find_ffmpeg(s.FFMPEG_PATH, required=False) if extract else None
     show_progress = sys.stderr.isatty() if progress is None else progress
@@ -188,7 +184,7 @@ def scan(files, config_path, as_json, csv_path, extract, progress, **opts):
             if spec.live:
                 raise SourceError(f"{spec.display}: scan takes video files; use `record` for cameras")
             sink = ClipSink(s, ffmpeg=ffmpeg) if extract else EventLogSink()
-            result = _scan_one(s, spec, sink, Pipeline, show_progress)
+            result = _scan_one(s, spec, sink, show_progress)
         except SourceError as e:
             failed += 1
             click.echo(f"nvr-cli: error: {redact(e)}", err=True)
@@ -237,7 +233,7 @@ class _Progress:
             sys.stderr.write("\n")
 
 
-def _scan_one(s, spec, sink, Pipeline, show_progress):
+def _scan_one(s, spec, sink, show_progress):
     info = {}
     bar = None
 
@@ -326,7 +322,6 @@ def probe(source, config_path, snapshot, no_snapshot, as_json, open_timeout):
 @click.option("--json", "as_json", is_flag=True, help="print the clips as JSON lines")
 def demo(output, as_json):
     """Record a generated scene (no camera needed) and print where the clips are."""
-    from .pipeline import Pipeline
     from .synthetic import NUMBER_MASK, Scene
 
     out = Path(output)

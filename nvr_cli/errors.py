@@ -1,4 +1,7 @@
 """Errors the CLI turns into one line and an exit code, never a traceback."""
+import os
+from pathlib import Path
+
 
 
 class NvrError(Exception):
@@ -19,3 +22,14 @@ class SourceError(NvrError):
 
 class StorageError(NvrError):
     """The output cannot be written (permissions, a full disk)."""
+
+
+def unreadable_file(path: Path, what: str, missing: str = "not found"):
+    """Why ``path`` cannot be read as a ``what`` file, or None if it can."""
+    if path.is_dir():
+        return f"{path}: is a directory, not a {what}"
+    if not path.exists():
+        return f"{path}: {missing}"
+    if not os.access(path, os.R_OK):
+        return f"{path}: {what} is not readable (permission denied)"
+    return None

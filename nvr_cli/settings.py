@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from .errors import ConfigError
+from .errors import ConfigError, unreadable_file
 from .geometry import Polygon, parse_polygon
 
 ENV_HOME = "NVR_CLI_HOME"
@@ -223,12 +223,9 @@ def home_dir() -> Path:
 def read_config_file(path: Path) -> dict:
     """Run a Python config file and return its public data names."""
     path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"{path}: is a directory, not a config file")
-    if not path.exists():
-        raise ConfigError(f"{path}: config file not found")
-    if not os.access(path, os.R_OK):
-        raise ConfigError(f"{path}: config file is not readable")
+    problem = unreadable_file(path, "config file", "config file not found")
+    if problem:
+        raise ConfigError(problem)
     try:
         names = runpy.run_path(str(path), run_name="nvr_cli_config")
     except SyntaxError as e:

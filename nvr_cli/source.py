@@ -19,7 +19,7 @@ from typing import Iterator, Optional
 
 import cv2
 
-from .errors import SourceError
+from .errors import SourceError, unreadable_file
 from .ffmpeg import find_ffmpeg
 from .frames import Frame
 from .redact import redact
@@ -65,14 +65,10 @@ def parse_source(text) -> SourceSpec:
         if not host or host.startswith(":"):
             raise SourceError(f"{redact(text)}: URL has no host")
         return SourceSpec("rtsp" if scheme.startswith("rtsp") else "http", text, text)
-    path = Path(text)
-    if path.is_dir():
-        raise SourceError(f"{text}: is a directory, not a video file")
-    if not path.exists():
-        raise SourceError(f"{text}: no such file (and not a URL or camera index)")
-    if not os.access(path, os.R_OK):
-        raise SourceError(f"{text}: file is not readable (permission denied)")
-    return SourceSpec("file", str(path), text)
+    problem = unreadable_file(Path(text), "video file", "no such file (and not a URL or camera index)")
+    if problem:
+        raise SourceError(problem)
+    return SourceSpec("file", text, text)
 
 
 def diagnose(spec: SourceSpec, timeout: float) -> str:

@@ -3,7 +3,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 
 from helpers import NUMBER_MASK, clips, decode_all, ffprobe, free_port, wait_for
 from nvr_cli.synthetic import read_frame_number

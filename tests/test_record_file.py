@@ -7,7 +7,6 @@ import sys
 import time
 
 import cv2
-import pytest
 
 from helpers import NUMBER_MASK, clips, decode_all, ffprobe, run_cli, wait_for
 from nvr_cli.synthetic import read_frame_number
