@@ -52,8 +52,11 @@ class FfmpegWriter:
 
     def _why(self) -> str:
         self._drain.join(timeout=2)
-        text = " | ".join(x for x in self._stderr if x)
-        return text or f"ffmpeg exited with code {self.proc.poll()}"
+        lines = [x for x in self._stderr if x]
+        for cause in ("No space left on device", "Permission denied", "Disk quota exceeded", "Read-only file system"):
+            if any(cause in x for x in lines):
+                return cause.lower()
+        return lines[0] if lines else f"ffmpeg exited with code {self.proc.poll()}"
 
     def write(self, image: np.ndarray):
         if (image.shape[1], image.shape[0]) != self.size:

@@ -153,7 +153,7 @@ class ClipSink(EventLogSink):
 
     def _fail(self, e: Exception):
         self.failed = str(e)
-        log.error("%s; this clip stops here, recording carries on", e)
+        log.error("%s: this clip stops here, recording carries on", e)
         if self.writer is not None:
             self.writer.abort()
         self.writer = None
@@ -195,6 +195,16 @@ class ClipSink(EventLogSink):
             return
         if not keep:
             part.unlink(missing_ok=True)
+            return
+        if self.failed:
+            # Not complete, so it keeps its .part name (the next start finishes it, as after a
+            # crash); a file of which nothing plays is not kept at all.
+            if storage.plays(part):
+                log.error("clip %s is incomplete (%s): kept as written, it plays up to where writing stopped",
+                          part, self.failed)
+            else:
+                part.unlink(missing_ok=True)
+                log.error("nothing of clip %s could be saved (%s)", part.name, self.failed)
             return
         try:
             final = storage.finalize(part, self.ffmpeg)

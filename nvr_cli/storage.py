@@ -89,6 +89,17 @@ def finalize(part: Path, ffmpeg: Optional[str]) -> Path:
     return final
 
 
+def plays(path: Path) -> bool:
+    """Whether at least one frame of ``path`` decodes."""
+    if not path.exists() or path.stat().st_size == 0:
+        return False
+    cap = cv2.VideoCapture(str(path))
+    try:
+        return cap.isOpened() and cap.read()[0]
+    finally:
+        cap.release()
+
+
 def write_atomic(path: Path, data: bytes):
     tmp = path.with_name("." + path.name + ".tmp")
     try:
@@ -121,7 +132,8 @@ def recover_parts(root: Path, camera: str, ffmpeg: Optional[str]) -> list:
     if not base.is_dir():
         return recovered
     for part in sorted(base.rglob("*" + PART_SUFFIX)):
-        if part.stat().st_size == 0:
+        if not plays(part):
+            log.warning("deleting %s left by an interrupted run: not one frame of it plays", part)
             part.unlink(missing_ok=True)
             continue
         final = finalize(part, ffmpeg)

@@ -1,0 +1,41 @@
+"""A disk that fills up while recording: a real, small tmpfs mounted by the test (needs root)."""
+import json
+import subprocess
+
+import pytest
+
+from helpers import NUMBER_MASK, clips, decode_all, run_cli
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({r.stderr.strip()}): the full-disk case needs root")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_full_disk_keeps_what_plays_never_fakes_a_complete_clip_and_goes_on(small_disk, scene_cache):
+    out = small_disk / "video"
+    # lossless ultrafast: ~1 MB a second, so the first clip fills the 400 KB disk
+    args = ["record", scene_cache(), "--output", out, "--mask", NUMBER_MASK, "--initial-wait", "1",
+            "--pre-alarm", "3", "--motion-duration", "2", "--crf", "0", "--preset", "ultrafast"]
+    proc = run_cli(*args)
+    assert proc.returncode == 0, proc.stderr  # it went on to the end of the source
+    assert proc.stderr.count("no space left on device: this clip stops here") == 2  # both events tried
+    assert "Traceback" not in proc.stderr
+    assert clips(out) == []  # nothing that is not complete carries a final name
+    parts = list(out.rglob("*.part.mp4"))
+    assert len(parts) == 1  # the second clip: not one frame fit, so no file at all
+    played = len(decode_all(parts[0]))
+    assert played >= 1
+    # with room again, the next start finishes the incomplete clip, marked as recovered
+    subprocess.run(["mount", "-o", "remount,size=8m", str(small_disk)], check=True)
+    proc = run_cli(*args[:2], "--output", out, "--name", "camera", "--retries", "1", "--min-event", "100")
+    assert proc.returncode == 0 and "recovered clip" in proc.stderr
+    (done,) = clips(out)
+    assert json.loads(done.with_suffix(".json").read_text())["recovered"] is True
+    assert len(decode_all(done)) == played
