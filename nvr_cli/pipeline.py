@@ -12,7 +12,7 @@ from .events import EventController
 from .motion import MotionDetector
 from .settings import Settings
 from .sinks import EventLogSink, SourceInfo
-from .source import SourceSpec, VideoSource
+from .source import SourceSpec, VideoSource, file_start_time
 
 log = logging.getLogger("nvr_cli.pipeline")
 
@@ -87,6 +87,16 @@ class Pipeline:
         self.stats.dropped_events = self.controller.dropped_events
         return self.stats
 
+    def _clock_offset(self, src: VideoSource, first) -> float:
+        """What to add to a frame's ts for wall-clock time: live frames already carry it; a file
+        played in real time is a camera starting now; otherwise a file keeps its own time."""
+        if src.spec.live:
+            return 0.0
+        if self.realtime:
+            return time.time() - first.ts
+        duration = src.frame_count / src.fps if src.fps and src.frame_count else 0.0
+        return file_start_time(src.spec.target, duration) - first.ts
+
     def _consume(self, src: VideoSource):
         log.info("opened %s: %dx%d, %.3g fps, codec %s", src.spec.display, src.size[0], src.size[1],
                  src.fps, src.codec or "?")
@@ -98,7 +108,7 @@ class Pipeline:
         for frame in src.frames(self.stop):
             if not started:
                 started = True
-                offset = 0.0 if src.spec.live else time.time() - frame.ts
+                offset = self._clock_offset(src, frame)
                 if self.stats.first_ts is None:
                     self.stats.first_ts = frame.ts
                 self.sink.set_source(SourceInfo(src.spec.display, src.size, src.fps, src.spec.live, offset))

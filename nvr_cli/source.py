@@ -6,6 +6,7 @@ the camera; for files it blocks, so no frame is ever skipped.
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import queue
@@ -103,6 +104,23 @@ def diagnose(spec: SourceSpec, timeout: float) -> str:
             return words
     lines = [line for line in out.strip().splitlines() if line.strip()]
     return redact(lines[-1]) if lines else "cannot open (no frames)"
+
+
+def file_start_time(path: str, duration: float) -> float:
+    """When a recording began (epoch seconds): its creation_time tag, else its mtime less its duration."""
+    ffmpeg = find_ffmpeg(required=False)
+    if ffmpeg:
+        try:
+            out = subprocess.run([ffmpeg, "-hide_banner", "-nostdin", "-i", path], capture_output=True,
+                                 text=True, timeout=20).stderr
+        except subprocess.TimeoutExpired:
+            out = ""
+        m = re.search(r"creation_time\s*:\s*(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?)Z?", out)
+        if m:
+            stamp = dt.datetime.fromisoformat(m.group(1)).replace(tzinfo=dt.timezone.utc).timestamp()
+            if stamp > 86400:  # 1970-01-01 is the "unset" value of some muxers
+                return stamp
+    return os.stat(path).st_mtime - duration
 
 
 class VideoSource:

@@ -146,3 +146,24 @@ def test_demo_needs_no_camera(tmp_path):
     for f in files:
         assert str(f.relative_to(tmp_path)) in proc.stdout
         assert f.with_suffix(".json").exists() and f.with_suffix(".jpg").exists()
+
+
+def test_file_clips_keep_the_recording_time_not_now(tmp_path, scene_cache):
+    import datetime as dt
+    import shutil
+
+    scene = tmp_path / "yesterday.mp4"
+    shutil.copy(scene_cache(), scene)
+    end = dt.datetime(2024, 3, 5, 12, 0, 30, tzinfo=dt.timezone.utc).timestamp()
+    os.utime(scene, (end, end))  # written until 12:00:30, 30 s long: began at 12:00:00 UTC
+    out = tmp_path / "video"
+    run_cli("record", scene, "--output", out, *COMMON, env={"TZ": "UTC"}, check=0)
+    first = clips(out)[0]
+    assert first.relative_to(out).parts[1:4] == ("2024", "03", "05")
+    side = json.loads(first.with_suffix(".json").read_text())
+    start = dt.datetime.fromisoformat(side["start"])
+    trigger = dt.datetime.fromisoformat(side["trigger"])
+    assert start.utcoffset() == dt.timedelta(0)
+    # the walker enters 8 s into the file
+    assert abs((trigger - dt.datetime(2024, 3, 5, 12, 0, 8, tzinfo=dt.timezone.utc)).total_seconds()) < 0.7
+    assert first.name == f"cam1_{start:%Y%m%d-%H%M%S}.mp4"

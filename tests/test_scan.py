@@ -135,3 +135,12 @@ def test_region_limits_traffic_to_three_bursts():
 def test_other_footage_formats_scan(name):
     (result,) = scan_json(shared("video", name), *SHORT)
     assert result["frames"] > 100 and result["events"]
+
+
+def test_extract_uses_the_container_creation_time(tmp_path):
+    (result,) = scan_json(shared("video", "car-detection.mp4"), *SHORT, "--extract", "--output", tmp_path,
+                          "--name", "lot", "--utc")
+    side = json.loads(open(result["events"][0]["clip"].replace(".mp4", ".json")).read())
+    # creation_time 2018-04-19T22:46:00Z; the first car triggers 4.56 s in
+    assert side["trigger"].startswith("2018-04-19T22:46:04.")
+    assert "/lot/2018/04/19/" in result["events"][0]["clip"]
