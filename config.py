@@ -18,7 +18,7 @@ RTSP_TRANSPORT = "tcp"          # "tcp" (reliable) or "udp"
 OPEN_TIMEOUT_SECS = 10.0        # a source that has not opened by then has failed
 READ_TIMEOUT_SECS = 10.0        # a live source silent this long is lost (stall) and reopened
 RECONNECT_DELAY_SECS = 1.0      # first wait before reopening a lost camera; doubles each failure
-RECONNECT_MAX_DELAY_SECS = 30.0  # ... up to this
+RECONNECT_MAX_DELAY_SECS = 3.0  # ... up to this: a camera that comes back records again within ~5 s
 RECONNECT_ATTEMPTS = 0          # give up after this many failed opens in a row; 0 = never (--retries)
 
 #################################

@@ -157,6 +157,8 @@ def record(source, config_path, realtime, as_json, **opts):
     stats = Pipeline(s, spec, sink, stop=stop, realtime=realtime).run()
     log.info("done: %d frames, %d clips written, %d events dropped (%s)",
              stats.frames, len(sink.records), stats.dropped_events, stats.reason or "stopped")
+    if stats.error:
+        raise SourceError(stats.error)
 
 
 @cli.command()
@@ -170,11 +172,15 @@ def scan(files, config_path, as_json, csv_path, extract, progress, **opts):
     """Find motion events in recorded FILES, as fast as the machine allows.
 
     Times are seconds from the start of each file, pre-alarm and post-capture included.
-    The connect wait (INITIAL_WAIT_...) is 0 here unless given with --initial-wait.
+    The connect wait (INITIAL_WAIT_...) is 0 here unless given with --initial-wait, and the
+    log level WARNING unless given with --log-level.
     Exits 0 whether or not events were found, 1 if a file could not be read.
     """
+    # a file has no camera to settle, and its report is the output: quiet logs unless asked
     wait = opts.get(_option_name("INITIAL_WAIT_INTERVAL_BEFORE_MOTION_DETECTION_SECS"))
-    s, _ = _load(config_path, opts, INITIAL_WAIT_INTERVAL_BEFORE_MOTION_DETECTION_SECS=wait if wait is not None else 0)
+    level = opts.get(_option_name("APP_LOG_LEVEL"))
+    s, _ = _load(config_path, opts, INITIAL_WAIT_INTERVAL_BEFORE_MOTION_DETECTION_SECS=wait if wait is not None else 0,
+                 APP_LOG_LEVEL=level or "WARNING")
     ffmpeg = find_ffmpeg(s.FFMPEG_PATH, required=False) if extract else None
     show_progress = sys.stderr.isatty() if progress is None else progress
     rows, failed = [], 0
@@ -193,8 +199,14 @@ def scan(files, config_path, as_json, csv_path, extract, progress, **opts):
             continue
         events = [r.as_dict(result["origin"]) for r in sink.records]
         if as_json:
-            click.echo(json.dumps({"file": name, "duration": result["duration"], "frames": result["frames"],
-                                   "fps": result["fps"], "events": events}))
+            line = {"file": name, "duration": result["duration"], "frames": result["frames"],
+                    "fps": result["fps"], "events": events}
+            if result["error"]:
+                line["error"] = result["error"]
+            click.echo(json.dumps(line))
+        if result["error"]:  # the events before the damage are still reported
+            failed += 1
+            click.echo(f"nvr-cli: error: {result['error']}", err=True)
         rows.extend({"file": name, **e} for e in events)
         if not as_json and not csv_path == "-":
             _print_table(name, events, result)
@@ -254,7 +266,8 @@ def _scan_one(s, spec, sink, show_progress):
     duration = 0.0
     if stats.last_ts is not None:  # from timestamps: right for variable frame rates too
         duration = stats.last_ts + (1.0 / fps if fps else 0.0)
-    return {"origin": 0.0, "frames": stats.frames, "fps": round(fps, 3), "duration": round(duration, 3)}
+    return {"origin": 0.0, "frames": stats.frames, "fps": round(fps, 3), "duration": round(duration, 3),
+            "error": stats.error}
 
 
 def _print_table(name, events, result):

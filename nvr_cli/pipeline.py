@@ -26,6 +26,7 @@ class RunStats:
     reason: str = ""
     first_ts: Optional[float] = None
     last_ts: Optional[float] = None
+    error: str = ""  # a file that could not be read to its end; what came before it still counts
 
 
 class Pipeline:
@@ -45,28 +46,33 @@ class Pipeline:
         self.controller = EventController(settings, sink)
         self.stats = RunStats()
 
-    def _open(self) -> VideoSource:
+    def _open(self, diagnose: bool) -> VideoSource:
         s = self.s
         return VideoSource(self.spec, rtsp_transport=s.RTSP_TRANSPORT, open_timeout=s.OPEN_TIMEOUT_SECS,
-                           read_timeout=s.READ_TIMEOUT_SECS, realtime=self.realtime).open()
+                           read_timeout=s.READ_TIMEOUT_SECS, realtime=self.realtime, diagnose_errors=diagnose).open()
 
     def run(self) -> RunStats:
         s, spec = self.s, self.spec
-        failures, delay, outage_since = 0, s.RECONNECT_DELAY_SECS, None
+        failures, delay, outage_since, why = 0, s.RECONNECT_DELAY_SECS, None, ""
         while not self.stop.is_set():
             try:
-                src = self._open()
+                # ask ffmpeg why only once an outage: the reason rarely changes between retries
+                src = self._open(diagnose=failures == 0)
             except SourceError as e:
                 if not spec.live:
                     raise
                 failures += 1
-                if outage_since is None:
-                    outage_since = time.time()
-                    log.warning("camera %s unavailable: %s; retrying with backoff", spec.display, str(e).split(": ", 1)[-1])
+                if failures == 1:
+                    why = str(e).split(": ", 1)[-1]
+                    if outage_since is None:
+                        outage_since = time.time()
+                        log.warning("camera %s unavailable: %s; retrying with backoff", spec.display, why)
+                    else:
+                        log.info("reopening %s failed: %s; retrying with backoff", spec.display, why)
                 else:
-                    log.debug("reconnect attempt %d failed: %s", failures, e)
+                    log.debug("reconnect attempt %d failed", failures)
                 if s.RECONNECT_ATTEMPTS and failures >= s.RECONNECT_ATTEMPTS:
-                    raise SourceError(f"{e} (gave up after {failures} attempts)") from None
+                    raise SourceError(f"{spec.display}: {why} (gave up after {failures} attempts)") from None
                 self.stop.wait(delay)
                 delay = min(delay * 2, s.RECONNECT_MAX_DELAY_SECS)
                 continue
@@ -79,6 +85,8 @@ class Pipeline:
             finally:
                 src.close()
             if not spec.live:
+                if src.truncated:
+                    self.stats.error = f"{spec.display}: {src.end_reason}"
                 break
             if not self.stop.is_set():
                 outage_since = time.time()

@@ -144,7 +144,7 @@ class Settings:
     OPEN_TIMEOUT_SECS: float = _setting(10.0, _number(float, 0.5, 300), "give up opening a source after this", "--open-timeout")
     READ_TIMEOUT_SECS: float = _setting(10.0, _number(float, 0.5, 300), "a live source silent this long is lost", "--read-timeout")
     RECONNECT_DELAY_SECS: float = _setting(1.0, _number(float, 0.1, 600), "first wait before reconnecting")
-    RECONNECT_MAX_DELAY_SECS: float = _setting(30.0, _number(float, 0.1, 3600), "longest wait between reconnects")
+    RECONNECT_MAX_DELAY_SECS: float = _setting(3.0, _number(float, 0.1, 3600), "longest wait between reconnects")
     RECONNECT_ATTEMPTS: int = _setting(0, _number(int, 0), "give up after this many failed opens in a row (0: never)", "--retries")
     # motion
     scaleFrameTo: Optional[tuple] = _setting(None, _scale, "(width, height) to analyse at; None: MOTION_FRAME_WIDTH keeping aspect", None)

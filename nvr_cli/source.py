@@ -127,13 +127,14 @@ class VideoSource:
     """An opened source yielding ``Frame`` objects; ``close()`` always safe to call."""
 
     def __init__(self, spec: SourceSpec, *, rtsp_transport="tcp", open_timeout=10.0, read_timeout=10.0,
-                 realtime=False, queue_seconds=2.0):
+                 realtime=False, queue_seconds=2.0, diagnose_errors=True):
         self.spec = spec
         self.rtsp_transport = rtsp_transport
         self.open_timeout = open_timeout
         self.read_timeout = read_timeout
         self.realtime = realtime
         self.queue_seconds = queue_seconds
+        self.diagnose_errors = diagnose_errors
         self.cap = None
         self.fps = 0.0
         self.size = (0, 0)
@@ -141,6 +142,9 @@ class VideoSource:
         self.frame_count = 0  # files only, 0 when unknown
         self.dropped = 0
         self.end_reason = ""
+        self.truncated = False
+        self._first_pos = None
+        self._last_ts = None
         self._thread = None
         self._stop = threading.Event()
         self._queue: Optional[queue.Queue] = None
@@ -162,7 +166,8 @@ class VideoSource:
                 raise SourceError(f"{spec.display}: not a video file OpenCV can decode (unsupported format or corrupt)")
             if spec.kind == "usb":
                 raise SourceError(f"camera {spec.display}: cannot open (no such device, or busy)")
-            raise SourceError(f"{spec.display}: {diagnose(spec, self.open_timeout)}")
+            why = diagnose(spec, self.open_timeout) if self.diagnose_errors else "cannot open"
+            raise SourceError(f"{spec.display}: {why}")
         ok, first = cap.read()
         if not ok or first is None:
             cap.release()
@@ -186,7 +191,16 @@ class VideoSource:
     def _stamp(self, image, index) -> Frame:
         if self.spec.live:
             return Frame(image, time.time(), index)
-        return Frame(image, self.cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0, index)
+        # OpenCV's position runs a few frames ahead in some AVIs (the decoder's delay) and drops
+        # to 0 for the frames flushed at the end: count from the first frame, never go back.
+        raw = self.cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+        if self._first_pos is None:
+            self._first_pos = raw
+        ts = raw - self._first_pos
+        if self._last_ts is not None and ts <= self._last_ts:
+            ts = self._last_ts + 1.0 / (self.fps or 25.0)
+        self._last_ts = ts
+        return Frame(image, ts, index)
 
     # -- reading -----------------------------------------------------------------------------
     def _read_loop(self):
@@ -199,7 +213,7 @@ class VideoSource:
                 t = time.monotonic()
                 ok, image = self.cap.read()
                 if not ok or image is None:
-                    self.end_reason = "connection lost" if live else "end"
+                    self.end_reason = "connection lost" if live else self._file_end(index)
                     break
                 if live and time.monotonic() - t >= self.read_timeout * 0.9:
                     # OpenCV's read timeout fired, yet read() hands out a frame the decoder still
@@ -218,6 +232,16 @@ class VideoSource:
             self.end_reason = f"read error: {e}"
         finally:
             self._put(None, False)
+
+    def _file_end(self, frames_read: int) -> str:
+        """"end", or why a file stopped decoding well before its last frame."""
+        expected = self.frame_count
+        if expected and frames_read < expected - max(2, expected // 100):
+            self.truncated = True
+            fps = self.fps or 25.0
+            return (f"decoding stopped at {frames_read / fps:.1f} s of {expected / fps:.1f} s "
+                    f"(frame {frames_read} of {expected}): the file is truncated or corrupt")
+        return "end"
 
     def _put(self, item, drop_oldest):
         while not self._stop.is_set():
