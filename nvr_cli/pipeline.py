@@ -70,7 +70,7 @@ class Pipeline:
                     else:
                         log.info("reopening %s failed: %s; retrying with backoff", spec.display, why)
                 else:
-                    log.debug("reconnect attempt %d failed", failures)
+                    log.debug("reconnect attempt %d to %s failed", failures, spec.display)
                 if s.RECONNECT_ATTEMPTS and failures >= s.RECONNECT_ATTEMPTS:
                     raise SourceError(f"{spec.display}: {why} (gave up after {failures} attempts)") from None
                 self.stop.wait(delay)

@@ -17,7 +17,7 @@ def test_rotating_log_file_format_no_console_and_masked_password(tmp_path):
                    "LOG_FORMAT = 'X|%(levelname)s|%(message)s'\nLOG_TO_CONSOLE = False\nAPP_LOG_LEVEL = 'DEBUG'\n"
                    "RECONNECT_DELAY_SECS = 0.1\nRECONNECT_MAX_DELAY_SECS = 0.1\n")
     url = f"rtsp://admin:{PASSWORD}@127.0.0.1:{free_port()}/cam"
-    proc = run_cli("record", url, "--config", cfg, "--retries", "15", "--open-timeout", "1",
+    proc = run_cli("record", url, "--config", cfg, "--retries", "40", "--open-timeout", "1",
                    "--output", tmp_path / "v", timeout=120)
     assert proc.returncode == 1
     assert proc.stderr.strip().count("\n") == 0  # only the final error: logging goes to the file
