@@ -30,7 +30,22 @@ log = logging.getLogger("nvr_cli.cli")
 
 
 class NvrGroup(click.Group):
-    """Any NvrError becomes ``nvr-cli: error: <one line>`` and its exit code; never a traceback."""
+    """Any error becomes ``nvr-cli: error: <one line>`` and its exit code; never a traceback."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as e:  # Click's own three-line usage block, made one line
+            where = f" (see '{e.ctx.command_path} --help')" if e.ctx else ""
+            _fail(f"{e.format_message()}{where}", 2)
+        except click.ClickException as e:
+            _fail(e.format_message(), e.exit_code)
+        except click.Abort:
+            click.echo("nvr-cli: interrupted", err=True)
+            sys.exit(130)
+        if standalone_mode:
+            sys.exit(rv if isinstance(rv, int) else 0)
+        return rv
 
     def invoke(self, ctx):
         try:
@@ -74,7 +89,7 @@ def settings_options(func):
                                 help=f"{helptext}; repeat for more")(func)
         else:
             func = click.option(opt, _option_name(name), type=kind, default=None, help=helptext)(func)
-    return click.option("--config", "config_path", type=click.Path(dir_okay=False),
+    return click.option("--config", "config_path", 
                         help="settings file used instead of machine_specific_configuration.py")(func)
 
 
@@ -294,7 +309,7 @@ def _write_csv(path, rows):
 
 @cli.command()
 @click.argument("source")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="settings file")
+@click.option("--config", "config_path", help="settings file")
 @click.option("--snapshot", type=click.Path(dir_okay=False), default="snapshot.jpg", show_default=True,
               help="where to save one frame as JPEG")
 @click.option("--no-snapshot", is_flag=True, help="do not save a frame")
@@ -366,7 +381,7 @@ def config_group():
 
 
 @config_group.command("show")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="settings file")
+@click.option("--config", "config_path", help="settings file")
 @click.option("--json", "as_json", is_flag=True, help="print as JSON")
 def config_show(config_path, as_json):
     """Print every setting, its value and where the value came from."""
@@ -385,7 +400,7 @@ def config_show(config_path, as_json):
 
 
 @config_group.command("check")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="settings file")
+@click.option("--config", "config_path", help="settings file")
 def config_check(config_path):
     """Validate the settings only: exit 0 if they are valid, 2 with one line if not."""
     loaded = load_settings(config_path)

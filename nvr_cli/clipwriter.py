@@ -29,7 +29,10 @@ class FfmpegWriter:
                "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{w}x{h}", "-r", f"{fps:.6g}", "-i", "-", "-an"]
         if w % 2 or h % 2:  # yuv420p needs even sides
             cmd += ["-vf", "crop=trunc(iw/2)*2:trunc(ih/2)*2:0:0"]
+        # No B-frames and a short lookahead: the encoder holds back ~5 frames instead of ~30, so a
+        # killed recorder loses ~1 s, not ~2.5 s (measured: same size or smaller; zerolatency was +48 %).
         cmd += ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p",
+                "-x264-params", "bframes=0:rc-lookahead=5:sync-lookahead=0",
                 "-g", str(gop), "-keyint_min", str(gop), "-tag:v", "avc1"]
         if fragmented:
             # each fragment goes to disk when it is cut, not when ffmpeg's 32 KB buffer fills

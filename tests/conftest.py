@@ -48,3 +48,12 @@ def rtsp_server():
     yield start
     for s in servers:
         s.stop()
+
+
+def pytest_terminal_summary(terminalreporter):
+    from helpers import FAULTS
+
+    if FAULTS["faults injected"]:
+        terminalreporter.section("fault suite")
+        for k, v in FAULTS.items():
+            terminalreporter.write_line(f"{k}: {round(v, 2) if isinstance(v, float) else v}")

@@ -80,16 +80,27 @@ class RtspServer:
 
     def __init__(self, clip, user=None, password=None, path="/cam"):
         self.port = free_port()
-        cmd = [DEBIAN_PYTHON, str(RTSP_SERVER), "--file", str(clip), "--port", str(self.port), "--path", path]
+        self.cmd = [DEBIAN_PYTHON, str(RTSP_SERVER), "--file", str(clip), "--port", str(self.port), "--path", path]
         if user:
-            cmd += ["--user", user, "--password", password]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            self.cmd += ["--user", user, "--password", password]
+        self.start()
+        cred = f"{user}:{password}@" if user else ""
+        self.url = f"rtsp://{cred}127.0.0.1:{self.port}{path}"
+
+    def start(self):
+        """Start (again, on the same port); returns time.monotonic() when it accepts clients."""
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         if not line.startswith("READY"):
             self.proc.kill()
             raise RuntimeError(f"RTSP server did not start: {line}{self.proc.stderr.read()}")
-        cred = f"{user}:{password}@" if user else ""
-        self.url = f"rtsp://{cred}127.0.0.1:{self.port}{path}"
+        self.ready_at = time.monotonic()
+        return self.ready_at
+
+    def kill(self):
+        """SIGKILL: the camera vanishes mid-stream, no goodbye."""
+        self.proc.kill()
+        self.proc.wait()
 
     def toggle_stall(self):
         self.proc.send_signal(signal.SIGUSR1)
@@ -113,3 +124,49 @@ def wait_for(predicate, timeout, interval=0.2):
         time.sleep(interval)
     return predicate()
 
+
+
+class LineCollector:
+    """Reads a process's stderr on a thread, keeping each line with its arrival time."""
+
+    def __init__(self, stream):
+        import threading
+
+        self.lines = []
+        self._t = threading.Thread(target=self._run, args=(stream,), daemon=True)
+        self._t.start()
+
+    def _run(self, stream):
+        for line in stream:
+            self.lines.append((time.monotonic(), line.rstrip("\n")))
+
+    def text(self) -> str:
+        return "\n".join(l for _, l in self.lines)
+
+    def first_after(self, t0: float, needle: str):
+        """Arrival time of the first line containing ``needle`` that came after ``t0``."""
+        for t, line in list(self.lines):
+            if t >= t0 and needle in line:
+                return t
+        return None
+
+    def join(self, timeout=10):
+        self._t.join(timeout)
+
+
+FAULTS = {"faults injected": 0, "clips checked": 0, "worst resume seconds": 0.0, "frames lost in clips": 0}
+
+
+def record_fault(n=1):
+    FAULTS["faults injected"] += n
+
+
+def check_clip(path) -> int:
+    """Every frame the sidecar promises decodes; returns the frame count. Counts into the summary."""
+    side = json.loads(Path(path).with_suffix(".json").read_text())
+    frames = decode_all(path)
+    probe = ffprobe(path)
+    FAULTS["clips checked"] += 1
+    FAULTS["frames lost in clips"] += max(0, side["frames"] - len(frames))
+    assert len(frames) == side["frames"] == int(probe["streams"][0]["nb_read_frames"]), path
+    return len(frames)

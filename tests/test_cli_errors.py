@@ -15,6 +15,9 @@ from helpers import run_cli
     (["probe", "rtsp://user:pw@127.0.0.1:1/x", "--open-timeout", "2"], 1, "connection refused"),
     (["record", "x.mp4", "--blur", "4"], 2, "must be odd"),
     (["record", "x.mp4", "--rtsp-transport", "carrier-pigeon"], 2, "must be one of tcp, udp"),
+    (["record", "--pre-alarm", "abc", "x.mp4"], 2, "'abc' is not a valid float"),
+    (["recrod", "x.mp4"], 2, "No such command 'recrod'"),
+    (["scan"], 2, "Missing argument 'FILES...'"),
 ])
 def test_one_line_errors(args, code, words):
     proc = run_cli(*args)

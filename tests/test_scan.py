@@ -60,7 +60,7 @@ def test_scan_bad_inputs_are_one_line_errors(tmp_path, scene_cache):
     truncated = tmp_path / "truncated.mp4"
     truncated.write_bytes(scene_cache().read_bytes()[:3000])
     cases = [(tmp_path / "missing.mp4", "no such file"), (tmp_path, "is a directory"),
-             (corrupt, "not a video file"), (truncated, "not a video file"),
+             (corrupt, "corrupt"), (truncated, "corrupt"),
              ("rtsp://u:pw@127.0.0.1:1/x", "scan takes video files")]
     for target, words in cases:
         proc = run_cli("scan", target)

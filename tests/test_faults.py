@@ -1,0 +1,264 @@
+"""Fault suite: nothing recorded is lost, under every fault we can make, over a real RTSP server.
+
+The long case (20 server kills in a row) is marked slow; `.ci/run` runs it. The summary of
+faults injected, clips checked, worst resume time and frames lost is printed at the end of the run.
+"""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from helpers import (FAULTS, NUMBER_MASK, LineCollector, check_clip, clips, decode_all, record_fault, run_cli,
+                     wait_for)
+from nvr_cli.cli import cli
+from nvr_cli.settings import FIELDS
+from nvr_cli.synthetic import read_frame_number
+
+PASSWORD = "F4ult-pa55word"
+
+
+@pytest.fixture
+def walking(scene_cache):
+    """Someone is always walking: every connect quickly becomes an event."""
+    return scene_cache("walking", seconds=12, walkers=[(0, 4), (4, 8), (8, 12)])
+
+
+def recorder(url, out, *extra, group=False):
+    cmd = [sys.executable, "-m", "nvr_cli", "record", url, "--output", str(out), "--name", "gate",
+           "--mask", NUMBER_MASK, "--initial-wait", "0.5", "--pre-alarm", "1", "--motion-duration", "1",
+           "--post-capture", "0.5", "--read-timeout", "3", "--open-timeout", "5", *map(str, extra)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=group)
+    return proc, LineCollector(proc.stderr)
+
+
+def stop(proc, log):
+    proc.send_signal(signal.SIGTERM)
+    out = proc.stdout.read()
+    code = proc.wait(timeout=30)
+    log.join()
+    return code, out
+
+
+def no_password_anywhere(*texts, folder=None):
+    blob = "".join(texts)
+    if folder is not None:
+        blob += "".join(p.read_text(errors="replace") for p in folder.rglob("*.json"))
+    assert PASSWORD not in blob
+
+
+@pytest.mark.slow
+def test_server_killed_mid_event_20_times(tmp_path, walking, rtsp_server):
+    server = rtsp_server(walking, user="admin", password=PASSWORD)
+    out = tmp_path / "video"
+    proc, log = recorder(server.url, out)
+    resumes = []
+    try:
+        for i in range(20):
+            opened = wait_for(lambda: log.first_after(server.ready_at, "opened rtsp"), timeout=15)
+            assert opened, f"round {i}: no reconnect\n{log.text()[-2000:]}"
+            resumes.append(opened - server.ready_at)
+            assert wait_for(lambda: list(out.rglob("*.part.mp4")), timeout=10), f"round {i}: no event"
+            time.sleep(0.3 + (i % 4) * 0.25)  # mid-event, at varying points
+            server.kill()
+            record_fault()
+            time.sleep(0.5 + (i % 3) * 0.75)  # outages of 0.5 to 2 s
+            server.start()
+        assert wait_for(lambda: log.first_after(server.ready_at, "opened rtsp"), timeout=15)
+        assert proc.poll() is None, "the recorder exited"
+        code, stdout = stop(proc, log)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 0
+    worst = max(resumes)
+    FAULTS["worst resume seconds"] = max(FAULTS["worst resume seconds"], worst)
+    print(f"\nresume after server return: worst {worst:.2f} s, mean {sum(resumes) / len(resumes):.2f} s")
+    assert worst < 5.0
+    files = clips(out)
+    assert len(files) >= 20 and not list(out.rglob("*.part.mp4"))
+    for f in files:
+        check_clip(f)
+    text = log.text()
+    # one line when the camera goes, one when it is back: per outage, not per retry
+    assert text.count("lost: connection lost") + text.count("(stalled)") == 20
+    assert text.count(" is back after ") == 20
+    assert "unavailable" not in text
+    no_password_anywhere(text, stdout, folder=out)
+
+
+def test_sigkill_mid_clip_over_rtsp_leaves_a_playable_clip(tmp_path, walking, rtsp_server):
+    server = rtsp_server(walking)
+    out = tmp_path / "video"
+    proc, log = recorder(server.url, out, group=True)
+    try:
+        part = wait_for(lambda: next(iter(out.rglob("*.part.mp4")), None), timeout=20)
+        assert part
+        time.sleep(3.0)
+        os.killpg(proc.pid, signal.SIGKILL)  # the recorder and its ffmpeg, as a power cut
+        proc.wait()
+        record_fault()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    frames = decode_all(part)
+    # 1 s of pre-alarm and 3 s recorded: all but about the last second must play
+    assert len(frames) >= 3 * 15
+    nums = [read_frame_number(f) for f in frames]
+    assert all(b > a for a, b in zip(nums, nums[1:]))
+    FAULTS["clips checked"] += 1
+
+
+def test_stall_then_recovery_in_time(tmp_path, walking, rtsp_server):
+    server = rtsp_server(walking)
+    out = tmp_path / "video"
+    proc, log = recorder(server.url, out)
+    try:
+        assert wait_for(lambda: list(out.rglob("*.part.mp4")), timeout=20)
+        server.toggle_stall()
+        record_fault()
+        stalled = time.monotonic()
+        assert wait_for(lambda: clips(out), timeout=10), "the stalled clip was not finalized"
+        detected = log.first_after(stalled, "(stalled)") - stalled
+        server.toggle_stall()
+        back = time.monotonic()
+        assert wait_for(lambda: log.first_after(back, "opened rtsp"), timeout=10)
+        code, _ = stop(proc, log)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 0
+    assert detected <= 3 + 1.0  # READ_TIMEOUT_SECS and a little
+    for f in clips(out):
+        check_clip(f)
+
+
+def test_full_disk_over_rtsp_keeps_trying_and_records_when_space_returns(tmp_path, walking, rtsp_server):
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if r.returncode:
+        pytest.skip(f"cannot mount a small tmpfs here ({r.stderr.strip()}): needs root")
+    try:
+        server = rtsp_server(walking)
+        out = mnt / "video"
+        proc, log = recorder(server.url, out, "--crf", "0", "--preset", "ultrafast", "--max-clip", "2")
+        try:
+            assert wait_for(lambda: log.text().count("no space left on device: this clip stops") >= 2, timeout=30)
+            record_fault()
+            assert proc.poll() is None, "the recorder died on a full disk"
+            assert clips(out) == []  # nothing incomplete carries a final name
+            subprocess.run(["mount", "-o", "remount,size=64m", str(mnt)], check=True)
+            assert wait_for(lambda: clips(out), timeout=20), "recording did not resume when space returned"
+            code, _ = stop(proc, log)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert code == 0
+        for f in clips(out):
+            check_clip(f)
+        for part in out.rglob("*.part.mp4"):  # incomplete ones play up to where the disk filled
+            assert decode_all(part)
+        assert "Traceback" not in log.text()
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_wrong_password_retries_with_backoff_and_never_shows_it(tmp_path, walking, rtsp_server):
+    server = rtsp_server(walking, user="admin", password=PASSWORD)
+    url = server.url.replace(PASSWORD, PASSWORD + "x")
+    proc, log = recorder(url, tmp_path / "v", "--log-level", "DEBUG")
+    time.sleep(6)
+    record_fault()
+    assert proc.poll() is None, "record must keep retrying a camera that refuses it"
+    code, stdout = stop(proc, log)
+    text = log.text()
+    assert code == 0
+    assert text.count("unavailable: wrong user name or password") == 1
+    attempts = [t for t, line in log.lines if "reconnect attempt" in line]
+    assert 2 <= len(attempts) <= 5  # 1 s, 2 s, 3 s apart: backing off, not hammering
+    gaps = [b - a for a, b in zip(attempts, attempts[1:])]
+    assert all(g >= 0.9 for g in gaps)
+    no_password_anywhere(text, stdout)
+    assert PASSWORD + "x" not in text
+
+
+@pytest.mark.parametrize("source_kind, words", [
+    ("unknown host", "unknown host"),
+    ("directory", "is a directory"),
+    ("audio only", "not a video file"),
+    ("garbage", "not a video file"),
+])
+def test_one_shot_bad_sources(tmp_path, source_kind, words, ffmpeg):
+    if source_kind == "unknown host":
+        source = f"rtsp://admin:{PASSWORD}@camera.invalid/stream"
+    elif source_kind == "directory":
+        source = tmp_path
+    elif source_kind == "audio only":
+        source = tmp_path / "sound.m4a"
+        subprocess.run([ffmpeg, "-v", "error", "-f", "lavfi", "-i", "sine=d=1", str(source)], check=True)
+    else:
+        source = tmp_path / "garbage.mp4"
+        source.write_bytes(os.urandom(50000))
+    commands = [["probe", source, "--no-snapshot"]]
+    if source_kind != "unknown host":  # scan takes files only
+        commands.append(["scan", source])
+    for cmd in commands:
+        proc = run_cli(*cmd)
+        record_fault()
+        assert proc.returncode == 1
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("nvr-cli: error:") and words in lines[0], proc.stderr
+        no_password_anywhere(proc.stdout, proc.stderr)
+
+
+def malformed_configs(tmp_path):
+    """At least 100 broken config files of every kind; yields (path, what)."""
+    cases = []
+    for name, f in FIELDS.items():
+        check = f.metadata["check"]
+        kind = getattr(check, "kind", None)
+        if kind in (int, float):
+            cases += [f"{name} = 'ten'", f"{name} = -7.5" if kind is float else f"{name} = 2.5", f"{name} = True"]
+        elif name in ("MASKS", "REGIONS"):
+            cases += [f"{name} = ['1,2 3,4']", f"{name} = ['a,b c,d e,f']", f"{name} = 7", f"{name} = [[(1, 2)]]",
+                      f"{name} = ['-1,0 5,5 0,5']"]
+        elif check.__name__ == "_flag":
+            cases += [f"{name} = 'perhaps'", f"{name} = 2"]
+        elif name not in ("cam", "subFolderNameGeneratorFunc", "FFMPEG_PATH", "LOG_FILE_PATH", "scaleFrameTo"):
+            cases += [f"{name} = ''", f"{name} = 42"]
+        typo = name[:-1] if len(name) > 4 else name + "X"
+        cases.append(f"{typo} = 1")
+    cases += ["scaleFrameTo = (500,)", "scaleFrameTo = 'big'", "subFolderNameGeneratorFunc = 'daily'",
+              "MOTION_BLUR_SIZE = 4", "PRE_ALARM_RECORDING_SECONDS = -5", "MINIMAL_MOTION_DURATION = -1",
+              "X = (", "def f(:\n    pass", "if True\n    x = 1", "1/0", "import no_such_module_here",
+              "raise RuntimeError('broken')", "APP_LOG_LEVEL = 'LOUD'", "CAMERA_NAME = '../escape'",
+              "RTSP_TRANSPORT = 'pigeon'", "cam = 3.5", "cam = ['a']"]
+    for i, body in enumerate(cases):
+        path = tmp_path / f"bad_{i:03}.py"
+        path.write_text(body + "\n")
+        yield path, body
+    yield tmp_path, "a directory"
+    yield tmp_path / "missing.py", "a missing file"
+
+
+def test_100_malformed_configurations_each_one_line_and_exit_2(tmp_path):
+    runner = CliRunner()
+    seen = 0
+    for path, what in malformed_configs(tmp_path):
+        result = runner.invoke(cli, ["config", "check", "--config", str(path)])
+        seen += 1
+        assert result.exit_code == 2, (what, result.output)
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("nvr-cli: error:"), (what, result.output)
+        assert "Traceback" not in result.output
+    assert seen >= 100
+    record_fault(seen)
+    # the real entry point, for a few of them
+    for path, what in list(malformed_configs(tmp_path))[::40]:
+        proc = run_cli("record", "--config", path)  # no SOURCE: a bad `cam` must be caught too
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, what
+        assert "no source" not in proc.stderr, what
