@@ -56,6 +56,38 @@ POST_CAPTURE_SECONDS = 2.0      # recorded after the motion window closes
 MIN_EVENT_SECONDS = 0.0         # events whose motion lasted less are dropped (and logged)
 MAX_CLIP_SECONDS = 600.0        # longer events continue in a new file, no frame lost or repeated
 
+#########################################
+### object confirmation (TFLite model) ###
+#########################################
+# A COCO detector confirms motion events: SSD-style (boxes/classes/scores/count outputs, e.g.
+# SSD-MobileNet, EfficientDet-Lite) or YOLO-style (one [1, N, 5 + classes] output, e.g. YOLOX).
+# `nvr-cli model download NAME` fetches one; `nvr-cli detect IMAGE --model M --labels L` helps
+# pick OBJECT_MIN_SCORE.
+OBJECT_MODEL = None             # path of the .tflite file (--model); None: motion only
+OBJECT_LABELS = None            # its labels file (--labels)
+OBJECT_CONFIRM = "tag"          # "off"; "tag": every motion event, listing what was seen;
+                                # "require": events that never showed a wanted object are not kept (logged, counted)
+OBJECT_LABELS_OF_INTEREST = ["person"]  # empty: every label counts
+OBJECT_MIN_SCORE = 0.5
+OBJECT_MIN_AREA = 0.0           # box area as a fraction of the picture
+OBJECT_MAX_AREA = 1.0
+OBJECT_LABEL_OVERRIDES = {}     # e.g. {"car": {"min_score": 0.6, "min_area": 0.01}}
+OBJECT_MAX_RATE = 4.0           # detections a second at most (on the motion region grown to the model's shape)
+DETECT_EVERY_SECONDS = 0.0      # also detect this often without motion (a still person); 0: only on motion
+OBJECT_THREADS = 2
+OBJECT_INPUT_COLOR = "auto"     # "rgb"/"bgr"; auto: BGR for YOLO-style, RGB for SSD-style
+OBJECT_LETTERBOX = "auto"       # "on"/"off"; auto: on for YOLO-style (grey 114 bars), off for SSD-style
+OBJECT_INPUT_SCALE = "auto"     # float inputs: "0-255", "0-1", "-1-1"; auto: 0-255 YOLO, -1-1 SSD
+
+################
+### QR codes ###
+################
+QR_ENABLED = False              # read QR codes (pyzbar; Debian's libzbar0) in analysed frames (--qr)
+QR_EVERY_SECONDS = 0.5          # at most this often
+QR_AREA = "frame"               # "frame": the full-resolution frame; "motion": only the motion region
+QR_REPEAT_WINDOW_SECS = 60.0    # the same payload within this window is one sighting
+QR_STARTS_EVENT = False         # a new code starts an event of kind "qr" even without motion
+
 ##########################
 ### recording settings ###
 ##########################

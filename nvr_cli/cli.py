@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -52,6 +53,9 @@ class NvrGroup(click.Group):
             return super().invoke(ctx)
         except NvrError as e:
             _fail(e, e.exit_code)
+        except BrokenPipeError:  # the reader (head, less) is done: so are we
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(0)
         except OSError as e:
             _fail(f"{e.filename or ''}{': ' if e.filename else ''}{e.strerror or e}", 1)
         except KeyboardInterrupt:
@@ -373,6 +377,122 @@ def demo(output, as_json):
                        f"{rec.pre_alarm:.1f} s pre-alarm)")
     if not as_json:
         click.echo(f"{len(sink.records)} clip(s) with JSON sidecars and thumbnails under {out / 'demo'}")
+
+
+def _frames_of(path: str, every: float, max_frames: int = 0):
+    """(time, BGR image) of an image file, or of a video every ``every`` seconds."""
+    import cv2
+
+    spec = parse_source(path)
+    if spec.kind == "file":
+        image = cv2.imread(path)
+        if image is not None:
+            yield None, image
+            return
+    src = VideoSource(spec).open()
+    try:
+        last, n = float("-inf"), 0
+        for frame in src.frames():
+            if frame.ts - last >= every:
+                last = frame.ts
+                n += 1
+                yield frame.ts, frame.image
+                if max_frames and n >= max_frames:
+                    break
+    finally:
+        src.close()
+
+
+@cli.command()
+@click.argument("source")
+@click.option("--model", required=True, help="TFLite detection model [OBJECT_MODEL]")
+@click.option("--labels", required=True, help="its labels file [OBJECT_LABELS]")
+@click.option("--min-score", type=float, default=0.3, show_default=True, help="lowest score shown")
+@click.option("--objects", help="only these labels, comma-separated (default: all)")
+@click.option("--every", type=float, default=1.0, show_default=True, help="videos: seconds between analysed frames")
+@click.option("--max-frames", type=int, default=0, help="videos: stop after this many analysed frames")
+@click.option("--annotate", help="write the image (for a video: its best frame) with the boxes drawn")
+@click.option("--json", "as_json", is_flag=True, help="one JSON line per analysed image or frame")
+@click.option("--threads", type=int, default=2, show_default=True, help="TFLite threads [OBJECT_THREADS]")
+def detect(source, model, labels, min_score, objects, every, max_frames, annotate, as_json, threads):
+    """Run an object detector on an IMAGE or VIDEO: what it sees, and how sure it is.
+
+    Use it to pick OBJECT_MIN_SCORE. The model's kind (SSD or YOLO style) is read off its tensors.
+    """
+    from .objects import ObjectDetector
+
+    det = ObjectDetector(model, labels, threads=threads)
+    wanted = {x.strip() for x in objects.split(",")} if objects else None
+    best = (-1.0, None, [])
+    for t, image in _frames_of(source, every, max_frames):
+        found = [d for d in det.detect(image, min_score) if wanted is None or d.label in wanted]
+        if found and max(d.score for d in found) > best[0]:
+            best = (max(d.score for d in found), image, found)
+        if best[1] is None:
+            best = (best[0], image, found)
+        if as_json:
+            line = {"file": source, "detections": [d.as_dict() for d in found]}
+            if t is not None:
+                line = {"file": source, "time": round(t, 3), "detections": line["detections"]}
+            click.echo(json.dumps(line))
+            continue
+        when = f"{t:8.2f} s  " if t is not None else ""
+        if not found:
+            click.echo(f"{when}(nothing above {min_score})")
+        for d in found:
+            x, y, w, h = d.box
+            click.echo(f"{when}{d.label:<16} {d.score:5.2f}  x={x} y={y} w={w} h={h}")
+    if annotate and best[1] is not None:
+        storage.write_thumbnail(Path(annotate), best[1], [d.box for d in best[2]],
+                                [f"{d.label} {d.score:.2f}" for d in best[2]])
+        if not as_json:
+            click.echo(f"annotated: {annotate}")
+
+
+@cli.command()
+@click.argument("source")
+@click.option("--every", type=float, default=0.5, show_default=True, help="videos: seconds between scanned frames")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object with every code found")
+def qr(source, every, as_json):
+    """Print the QR codes in an IMAGE or VIDEO, one payload per line (each once)."""
+    from .analysers import decode_qr, load_zbar
+
+    decode = load_zbar()
+    seen, codes = set(), []
+    for t, image in _frames_of(source, every):
+        for payload, box in decode_qr(decode, image):
+            if payload in seen:
+                continue
+            seen.add(payload)
+            code = {"payload": payload, "box": list(box)}
+            if t is not None:
+                code["time"] = round(t, 3)
+            codes.append(code)
+            if not as_json:
+                click.echo(payload)
+    if as_json:
+        click.echo(json.dumps({"file": source, "codes": codes}))
+
+
+@cli.group("model")
+def model_group():
+    """Fetch detection models."""
+
+
+@model_group.command("download")
+@click.argument("name_or_url")
+@click.option("--sha256", help="expected SHA-256 of a URL's file (known names carry their own)")
+@click.option("--dest", help="folder to save into (default: the user's data folder)")
+def model_download(name_or_url, sha256, dest):
+    """Fetch a known model by NAME (ssd-mobilenet-v1) or any http(s) URL, check its SHA-256,
+    and print the config lines that use it."""
+    from .models import KNOWN, download
+
+    path, labels, digest = download(name_or_url, sha256=sha256, dest=Path(dest) if dest else None)
+    click.echo(f"# {path.name}: SHA-256 {digest}" + (" (verified)" if sha256 or name_or_url in KNOWN else
+                                                     " (not verified: give --sha256)"))
+    click.echo(f"OBJECT_MODEL = {str(path)!r}")
+    click.echo(f"OBJECT_LABELS = {str(labels)!r}" if labels else "OBJECT_LABELS = '...'  # the model's labels file")
 
 
 @cli.group("config")

@@ -7,7 +7,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from .errors import SourceError
+from .analysers import ObjectAnalyser, QrScanner
+from .errors import ConfigError, SourceError
 from .events import EventController
 from .motion import MotionDetector
 from .settings import Settings
@@ -27,6 +28,9 @@ class RunStats:
     first_ts: Optional[float] = None
     last_ts: Optional[float] = None
     error: str = ""  # a file that could not be read to its end; what came before it still counts
+    unconfirmed_events: int = 0  # not kept: OBJECT_CONFIRM = require and no wanted object seen
+    frames_detected: int = 0  # frames the object detector looked at
+    detect_seconds: float = 0.0
 
 
 class Pipeline:
@@ -43,7 +47,12 @@ class Pipeline:
         self.realtime = realtime
         self.on_open = on_open
         self.on_frame = on_frame
-        self.controller = EventController(settings, sink)
+        self.objects = None  # made on the first open, when the frame size is known
+        self.qr = QrScanner(settings) if settings.QR_ENABLED else None
+        self.use_objects = bool(settings.OBJECT_MODEL) and settings.OBJECT_CONFIRM != "off"
+        if settings.OBJECT_CONFIRM == "require" and not settings.OBJECT_MODEL:
+            raise ConfigError("OBJECT_CONFIRM = require needs a model: give --model and --labels")
+        self.controller = EventController(settings, sink, confirm=self.use_objects)
         self.stats = RunStats()
 
     def _open(self, diagnose: bool) -> VideoSource:
@@ -93,6 +102,10 @@ class Pipeline:
                 log.warning("camera %s lost: %s; reconnecting", spec.display, src.end_reason or "stream ended")
         self.stats.events = sum(1 for r in self.sink.records if r.part == 1)
         self.stats.dropped_events = self.controller.dropped_events
+        self.stats.unconfirmed_events = self.controller.unconfirmed_events
+        if self.objects:
+            self.stats.frames_detected = self.objects.frames_detected
+            self.stats.detect_seconds = self.objects.seconds
         return self.stats
 
     def _clock_offset(self, src: VideoSource, first) -> float:
@@ -111,6 +124,9 @@ class Pipeline:
         if self.on_open:
             self.on_open(src)
         detector = MotionDetector(self.s, src.size)
+        if self.use_objects and (self.objects is None or self.objects.size != tuple(src.size)):
+            self.objects = ObjectAnalyser(self.s, src.size, self.objects.detector if self.objects else None)
+        objects, qr = self.objects, self.qr
         controller = self.controller
         started = False
         for frame in src.frames(self.stop):
@@ -122,7 +138,9 @@ class Pipeline:
                 self.sink.set_source(SourceInfo(src.spec.display, src.size, src.fps, src.spec.live, offset))
                 controller.connected(frame.ts)
             result = detector.process(frame.image)
-            controller.step(frame, result)
+            found = objects.process(frame, result) if objects else None
+            codes = qr.process(frame, result) if qr else ()
+            controller.step(frame, result, found, codes)
             self.stats.frames += 1
             self.stats.last_ts = frame.ts
             if self.on_frame:

@@ -115,6 +115,33 @@ def _subfolder_func(v):
     raise ValueError(f"expected a function subFolderNameGeneratorFunc(dts) or None, got {v!r}")
 
 
+def _labels(v):
+    if isinstance(v, str):
+        v = [x.strip() for x in v.split(",") if x.strip()]
+    if not isinstance(v, (list, tuple)) or not all(isinstance(x, str) and x for x in v):
+        raise ValueError(f"expected a list of label names, e.g. ['person', 'car'], got {v!r}")
+    return tuple(v)
+
+
+_OVERRIDE_KEYS = {"min_score", "min_area", "max_area"}
+
+
+def _label_overrides(v):
+    if v is None:
+        return types.MappingProxyType({})
+    if not isinstance(v, (dict, types.MappingProxyType)):
+        raise ValueError(f"expected a dict like {{'car': {{'min_score': 0.6}}}}, got {v!r}")
+    out = {}
+    for label, conf in v.items():
+        if not isinstance(label, str) or not isinstance(conf, dict):
+            raise ValueError(f"expected label -> {{'min_score': ..}}, got {label!r}: {conf!r}")
+        unknown = set(conf) - _OVERRIDE_KEYS
+        if unknown:
+            raise ValueError(f"{label}: unknown key {sorted(unknown)[0]!r} (use {', '.join(sorted(_OVERRIDE_KEYS))})")
+        out[label] = {k: _number(float, 0, 1)(x) for k, x in conf.items()}
+    return types.MappingProxyType(out)  # settings are frozen, all the way down
+
+
 def _log_level(v):
     if isinstance(v, int) and not isinstance(v, bool) and v in (10, 20, 30, 40, 50):
         return logging.getLevelName(v)
@@ -130,7 +157,14 @@ def _opt_path(v):
 
 
 def _setting(default, check, doc, option=None):
-    return field(default=default, metadata={"check": check, "doc": doc, "option": option})
+    meta = {"check": check, "doc": doc, "option": option}
+    if isinstance(default, types.MappingProxyType):  # unhashable: dataclasses want a factory
+        return field(default_factory=lambda: default, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def default_of(f):
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
 
 
 @dataclass(frozen=True)
@@ -169,6 +203,27 @@ class Settings:
     POST_CAPTURE_SECONDS: float = _setting(2.0, _number(float, 0, 3600), "seconds recorded after the motion window closes", "--post-capture")
     MIN_EVENT_SECONDS: float = _setting(0.0, _number(float, 0, 3600), "drop events whose motion lasted less than this", "--min-event")
     MAX_CLIP_SECONDS: float = _setting(600.0, _number(float, 1, 86400), "split longer events into consecutive clips", "--max-clip")
+    # object confirmation (TFLite)
+    OBJECT_MODEL: Optional[str] = _setting(None, _opt_path, "TFLite detection model (SSD or YOLO style); None: motion only", "--model")
+    OBJECT_LABELS: Optional[str] = _setting(None, _opt_path, "labels file of the model", "--labels")
+    OBJECT_CONFIRM: str = _setting("tag", _text(choices=("off", "tag", "require")), "off | tag: list what was seen | require: keep only events that showed a wanted object", "--confirm")
+    OBJECT_LABELS_OF_INTEREST: tuple = _setting(("person",), _labels, "labels that count, e.g. ['person', 'car']; empty: all", "--objects")
+    OBJECT_MIN_SCORE: float = _setting(0.5, _number(float, 0, 1), "minimum detection score", "--object-min-score")
+    OBJECT_MIN_AREA: float = _setting(0.0, _number(float, 0, 1), "smallest box, as a fraction of the picture")
+    OBJECT_MAX_AREA: float = _setting(1.0, _number(float, 0, 1), "largest box, as a fraction of the picture")
+    OBJECT_LABEL_OVERRIDES: dict = _setting(types.MappingProxyType({}), _label_overrides, "per label: {'car': {'min_score': 0.6, 'min_area': 0.01}}")
+    OBJECT_MAX_RATE: float = _setting(4.0, _number(float, 0.01, 100), "at most this many detections a second", "--object-rate")
+    DETECT_EVERY_SECONDS: float = _setting(0.0, _number(float, 0, 3600), "also detect this often without motion (a still person); 0: only on motion", "--detect-every")
+    OBJECT_THREADS: int = _setting(2, _number(int, 1, 64), "TFLite threads")
+    OBJECT_INPUT_COLOR: str = _setting("auto", _text(choices=("auto", "rgb", "bgr")), "channel order the model wants; auto: BGR for YOLO, RGB for SSD")
+    OBJECT_LETTERBOX: str = _setting("auto", _text(choices=("auto", "on", "off")), "keep the aspect with grey bars; auto: on for YOLO")
+    OBJECT_INPUT_SCALE: str = _setting("auto", _text(choices=("auto", "0-255", "0-1", "-1-1")), "float inputs: value range; auto: 0-255 YOLO, -1-1 SSD")
+    # QR codes
+    QR_ENABLED: bool = _setting(False, _flag, "look for QR codes in analysed frames", "--qr/--no-qr")
+    QR_EVERY_SECONDS: float = _setting(0.5, _number(float, 0, 3600), "scan for QR codes at most this often")
+    QR_AREA: str = _setting("frame", _text(choices=("frame", "motion")), "scan the full frame, or only the motion region")
+    QR_REPEAT_WINDOW_SECS: float = _setting(60.0, _number(float, 0, 86400), "the same payload again within this is the same sighting")
+    QR_STARTS_EVENT: bool = _setting(False, _flag, "a new QR code starts an event (kind 'qr') even without motion")
     # output
     PATH_FOR_VIDEO: str = _setting("./video", _text(), "storage root", "--output")
     subFolderNameGeneratorFunc: Optional[Callable] = _setting(None, _subfolder_func, "subFolderNameGeneratorFunc(dts) -> subfolder; dts is UTC")
@@ -195,6 +250,8 @@ def as_plain(value):
     """A setting's value as JSON can hold it: polygons as their "x,y x,y ..." text."""
     if isinstance(value, Polygon):
         return str(value)
+    if isinstance(value, types.MappingProxyType):
+        return dict(value)
     if isinstance(value, (tuple, list)):
         return [as_plain(v) for v in value]
     if callable(value):
@@ -252,7 +309,7 @@ def _unknown(name: str, origin: str) -> ConfigError:
 
 def load_settings(config_path: Optional[str] = None, overrides: Optional[dict] = None) -> LoadedSettings:
     """Layer defaults < config.py < machine file (or ``config_path``) < ``overrides``; validate once."""
-    raw = {name: f.default for name, f in FIELDS.items()}
+    raw = {name: default_of(f) for name, f in FIELDS.items()}
     origins = {name: DEFAULT_SOURCE for name in FIELDS}
     warnings = []
     home = home_dir()

@@ -20,7 +20,8 @@ EVENT_SETTINGS = ("MOTION_FRAME_WIDTH", "scaleFrameTo", "MOTION_BLUR_SIZE", "MOT
                   "MOTION_DILATE_ITERATIONS", "MOTION_ERODE_ITERATIONS", "MOTION_MIN_SCORE",
                   "MOTION_MIN_CONTOUR_AREA", "MOTION_TRIGGER_FRAMES", "LIGHTING_REJECT",
                   "MASKS", "REGIONS", "MINIMAL_MOTION_DURATION", "PRE_ALARM_RECORDING_SECONDS",
-                  "POST_CAPTURE_SECONDS", "MIN_EVENT_SECONDS", "MAX_CLIP_SECONDS")
+                  "POST_CAPTURE_SECONDS", "MIN_EVENT_SECONDS", "MAX_CLIP_SECONDS", "OBJECT_MODEL",
+                  "OBJECT_CONFIRM", "OBJECT_LABELS_OF_INTEREST", "OBJECT_MIN_SCORE", "QR_ENABLED")
 
 
 @dataclass
@@ -51,7 +52,9 @@ class EventRecord:
     reason: str
     kept: bool
     clip: Optional[Path] = None
-    extra: dict = field(default_factory=dict)
+    kind: str = "motion"
+    objects: list = field(default_factory=list)  # ObjectSeen, best score first
+    qr: list = field(default_factory=list)  # QrSighting
 
     @property
     def pre_alarm(self) -> float:
@@ -63,7 +66,11 @@ class EventRecord:
              "trigger": round(self.trigger - origin, 3), "duration": round(self.end - self.start, 3),
              "pre_alarm_seconds": round(self.pre_alarm, 3), "frames": self.frames,
              "peak_score": round(self.peak_score, 5), "motion_seconds": round(self.motion_seconds, 3),
-             "motion_frames": self.motion_frames, "motion_box": self.union_box, "end_reason": self.reason}
+             "motion_frames": self.motion_frames, "motion_box": self.union_box, "end_reason": self.reason,
+             "kind": self.kind, "labels": [o.label for o in self.objects],
+             "objects": [{"label": o.label, "score": round(o.score, 4), "box": [int(v) for v in o.box],
+                          "first_seen": round(o.first_seen - origin, 3)} for o in self.objects],
+             "qr": [{**q.as_dict(), "seen": round(q.ts - origin, 3)} for q in self.qr]}
         if self.clip:
             d["clip"] = str(self.clip)
         return d
@@ -102,7 +109,9 @@ class EventLogSink:
                            end=self._last.ts + 1.0 / fps, trigger=event.trigger_ts, frames=self._count,
                            peak_score=event.peak_score, motion_seconds=event.motion_seconds,
                            motion_frames=event.motion_frames,
-                           union_box=list(event.union_box) if event.union_box else None, reason=reason, kept=keep)
+                           union_box=list(event.union_box) if event.union_box else None, reason=reason, kept=keep,
+                           kind=event.kind, objects=sorted(event.objects.values(), key=lambda o: -o.score),
+                           qr=list(event.qr))
 
 
 class ClipSink(EventLogSink):
@@ -223,7 +232,11 @@ class ClipSink(EventLogSink):
         off, lt = self.source.clock_offset, self.s.LOCAL_TIME
         thumb = final.with_suffix(".jpg")
         try:
-            if event.peak_frame is not None:
+            if event.best_object is not None:  # the best view of what was wanted, else the peak of motion
+                frame, dets = event.best_object
+                storage.write_thumbnail(thumb, frame.image, [d.box for d in dets],
+                                        [f"{d.label} {d.score:.2f}" for d in dets])
+            elif event.peak_frame is not None:
                 storage.write_thumbnail(thumb, event.peak_frame.image, event.peak_boxes)
             data = {
                 "camera": self.s.CAMERA_NAME, "source": self.source.display, "clip": final.name,
@@ -238,6 +251,10 @@ class ClipSink(EventLogSink):
                 "peak_score": round(event.peak_score, 5),
                 "motion": {"frames": event.motion_frames, "seconds": round(event.motion_seconds, 3),
                            "box": rec.union_box, "peak_boxes": [list(b) for b in event.peak_boxes]},
+                "kind": event.kind, "labels": [o.label for o in rec.objects],
+                "objects": [{"label": o.label, "score": round(o.score, 4), "box": [int(v) for v in o.box],
+                             "first_seen": storage.iso(o.first_seen + off, lt)} for o in rec.objects],
+                "qr": [{**q.as_dict(), "seen": storage.iso(q.ts + off, lt)} for q in rec.qr],
                 "end_reason": rec.reason, "error": self.failed,
                 "settings": {k: as_plain(getattr(self.s, k)) for k in EVENT_SETTINGS},
             }

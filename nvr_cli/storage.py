@@ -115,11 +115,14 @@ def write_json(path: Path, data: dict):
     write_atomic(path, (json.dumps(data, indent=2, default=str) + "\n").encode())
 
 
-def write_thumbnail(path: Path, image, boxes) -> None:
+def write_thumbnail(path: Path, image, boxes, labels=()) -> None:
     img = image.copy()
     thickness = max(2, img.shape[1] // 400)
-    for x, y, w, h in boxes:
+    labels = list(labels) + [""] * (len(boxes) - len(labels))
+    for (x, y, w, h), text in zip(boxes, labels):
         cv2.rectangle(img, (x, y), (x + w, y + h), (0, 0, 255), thickness)
+        if text:
+            cv2.putText(img, text, (x, max(12, y - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 255), 1)
     ok, jpg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 85])
     if ok:
         write_atomic(path, jpg.tobytes())

@@ -23,6 +23,7 @@ class Scene:
     size: tuple = (640, 360)
     walkers: list = field(default_factory=lambda: [(8.0, 12.0), (19.0, 22.0)])  # (start, end) seconds
     lighting: list = field(default_factory=list)  # (start, end, delta): whole picture brighter by delta
+    codes: list = field(default_factory=list)  # (start, end, payload, (x, y)): a QR code shown there
     noise: float = 2.0
     seed: int = 7
 
@@ -49,6 +50,10 @@ class Scene:
                 y = h // 2 - 50
                 cv2.rectangle(img, (x, y), (x + 50, y + 110), (40, 40, 200), -1)
                 cv2.circle(img, (x + 25, y - 15), 16, (60, 160, 220), -1)
+        for start, end, payload, (qx, qy) in self.codes:
+            if start <= t < end:
+                code = qr_image(payload)
+                img[qy:qy + code.shape[0], qx:qx + code.shape[1]] = code[:, :, None]
         for start, end, delta in self.lighting:
             if start <= t < end:
                 img = cv2.add(img, np.full_like(img, delta)) if delta > 0 else cv2.subtract(img, np.full_like(img, -delta))
@@ -84,3 +89,10 @@ def read_frame_number(img: np.ndarray) -> int:
         if block.mean() > 128:
             n |= 1 << bit
     return n
+
+
+def qr_image(payload: str, module_px: int = 4) -> np.ndarray:
+    """A QR code (with its quiet zone) as a grey image, ``module_px`` pixels per module."""
+    code = cv2.QRCodeEncoder.create().encode(payload)
+    code = cv2.copyMakeBorder(code, 4, 4, 4, 4, cv2.BORDER_CONSTANT, value=255)
+    return cv2.resize(code, (code.shape[1] * module_px, code.shape[0] * module_px), interpolation=cv2.INTER_NEAREST)

@@ -1,0 +1,161 @@
+"""Object confirmation with the real TFLite models from ../shared on real footage."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from helpers import NUMBER_MASK, clips, run_cli, shared
+from nvr_cli.errors import ConfigError
+from nvr_cli.objects import ObjectDetector, expand_to_aspect, load_labels, model_kind
+
+
+def ssd():
+    return shared("models", "ssd_mobilenet_v1_1_metadata_1.tflite"), shared("models", "labelmap.txt")
+
+
+def yolo():
+    return shared("models", "yolox_nano.tflite"), shared("models", "yolox_coco80_labels.txt")
+
+
+def frame_of(name, seconds):
+    cap = cv2.VideoCapture(str(shared("video", name)))
+    cap.set(cv2.CAP_PROP_POS_MSEC, seconds * 1000)
+    ok, img = cap.read()
+    assert ok
+    return img
+
+
+def iou(a, b):
+    ax1, ay1, bx1, by1 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
+    iw = max(0, min(ax1, bx1) - max(a[0], b[0]))
+    ih = max(0, min(ay1, by1) - max(a[1], b[1]))
+    inter = iw * ih
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
+def test_label_layouts(tmp_path):
+    with_placeholder = load_labels(shared("models", "labelmap.txt"))
+    by_id = load_labels(shared("models", "coco_labels.txt"))
+    assert with_placeholder[:90] == by_id[:90] and by_id[0] == "person" and by_id[11] == "n/a"
+    crlf = load_labels(shared("models", "yolox_coco80_labels.txt"))
+    assert len(crlf) == 80 and crlf[0] == "person" and all("\r" not in x for x in crlf)
+    numbered = tmp_path / "n.txt"
+    numbered.write_text("0 person\n2 car\n")
+    assert load_labels(numbered) == ["person", "n/a", "car"]
+    empty = tmp_path / "e.txt"
+    empty.write_text("\n")
+    with pytest.raises(ConfigError, match="empty"):
+        load_labels(empty)
+
+
+def test_both_model_kinds_find_the_same_people():
+    img = frame_of("vtest_480x360.avi", 10)
+    a = ObjectDetector(*ssd())
+    b = ObjectDetector(*yolo())
+    assert (a.kind, b.kind) == ("ssd", "yolo")
+    pa = [d for d in a.detect(img, 0.5) if d.label == "person"]
+    pb = [d for d in b.detect(img, 0.5) if d.label == "person"]
+    assert len(pa) >= 3 and len(pb) >= 3
+    # two unrelated models agree on where (most of) the people are
+    matched = sum(1 for d in pa if max(iou(d.box, e.box) for e in pb) > 0.4)
+    assert matched >= 0.6 * len(pa)
+    h, w = img.shape[:2]
+    assert all(0 <= d.box[0] and d.box[0] + d.box[2] <= w and d.box[1] + d.box[3] <= h for d in pa + pb)
+
+
+def test_unsupported_models_and_files_are_clear_errors(tmp_path):
+    def details(*shapes):
+        return [{"name": f"out{i}", "shape": np.array(s), "dtype": np.float32} for i, s in enumerate(shapes)]
+
+    assert model_kind("m", details((1, 10, 4), (1, 10), (1, 10), (1,)), 90) == "ssd"
+    assert model_kind("m", details((1, 3549, 85)), 80) == "yolo"
+    with pytest.raises(ConfigError, match=r"unsupported detector outputs \(out0 \[1, 1001\] float32\)"):
+        model_kind("m", details((1, 1001)), 1000)  # an image classifier
+    with pytest.raises(ConfigError, match="YOLO output has 80 classes but the labels file has 90"):
+        model_kind("m", details((1, 3549, 85)), 90)
+    with pytest.raises(ConfigError, match="not a TFLite model"):
+        ObjectDetector(shared("models", "labelmap.txt"), shared("models", "labelmap.txt"))
+    proc = run_cli("detect", shared("qr", "zxing_qrcode-2_5.png"), "--model", tmp_path / "none.tflite",
+                   "--labels", shared("models", "labelmap.txt"))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "model file not found" in proc.stderr
+
+
+def test_expand_to_aspect_keeps_the_box_and_the_shape():
+    for box in [(100, 100, 20, 80), (0, 0, 300, 10), (600, 300, 40, 40)]:
+        x, y, w, h = expand_to_aspect(box, 1.0, (640, 360))
+        assert x <= box[0] and y <= box[1] and x + w >= min(640, box[0] + box[2]) and y + h >= min(360, box[1] + box[3])
+        assert 0 <= x and 0 <= y and x + w <= 640 and y + h <= 360
+        assert abs(w / h - 1.0) < 0.05 or w == 640 or h == 360
+
+
+def test_detect_command_json_and_annotation(tmp_path):
+    img = tmp_path / "street.png"
+    cv2.imwrite(str(img), frame_of("vtest_480x360.avi", 10))
+    model, labels = yolo()
+    out = tmp_path / "ann.jpg"
+    proc = run_cli("detect", img, "--model", model, "--labels", labels, "--json", "--annotate", out, check=0)
+    (line,) = [json.loads(x) for x in proc.stdout.splitlines()]
+    people = [d for d in line["detections"] if d["label"] == "person"]
+    assert len(people) >= 3 and all(0.3 <= d["score"] <= 1 for d in people)
+    drawn = cv2.imread(str(out))
+    assert drawn.shape == cv2.imread(str(img)).shape
+    assert np.sum((drawn[..., 2] > 200) & (drawn[..., 1] < 50) & (drawn[..., 0] < 50)) > 100  # red boxes
+    proc = run_cli("detect", shared("video", "vtest_480x360.avi"), "--model", model, "--labels", labels,
+                   "--every", "2", "--max-frames", "3", "--objects", "car", check=0)
+    rows = proc.stdout.strip().splitlines()
+    assert rows and all(" s  " in r for r in rows) and all("person" not in r for r in rows)
+
+
+def test_person_is_confirmed_and_thumbnail_shows_it(tmp_path):
+    model, labels = ssd()
+    proc = run_cli("scan", shared("video", "one-by-one-person-detection.mp4"), "--model", model, "--labels", labels,
+                   "--confirm", "require", "--motion-duration", "2", "--post-capture", "0", "--json",
+                   "--extract", "--output", tmp_path, "--name", "room", check=0, timeout=300)
+    (result,) = [json.loads(x) for x in proc.stdout.splitlines()]
+    events = result["events"]
+    assert events and all(e["labels"] == ["person"] for e in events)
+    # the room is empty for the first 6 s: nobody is seen before
+    assert min(o["first_seen"] for e in events for o in e["objects"]) >= 6.0
+    side = json.loads(clips(tmp_path / "room")[0].with_suffix(".json").read_text())
+    obj = side["objects"][0]
+    assert obj["label"] == "person" and obj["score"] >= 0.5 and side["labels"] == ["person"]
+    assert side["objects"][0]["first_seen"][:4].isdigit()  # an ISO time
+    thumb = cv2.imread(str(clips(tmp_path / "room")[0].with_suffix(".jpg")))
+    x, y, w, h = obj["box"]
+    assert thumb is not None and w * h > 0
+
+
+@pytest.mark.slow
+def test_require_keeps_fewer_night_ir_insect_events_than_motion_alone(tmp_path):
+    model, labels = ssd()
+    counts = {}
+    for mode in ("off", "require"):
+        proc = run_cli("scan", shared("video", "night_ir.mp4"), "--model", model, "--labels", labels,
+                       "--confirm", mode, "--motion-duration", "2", "--post-capture", "0", "--json",
+                       check=0, timeout=600)
+        counts[mode] = len(json.loads(proc.stdout)["events"])
+    print(f"\nnight_ir.mp4 events: motion alone {counts['off']}, require person (SSD) {counts['require']}")
+    assert counts["require"] < counts["off"]
+
+
+def test_confirm_settings_errors():
+    model, labels = ssd()
+    proc = run_cli("scan", shared("video", "car-detection.mp4"), "--confirm", "require")
+    assert proc.returncode == 2 and "needs a model" in proc.stderr and proc.stderr.count("\n") == 1
+    proc = run_cli("scan", shared("video", "car-detection.mp4"), "--model", model, "--labels", labels,
+                   "--objects", "unicorn")
+    assert proc.returncode == 2 and "'unicorn' is not a label" in proc.stderr
+    proc = run_cli("scan", shared("video", "car-detection.mp4"), "--model", model)
+    assert proc.returncode == 2 and "--labels" in proc.stderr
+
+
+def test_tag_mode_records_everything_and_lists_labels(scene_cache):
+    """The generated scene has no real objects: tag keeps its motion events, require keeps none."""
+    model, labels = ssd()
+    base = ["scan", scene_cache(), "--mask", NUMBER_MASK, "--motion-duration", "1", "--model", model,
+            "--labels", labels, "--json"]
+    tagged = json.loads(run_cli(*base, "--confirm", "tag", check=0).stdout)["events"]
+    required = json.loads(run_cli(*base, "--confirm", "require", check=0).stdout)["events"]
+    assert len(tagged) == 2 and all(e["labels"] == [] for e in tagged)
+    assert required == []
