@@ -98,7 +98,10 @@ def download(name_or_url: str, *, sha256: Optional[str] = None, dest: Optional[P
             sys.stderr.write("\n")
     except (urllib.error.URLError, OSError, ValueError) as e:
         tmp.unlink(missing_ok=True)
-        reason = getattr(e, "reason", None) or getattr(e, "strerror", None) or e
+        if isinstance(e, urllib.error.HTTPError):
+            reason = f"HTTP {e.code} {e.reason}"
+        else:
+            reason = getattr(e, "reason", None) or getattr(e, "strerror", None) or e
         raise NvrError(f"download of {url} failed: {reason}") from None
     got = digest.hexdigest()
     if expected and got != expected.lower():
