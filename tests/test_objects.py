@@ -159,3 +159,46 @@ def test_tag_mode_records_everything_and_lists_labels(scene_cache):
     required = json.loads(run_cli(*base, "--confirm", "require", check=0).stdout)["events"]
     assert len(tagged) == 2 and all(e["labels"] == [] for e in tagged)
     assert required == []
+
+
+@pytest.fixture(scope="module")
+def still_person(tmp_path_factory):
+    """A real frame with a person standing still, and a small square moving far from them."""
+    from nvr_cli.clipwriter import FfmpegWriter
+    from nvr_cli.ffmpeg import find_ffmpeg
+
+    base = frame_of("one-by-one-person-detection.mp4", 9.0)  # someone stands at the right (SSD: 0.67)
+    path = tmp_path_factory.mktemp("still") / "still_person.mp4"
+    w = FfmpegWriter(path, (base.shape[1], base.shape[0]), 10, ffmpeg=find_ffmpeg(), fragmented=False)
+    for i in range(100):
+        img = base.copy()
+        if 20 <= i < 80:  # 2-8 s: something small moves in the bottom-left corner
+            x = 10 + (i - 20) * 4  # ends at x=310, the person stands at x>340
+            cv2.rectangle(img, (x, 400), (x + 60, 416), (40, 200, 240), -1)  # a flat bar: nothing COCO knows
+        w.write(img)
+    w.close()
+    return path
+
+
+def scan_events(path, *args):
+    model, labels = ssd()
+    proc = run_cli("scan", path, "--model", model, "--labels", labels, "--confirm", "require", "--json",
+                   "--motion-duration", "1", *args, check=0)
+    return json.loads(proc.stdout)["events"]
+
+
+def test_motion_region_crop_misses_a_still_person_that_periodic_detection_finds(still_person, isolated_home):
+    # 0.6: SSD-MobileNet calls bits of the upscaled corner crop "person" at up to 0.54
+    assert scan_events(still_person, "--object-min-score", "0.6") == []  # only the moving corner is looked at
+    (event,) = scan_events(still_person, "--detect-every", "1", "--object-min-score", "0.6")
+    assert event["labels"] == ["person"] and event["objects"][0]["box"][0] > 250  # at the right, not the corner
+
+
+def test_area_limits_and_per_label_overrides(still_person, isolated_home):
+    cfg = isolated_home / "machine_specific_configuration.py"
+    cfg.write_text("OBJECT_MAX_AREA = 0.01\n")  # the person fills far more of the picture
+    assert scan_events(still_person, "--detect-every", "1") == []
+    cfg.write_text("OBJECT_LABEL_OVERRIDES = {'person': {'min_score': 0.99}}\n")
+    assert scan_events(still_person, "--detect-every", "1") == []
+    cfg.write_text("OBJECT_LABEL_OVERRIDES = {'person': {'min_score': 0.3}}\nOBJECT_MIN_SCORE = 0.99\n")
+    assert len(scan_events(still_person, "--detect-every", "1")) == 1
