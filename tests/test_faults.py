@@ -228,7 +228,13 @@ def malformed_configs(tmp_path):
                       f"{name} = ['-1,0 5,5 0,5']"]
         elif check.__name__ == "_flag":
             cases += [f"{name} = 'perhaps'", f"{name} = 2"]
-        elif name not in ("cam", "subFolderNameGeneratorFunc", "FFMPEG_PATH", "LOG_FILE_PATH", "scaleFrameTo"):
+        elif name == "OBJECT_LABELS_OF_INTEREST":  # '' and [] are valid: every label
+            cases += [f"{name} = 5", f"{name} = ['person', 3]"]
+        elif name == "OBJECT_LABEL_OVERRIDES":
+            cases += [f"{name} = ['car']", f"{name} = {{'car': 0.5}}", f"{name} = {{'car': {{'min_scor': 0.5}}}}",
+                      f"{name} = {{'car': {{'min_score': 2}}}}"]
+        elif name not in ("cam", "subFolderNameGeneratorFunc", "FFMPEG_PATH", "LOG_FILE_PATH", "scaleFrameTo",
+                          "OBJECT_MODEL", "OBJECT_LABELS"):
             cases += [f"{name} = ''", f"{name} = 42"]
         typo = name[:-1] if len(name) > 4 else name + "X"
         cases.append(f"{typo} = 1")
