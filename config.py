@@ -88,6 +88,29 @@ QR_AREA = "frame"               # "frame": the full-resolution frame; "motion": 
 QR_REPEAT_WINDOW_SECS = 60.0    # the same payload within this window is one sighting
 QR_STARTS_EVENT = False         # a new code starts an event of kind "qr" even without motion
 
+#######################################
+### continuous recording (no decoding) ###
+#######################################
+# ffmpeg copies the camera's own stream (no decode, no re-encode) into segments in the same date
+# folders as the event clips, each listed in that day's segments.jsonl (start, end, size, validity,
+# and every gap). `nvr-cli export` cuts any time range from them losslessly.
+CONTINUOUS_RECORDING = False    # --continuous
+SEGMENT_SECONDS = 60.0          # --segment-seconds
+MOTION_DETECTION = True         # False (--no-motion): continuous recording only, nothing decoded
+
+#################
+### retention ###
+#################
+# One reaper for segments and event clips: oldest first, continuous footage before events, never a
+# file being written. It runs every RETENTION_CHECK_SECONDS inside `record`, at once when the disk
+# is full, and as `nvr-cli prune [--dry-run]` for cron. Every deletion is logged.
+RETENTION_SEGMENT_DAYS = 7.0    # 0: keep
+RETENTION_EVENT_DAYS = 30.0     # 0: keep
+RETENTION_MAX_GB_PER_CAMERA = 0.0  # 0: no cap
+RETENTION_MAX_GB_TOTAL = 0.0    # 0: no cap
+RETENTION_MIN_FREE_GB = 1.0     # 0: no floor
+RETENTION_CHECK_SECONDS = 300.0
+
 ##########################
 ### recording settings ###
 ##########################

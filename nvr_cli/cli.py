@@ -117,6 +117,34 @@ def _load(config_path, opts, **extra) -> tuple:
     return s, overrides
 
 
+class Reaper:
+    """Runs the retention limits every RETENTION_CHECK_SECONDS, and at once when asked (a full disk)."""
+
+    def __init__(self, root: Path, s: Settings, stop: threading.Event):
+        self.root, self.s, self.stop = root, s, stop
+        self._lock = threading.Lock()
+
+    def now(self, disk_full: bool = True) -> int:
+        """Apply the limits now (called by a writer that hit a full disk, before its next clip)."""
+        from .retention import prune as do_prune
+
+        with self._lock:
+            try:
+                done = do_prune(self.root, self.s)
+            except Exception as e:  # noqa: BLE001 - the reaper must never take recording down
+                log.error("retention check failed: %s", e)
+                return 0
+        if disk_full and not done:
+            log.error("the disk is full and the retention limits allow deleting nothing: "
+                      "lower RETENTION_* or free space; recording keeps trying")
+        return len(done)
+
+    def run(self):
+        while not self.stop.is_set():
+            self.now(disk_full=False)
+            self.stop.wait(self.s.RETENTION_CHECK_SECONDS)
+
+
 def _stop_on_signals() -> threading.Event:
     stop = threading.Event()
 
@@ -171,9 +199,33 @@ def record(source, config_path, realtime, as_json, **opts):
             click.echo(json.dumps({"camera": s.CAMERA_NAME, **rec.as_dict()}), nl=True)
             sys.stdout.flush()
 
-    sink = ClipSink(s, ffmpeg=ffmpeg, on_clip=on_clip)
+    reaper = Reaper(Path(s.PATH_FOR_VIDEO), s, stop)
+    threading.Thread(target=reaper.run, name="nvr-reaper", daemon=True).start()
+    if not s.MOTION_DETECTION and not s.CONTINUOUS_RECORDING:
+        raise ConfigError("--no-motion without --continuous: nothing to record")
+    segmenter = None
+    if s.CONTINUOUS_RECORDING:
+        from .continuous import Segmenter
+
+        if not ffmpeg:
+            raise NvrError("continuous recording needs ffmpeg: install Debian's ffmpeg or `pip install imageio-ffmpeg`")
+        segmenter = Segmenter(s, spec, ffmpeg, stop, on_disk_full=reaper.now)
+        worker = threading.Thread(target=segmenter.run, name="nvr-segmenter", daemon=True)
+        worker.start()
+        log.info("continuous recording of %s into %s-second segments", spec.display, f"{s.SEGMENT_SECONDS:g}")
+    if not s.MOTION_DETECTION:
+        while worker.is_alive():
+            worker.join(timeout=0.5)
+        log.info("done: %d segments", len(segmenter.segments))
+        return
+    sink = ClipSink(s, ffmpeg=ffmpeg, on_clip=on_clip, on_disk_full=reaper.now)
     log.info("recording %s as %r into %s", spec.display, s.CAMERA_NAME, root)
-    stats = Pipeline(s, spec, sink, stop=stop, realtime=realtime).run()
+    try:
+        stats = Pipeline(s, spec, sink, stop=stop, realtime=realtime).run()
+    finally:
+        if segmenter is not None:
+            stop.set()
+            worker.join(timeout=30)
     log.info("done: %d frames, %d clips written, %d events dropped (%s)",
              stats.frames, len(sink.records), stats.dropped_events, stats.reason or "stopped")
     if stats.error:
@@ -493,6 +545,64 @@ def model_download(name_or_url, sha256, dest):
                                                      " (not verified: give --sha256)"))
     click.echo(f"OBJECT_MODEL = {str(path)!r}")
     click.echo(f"OBJECT_LABELS = {str(labels)!r}" if labels else "OBJECT_LABELS = '...'  # the model's labels file")
+
+
+@cli.command("export")
+@click.argument("camera")
+@click.argument("outfile")
+@click.option("--from", "from_", required=True, help="start: ISO time, HH:MM today, or -15m / -2h / -1d")
+@click.option("--to", "to", default="now", show_default=True, help="end, in the same forms")
+@click.option("--allow-gaps", is_flag=True, help="export what exists even if the recording has gaps")
+@click.option("--output", "root", help="storage root [PATH_FOR_VIDEO]")
+@click.option("--config", "config_path", help="settings file")
+@click.option("--progress/--no-progress", default=None, help="progress on stderr (default: on a terminal)")
+@click.option("--json", "as_json", is_flag=True, help="print the export's sidecar as JSON")
+def export_cmd(camera, outfile, from_, to, allow_gaps, root, config_path, progress, as_json):
+    """Join CAMERA's continuous segments from --from to --to into OUTFILE, losslessly.
+
+    Stream copy, no re-encode: the cut starts at the keyframe at or before --from. A sidecar
+    OUTFILE.json lists the segments included and any gaps.
+    """
+    from .export import export, parse_time
+
+    s = load_settings(config_path, {"PATH_FOR_VIDEO": root} if root else {}).settings
+    setup_logging(s, quiet=True)
+    start, end = parse_time(from_), parse_time(to)
+    bar = _Progress(Path(outfile).name, int((end - start) * 10)) if (
+        progress or (progress is None and sys.stderr.isatty())) else None
+    ffmpeg = find_ffmpeg(s.FFMPEG_PATH)
+    info = export(s.PATH_FOR_VIDEO, camera, start, end, Path(outfile), ffmpeg=ffmpeg, allow_gaps=allow_gaps,
+                  local_time=s.LOCAL_TIME, progress=(lambda t: bar.update(int(t * 10) - bar.done)) if bar else None)
+    if bar:
+        bar.close()
+    if as_json:
+        click.echo(json.dumps(info))
+    else:
+        click.echo(f"{outfile}: {info['duration_seconds']:.1f} s from {len(info['segments'])} segment(s)"
+                   + (f", {len(info['gaps'])} gap(s) skipped" if info["gaps"] else ""))
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="only say what would be deleted")
+@click.option("--output", "root", help="storage root [PATH_FOR_VIDEO]")
+@click.option("--config", "config_path", help="settings file")
+@click.option("--json", "as_json", is_flag=True, help="one JSON line per file")
+def prune(dry_run, root, config_path, as_json):
+    """Apply the retention limits (RETENTION_*) to the storage root now: for cron."""
+    from .retention import prune as do_prune
+
+    s = load_settings(config_path, {"PATH_FOR_VIDEO": root} if root else {}).settings
+    setup_logging(s, quiet=True)
+    done = do_prune(Path(s.PATH_FOR_VIDEO), s, dry_run=dry_run)
+    for item, reason in done:
+        if as_json:
+            click.echo(json.dumps({"file": str(item.path), "kind": item.kind, "bytes": item.size,
+                                   "reason": reason, "deleted": not dry_run}))
+        else:
+            click.echo(f"{'would delete' if dry_run else 'deleted'} {item.path} ({reason})")
+    if not as_json:
+        click.echo(f"{len(done)} file(s) {'would be ' if dry_run else ''}deleted, "
+                   f"{sum(i.size for i, _ in done) / 2**20:.1f} MB")
 
 
 @cli.group("config")

@@ -224,6 +224,17 @@ class Settings:
     QR_AREA: str = _setting("frame", _text(choices=("frame", "motion")), "scan the full frame, or only the motion region")
     QR_REPEAT_WINDOW_SECS: float = _setting(60.0, _number(float, 0, 86400), "the same payload again within this is the same sighting")
     QR_STARTS_EVENT: bool = _setting(False, _flag, "a new QR code starts an event (kind 'qr') even without motion")
+    # continuous recording (stream copy)
+    CONTINUOUS_RECORDING: bool = _setting(False, _flag, "also record everything, stream-copied into segments", "--continuous/--events-only")
+    SEGMENT_SECONDS: float = _setting(60.0, _number(float, 2, 3600), "length of continuous segments", "--segment-seconds")
+    MOTION_DETECTION: bool = _setting(True, _flag, "decode and analyse for events (off: continuous only, no decoding)", "--motion/--no-motion")
+    # retention
+    RETENTION_SEGMENT_DAYS: float = _setting(7.0, _number(float, 0, 36500), "delete continuous segments older than this; 0: keep")
+    RETENTION_EVENT_DAYS: float = _setting(30.0, _number(float, 0, 36500), "delete event clips older than this; 0: keep")
+    RETENTION_MAX_GB_PER_CAMERA: float = _setting(0.0, _number(float, 0), "cap on each camera's footage; 0: none")
+    RETENTION_MAX_GB_TOTAL: float = _setting(0.0, _number(float, 0), "cap on the whole storage root; 0: none")
+    RETENTION_MIN_FREE_GB: float = _setting(1.0, _number(float, 0), "keep at least this much free on the disk; 0: no floor")
+    RETENTION_CHECK_SECONDS: float = _setting(300.0, _number(float, 5, 86400), "how often record runs the reaper")
     # output
     PATH_FOR_VIDEO: str = _setting("./video", _text(), "storage root", "--output")
     subFolderNameGeneratorFunc: Optional[Callable] = _setting(None, _subfolder_func, "subFolderNameGeneratorFunc(dts) -> subfolder; dts is UTC")

@@ -117,11 +117,13 @@ class EventLogSink:
 class ClipSink(EventLogSink):
     """Writes each event as an H.264 MP4 with a JSON sidecar and a thumbnail of the peak frame."""
 
-    def __init__(self, settings: Settings, *, ffmpeg: Optional[str], on_clip: Optional[Callable] = None):
+    def __init__(self, settings: Settings, *, ffmpeg: Optional[str], on_clip: Optional[Callable] = None,
+                 on_disk_full: Optional[Callable] = None):
         super().__init__()
         self.s = settings
         self.ffmpeg = ffmpeg
         self.on_clip = on_clip
+        self.on_disk_full = on_disk_full
         self.writer = None
         self.part: Optional[Path] = None
         self.failed: Optional[str] = None
@@ -162,6 +164,8 @@ class ClipSink(EventLogSink):
 
     def _fail(self, e: Exception):
         self.failed = str(e)
+        if "no space left" in self.failed.lower() and self.on_disk_full:
+            self.on_disk_full()  # the reaper frees space for the next clip
         log.error("%s: this clip stops here, recording carries on", e)
         if self.writer is not None:
             self.writer.abort()

@@ -38,7 +38,10 @@ def run_cli(*args, env=None, timeout=120, check=None):
 
 
 def clips(root: Path):
-    return sorted(p for p in Path(root).rglob("*.mp4") if not p.name.endswith(".part.mp4"))
+    """Finished MP4 files: no parts, nothing hidden (staging folders, temporary remuxes)."""
+    root = Path(root)
+    return sorted(p for p in root.rglob("*.mp4") if not p.name.endswith(".part.mp4")
+                  and not any(x.startswith(".") for x in p.relative_to(root).parts))
 
 
 def decode_all(path):

@@ -145,7 +145,10 @@ def test_full_disk_over_rtsp_keeps_trying_and_records_when_space_returns(tmp_pat
     try:
         server = rtsp_server(walking)
         out = mnt / "video"
-        proc, log = recorder(server.url, out, "--crf", "0", "--preset", "ultrafast", "--max-clip", "2")
+        cfg = tmp_path / "no_floor.py"
+        cfg.write_text("RETENTION_MIN_FREE_GB = 0\n")  # nothing may be deleted: recording must keep trying
+        proc, log = recorder(server.url, out, "--crf", "0", "--preset", "ultrafast", "--max-clip", "2",
+                             "--config", cfg)
         try:
             assert wait_for(lambda: log.text().count("no space left on device: this clip stops") >= 2, timeout=30)
             record_fault()

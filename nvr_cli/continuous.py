@@ -1,0 +1,268 @@
+"""Continuous recording with no decode and no re-encode: ffmpeg stream-copies the camera into
+fixed-length segments, which go into the date folders beside the event clips, each listed in a
+per-day index (``segments.jsonl``) with its start, end, size and validity, and every gap too.
+
+Segments are fragmented MP4 while written (in a hidden staging folder), so one cut short by
+kill -9, a power cut or a lost camera still plays up to its last fragment; the next start moves
+such leftovers into place and indexes them.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from . import storage
+from .errors import ConfigError
+from .redact import redact
+from .settings import Settings
+from .source import SourceSpec
+
+log = logging.getLogger("nvr_cli.continuous")
+
+INDEX = "segments.jsonl"
+STAGING = ".incoming"
+SEG_SUFFIX = ".seg.mp4"
+
+
+@dataclass
+class Segment:
+    path: Path
+    start: float  # wall clock, epoch seconds
+    end: float
+    size: int
+    valid: bool
+    partial: bool = False  # cut short (killed, lost camera): plays up to its last fragment
+
+    def as_dict(self) -> dict:
+        return {"file": self.path.name, "start": round(self.start, 3), "end": round(self.end, 3),
+                "size": self.size, "valid": self.valid, "partial": self.partial}
+
+
+def append_index(folder: Path, entry: dict):
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / INDEX, "a") as f:
+        f.write(json.dumps(entry) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_index(camera_root: Path) -> list:
+    """Every index entry under a camera's folder, oldest first; paths made absolute."""
+    entries = []
+    for idx in sorted(Path(camera_root).rglob(INDEX)):
+        for line in idx.read_text().splitlines():
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue  # a line torn by a crash
+            if "file" in e:
+                e["path"] = idx.parent / e["file"]
+            entries.append(e)
+    return sorted(entries, key=lambda e: e["start"])
+
+
+def plays_copy(ffmpeg: str, path: Path) -> bool:
+    """Whether every packet of ``path`` demuxes cleanly (stream copy to nowhere: no decoding)."""
+    r = subprocess.run([ffmpeg, "-hide_banner", "-nostdin", "-v", "error", "-i", str(path), "-map", "0",
+                        "-c", "copy", "-f", "null", "-"], capture_output=True, text=True)
+    return r.returncode == 0 and not r.stderr.strip()
+
+
+class Segmenter:
+    """Runs (and re-runs) ffmpeg for one camera until ``stop`` is set."""
+
+    def __init__(self, settings: Settings, spec: SourceSpec, ffmpeg: str, stop: threading.Event,
+                 on_disk_full=None):
+        if spec.kind == "usb":
+            raise ConfigError("continuous recording stream-copies a network camera or a file; a USB camera "
+                              "has no encoded stream to copy")
+        self.s, self.spec, self.ffmpeg, self.stop = settings, spec, ffmpeg, stop
+        self.root = Path(settings.PATH_FOR_VIDEO) / settings.CAMERA_NAME
+        self.staging = self.root / STAGING
+        self.audio = True
+        self.segments: list = []  # finished this run, for callers (event cuts, tests)
+        # where the recording stopped last time, so a restart records its gap too
+        ends = [e["end"] for e in read_index(self.root) if "file" in e] if self.root.is_dir() else []
+        self.last_end: Optional[float] = max(ends) if ends else None
+        self.written_cb = None  # called with each finished Segment
+        self.on_disk_full = on_disk_full
+        self._lock = threading.Lock()
+
+    # -- ffmpeg ----------------------------------------------------------------------------------
+    def _command(self) -> list:
+        s, spec = self.s, self.spec
+        # progress lines every second are the heartbeat that tells a stalled camera
+        cmd = [self.ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-stats_period", "1",
+               "-progress", "pipe:2"]
+        if spec.kind == "rtsp":
+            cmd += ["-rtsp_transport", s.RTSP_TRANSPORT, "-timeout", str(int(s.READ_TIMEOUT_SECS * 1e6))]
+        elif spec.kind == "http":
+            cmd += ["-rw_timeout", str(int(s.READ_TIMEOUT_SECS * 1e6))]
+        else:
+            cmd += ["-re"]  # a file plays at its own pace, as a camera would
+        cmd += ["-i", str(spec.target), "-map", "0:v:0"]
+        if self.audio:
+            cmd += ["-map", "0:a:0?"]
+        cmd += ["-c", "copy", "-f", "segment", "-segment_time", f"{s.SEGMENT_SECONDS:g}", "-reset_timestamps", "1",
+                "-strftime", "1", "-segment_format", "mp4",
+                # each fragment reaches the disk as it is cut: a killed run loses about a second
+                "-segment_format_options", "movflags=+frag_keyframe+empty_moov+default_base_moof:flush_packets=1",
+                "-segment_list", "pipe:1", "-segment_list_type", "csv", "-segment_list_flags", "live",
+                str(self.staging / "seg_%s.mp4")]
+        return cmd
+
+    def run(self):
+        s = self.s
+        delay, outage_since = s.RECONNECT_DELAY_SECS, None
+        while not self.stop.is_set():
+            self.recover_staging()
+            produced, reason, stderr = self._run_once()
+            if not self.spec.live and reason == "exited" and produced:
+                break  # the file has been copied to its end
+            if self.stop.is_set():
+                break
+            if "not currently supported in container" in stderr or "Could not find tag for codec" in stderr:
+                if self.audio:
+                    log.warning("the camera's audio cannot go into MP4 segments: recording video only")
+                    self.audio = False
+                    continue
+            why = redact(stderr.strip().splitlines()[-1]) if stderr.strip() else reason
+            if "No space left" in stderr and self.on_disk_full:
+                self.on_disk_full()
+            if produced:  # it had been recording: a new outage begins
+                delay, outage_since = s.RECONNECT_DELAY_SECS, None
+            if outage_since is None:
+                outage_since = time.time()
+                log.warning("continuous recording of %s stopped (%s); restarting with backoff", self.spec.display, why)
+            else:
+                log.debug("continuous recording restart failed (%s)", why)
+            self.stop.wait(delay)
+            delay = min(delay * 2, s.RECONNECT_MAX_DELAY_SECS)
+        self.recover_staging()
+
+    def _run_once(self):
+        """One ffmpeg run; returns (segments produced, why it ended, ffmpeg's stderr)."""
+        self.staging.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.Popen(self._command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, bufsize=1)
+        lines: queue.Queue = queue.Queue()
+        err: list = []
+        beat = {"t": time.monotonic(), "out": None}
+
+        def read_stderr():
+            for line in proc.stderr:
+                key, _, value = line.strip().partition("=")
+                if key == "out_time_us":
+                    if value != beat["out"]:
+                        beat["t"], beat["out"] = time.monotonic(), value
+                elif not (_ and key.replace("_", "").isalnum()):  # not a progress line: an error
+                    err.append(line)
+
+        threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout] and None, daemon=True).start()
+        t_err = threading.Thread(target=read_stderr, daemon=True)
+        t_err.start()
+        produced, t0, reason = 0, None, "exited"
+        while True:
+            try:
+                line = lines.get(timeout=0.25)
+            except queue.Empty:
+                line = None
+            if line:
+                name, start, end = line.strip().rsplit(",", 2)
+                now = time.time()
+                t0 = min(t0, now - float(end)) if t0 is not None else now - float(end)
+                self._finish(self.staging / name, t0 + float(start), t0 + float(end))
+                produced += 1
+                continue
+            if proc.poll() is not None:
+                break
+            if self.stop.is_set():
+                reason = "stopped"
+                proc.terminate()  # ffmpeg closes the open segment and lists it
+                continue
+            silent = time.monotonic() - beat["t"]
+            if silent > self.s.READ_TIMEOUT_SECS + 2:
+                reason = "stalled"
+                log.warning("continuous recording stalled: no data for %.0f s; restarting", silent)
+                proc.kill()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        while not lines.empty():
+            line = lines.get()
+            if line.strip():
+                name, start, end = line.strip().rsplit(",", 2)
+                now = time.time()
+                t0 = t0 if t0 is not None else now - float(end)
+                self._finish(self.staging / name, t0 + float(start), t0 + float(end))
+                produced += 1
+        t_err.join(timeout=2)
+        return produced, reason, "".join(err)
+
+    # -- segments --------------------------------------------------------------------------------
+    def _finish(self, staged: Path, start: float, end: float, partial: bool = False):
+        if not staged.exists():
+            return
+        folder = storage.clip_dir(self.s.PATH_FOR_VIDEO, self.s.CAMERA_NAME, start, self.s.LOCAL_TIME,
+                                  self.s.subFolderNameGeneratorFunc)
+        storage.make_dirs(folder)
+        stem = f"{self.s.CAMERA_NAME}_{storage.local_datetime(start, self.s.LOCAL_TIME):%Y%m%d-%H%M%S}"
+        final = folder / f"{stem}{SEG_SUFFIX}"
+        n = 1
+        while final.exists():
+            final = folder / f"{stem}-{n}{SEG_SUFFIX}"
+            n += 1
+        os.replace(staged, final)
+        seg = Segment(final, start, end, final.stat().st_size, plays_copy(self.ffmpeg, final), partial)
+        with self._lock:
+            if self.last_end is not None and start - self.last_end > 1.0:
+                gap = {"gap": True, "start": round(self.last_end, 3), "end": round(start, 3),
+                       "reason": "recording was interrupted"}
+                append_index(folder, gap)
+                log.warning("gap of %.1f s in the continuous recording", start - self.last_end)
+            append_index(folder, seg.as_dict())
+            self.last_end = max(end, self.last_end or end)
+            self.segments.append(seg)
+        log.info("segment %s: %.1f s, %.1f MB%s%s", final.name, end - start, seg.size / 2**20,
+                 "" if seg.valid else " (damaged packets)", " (cut short)" if partial else "")
+        if self.written_cb:
+            self.written_cb(seg)
+
+    def recover_staging(self):
+        """Move what a killed or stalled run left in staging into place, as partial segments."""
+        if not self.staging.is_dir():
+            return
+        for staged in sorted(self.staging.glob("seg_*.mp4")):
+            if staged.stat().st_size == 0 or not storage.plays(staged):
+                staged.unlink(missing_ok=True)
+                continue
+            start = float(staged.stem.split("_", 1)[1])  # whole seconds, from ffmpeg's file name
+            if self.last_end is not None and 0 < self.last_end - start < 1.5:
+                start = self.last_end  # it continued the previous segment
+            duration = _duration(self.ffmpeg, staged)
+            self._finish(staged, start, start + duration, partial=True)
+
+
+def _duration(ffmpeg: str, path: Path) -> float:
+    """Seconds of video in ``path`` by demuxing it (fragmented files have no duration up front)."""
+    r = subprocess.run([ffmpeg, "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:v:0", "-c", "copy",
+                        "-f", "null", "-"], capture_output=True, text=True)
+    for line in reversed(r.stderr.splitlines()):
+        if "time=" in line:
+            stamp = line.split("time=")[1].split()[0]
+            try:
+                h, m, sec = stamp.split(":")
+                return int(h) * 3600 + int(m) * 60 + float(sec)
+            except ValueError:
+                break
+    return 0.0
