@@ -97,6 +97,15 @@ QR_STARTS_EVENT = False         # a new code starts an event of kind "qr" even w
 CONTINUOUS_RECORDING = False    # --continuous
 SEGMENT_SECONDS = 60.0          # --segment-seconds
 MOTION_DETECTION = True         # False (--no-motion): continuous recording only, nothing decoded
+# With continuous recording, each event is also cut from the segments at the camera's own quality
+# (stream copy, once the segment holding its end is complete): <clip>.lossless.mp4, listed in the
+# event's sidecar with the requested and actual start/end. EVENT_REENCODE = False then skips the
+# re-encoded clip: the cut becomes <clip>.mp4.
+LOSSLESS_EVENT_CLIPS = True
+EVENT_REENCODE = True
+# As NVRs do: analyse a low-resolution sub-stream for motion while recording the main stream.
+DETECT_SOURCE = None            # None: cam
+RECORD_SOURCE = None            # None: cam
 
 #################
 ### retention ###

@@ -183,9 +183,10 @@ def record(source, config_path, realtime, as_json, **opts):
     open clip and exit 0.
     """
     s, _ = _load(config_path, opts, cam=source)
-    if not s.cam:
+    if not (s.cam or (s.DETECT_SOURCE and s.RECORD_SOURCE)):
         raise ConfigError("no source: give SOURCE or set `cam` in the config")
-    spec = parse_source(s.cam)
+    spec = parse_source(s.DETECT_SOURCE or s.cam)
+    record_spec = parse_source(s.RECORD_SOURCE or s.cam) if s.CONTINUOUS_RECORDING else None
     ffmpeg = find_ffmpeg(s.FFMPEG_PATH, required=False)
     if not ffmpeg:
         log.warning("no ffmpeg found: clips are written by OpenCV as MPEG-4 part 2, which browsers do not play")
@@ -209,23 +210,30 @@ def record(source, config_path, realtime, as_json, **opts):
 
         if not ffmpeg:
             raise NvrError("continuous recording needs ffmpeg: install Debian's ffmpeg or `pip install imageio-ffmpeg`")
-        segmenter = Segmenter(s, spec, ffmpeg, stop, on_disk_full=reaper.now)
+        segmenter = Segmenter(s, record_spec, ffmpeg, stop, on_disk_full=reaper.now)
         worker = threading.Thread(target=segmenter.run, name="nvr-segmenter", daemon=True)
         worker.start()
-        log.info("continuous recording of %s into %s-second segments", spec.display, f"{s.SEGMENT_SECONDS:g}")
+        log.info("continuous recording of %s into %s-second segments", record_spec.display, f"{s.SEGMENT_SECONDS:g}")
     if not s.MOTION_DETECTION:
         while worker.is_alive():
             worker.join(timeout=0.5)
         log.info("done: %d segments", len(segmenter.segments))
         return
-    sink = ClipSink(s, ffmpeg=ffmpeg, on_clip=on_clip, on_disk_full=reaper.now)
+    cutter = None
+    if segmenter is not None and s.LOSSLESS_EVENT_CLIPS:
+        from .eventcut import EventCutter
+
+        cutter = EventCutter(segmenter, ffmpeg, s, stop)
+    sink = ClipSink(s, ffmpeg=ffmpeg, on_clip=on_clip, on_disk_full=reaper.now, cutter=cutter)
     log.info("recording %s as %r into %s", spec.display, s.CAMERA_NAME, root)
     try:
         stats = Pipeline(s, spec, sink, stop=stop, realtime=realtime).run()
     finally:
         if segmenter is not None:
             stop.set()
-            worker.join(timeout=30)
+            worker.join(timeout=30)  # it writes its last segment first
+        if cutter is not None:
+            cutter.close(timeout=60)
     log.info("done: %d frames, %d clips written, %d events dropped (%s)",
              stats.frames, len(sink.records), stats.dropped_events, stats.reason or "stopped")
     if stats.error:

@@ -93,6 +93,7 @@ class Segmenter:
         ends = [e["end"] for e in read_index(self.root) if "file" in e] if self.root.is_dir() else []
         self.last_end: Optional[float] = max(ends) if ends else None
         self.written_cb = None  # called with each finished Segment
+        self.running = False
         self.on_disk_full = on_disk_full
         self._lock = threading.Lock()
 
@@ -120,6 +121,13 @@ class Segmenter:
         return cmd
 
     def run(self):
+        self.running = True
+        try:
+            self._run()
+        finally:
+            self.running = False
+
+    def _run(self):
         s = self.s
         delay, outage_since = s.RECONNECT_DELAY_SECS, None
         while not self.stop.is_set():

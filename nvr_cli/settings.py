@@ -228,6 +228,10 @@ class Settings:
     CONTINUOUS_RECORDING: bool = _setting(False, _flag, "also record everything, stream-copied into segments", "--continuous/--events-only")
     SEGMENT_SECONDS: float = _setting(60.0, _number(float, 2, 3600), "length of continuous segments", "--segment-seconds")
     MOTION_DETECTION: bool = _setting(True, _flag, "decode and analyse for events (off: continuous only, no decoding)", "--motion/--no-motion")
+    LOSSLESS_EVENT_CLIPS: bool = _setting(True, _flag, "with continuous recording, also cut each event from the segments (no re-encode)", "--lossless-events/--no-lossless-events")
+    EVENT_REENCODE: bool = _setting(True, _flag, "write the re-encoded clip from the frame buffer (off, with lossless cuts: the cut is the clip)", "--reencode/--no-reencode")
+    DETECT_SOURCE: Optional[str] = _setting(None, _source, "stream analysed for motion, e.g. a camera's low-resolution sub-stream; None: cam", "--detect-source")
+    RECORD_SOURCE: Optional[str] = _setting(None, _source, "stream recorded continuously, e.g. the main stream; None: cam", "--record-source")
     # retention
     RETENTION_SEGMENT_DAYS: float = _setting(7.0, _number(float, 0, 36500), "delete continuous segments older than this; 0: keep")
     RETENTION_EVENT_DAYS: float = _setting(30.0, _number(float, 0, 36500), "delete event clips older than this; 0: keep")

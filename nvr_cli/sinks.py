@@ -118,12 +118,15 @@ class ClipSink(EventLogSink):
     """Writes each event as an H.264 MP4 with a JSON sidecar and a thumbnail of the peak frame."""
 
     def __init__(self, settings: Settings, *, ffmpeg: Optional[str], on_clip: Optional[Callable] = None,
-                 on_disk_full: Optional[Callable] = None):
+                 on_disk_full: Optional[Callable] = None, cutter=None):
         super().__init__()
         self.s = settings
         self.ffmpeg = ffmpeg
         self.on_clip = on_clip
         self.on_disk_full = on_disk_full
+        self.cutter = cutter  # EventCutter: each kept event is also cut from the continuous segments
+        self.reencode = settings.EVENT_REENCODE or cutter is None
+        self.final: Optional[Path] = None
         self.writer = None
         self.part: Optional[Path] = None
         self.failed: Optional[str] = None
@@ -151,10 +154,13 @@ class ClipSink(EventLogSink):
             folder = storage.clip_dir(self.s.PATH_FOR_VIDEO, self.s.CAMERA_NAME, wall,
                                       self.s.LOCAL_TIME, self.s.subFolderNameGeneratorFunc)
             storage.make_dirs(folder)
-            final = storage.new_clip_path(folder, self.s.CAMERA_NAME, wall, self.s.LOCAL_TIME)
+            final = self.final = storage.new_clip_path(folder, self.s.CAMERA_NAME, wall, self.s.LOCAL_TIME)
             self.part = storage.part_path(final)
-            self.writer = open_writer(self.part, self.source.size, self._fps, ffmpeg=self.ffmpeg,
-                                      crf=self.s.VIDEO_CRF, preset=self.s.VIDEO_PRESET)
+            if self.reencode:
+                self.writer = open_writer(self.part, self.source.size, self._fps, ffmpeg=self.ffmpeg,
+                                          crf=self.s.VIDEO_CRF, preset=self.s.VIDEO_PRESET)
+            else:
+                self.part = None  # the clip will be cut from the segments instead
         except StorageError as e:
             self._fail(e)
         log.info("recording %s (event %d part %d, %d pre-alarm frames)",
@@ -204,6 +210,9 @@ class ClipSink(EventLogSink):
             except StorageError as e:
                 self.failed = str(e)
                 log.error("%s", e)
+        if not self.reencode and keep and self.final is not None:
+            self._cut_only(event, rec)
+            return
         if part is None or not part.exists():
             return
         if not keep:
@@ -226,9 +235,25 @@ class ClipSink(EventLogSink):
             return
         rec.clip = final
         self._write_sidecar(final, event, rec)
+        if self.cutter is not None:
+            off = self.source.clock_offset
+            self.cutter.submit(rec.start + off, rec.end + off, final.with_name(final.stem + ".lossless.mp4"),
+                               final.with_suffix(".json"))
         self.records.append(rec)
         log.info("clip %s: %.1f s, %d frames, %.1f s pre-alarm (%s)",
                  final, rec.end - rec.start, rec.frames, rec.pre_alarm, reason)
+        if self.on_clip:
+            self.on_clip(rec)
+
+    def _cut_only(self, event: Event, rec: EventRecord):
+        """EVENT_REENCODE off: the lossless cut is the clip; sidecar and thumbnail now, the cut when ready."""
+        final, off = self.final, self.source.clock_offset
+        rec.clip = final
+        self._write_sidecar(final, event, rec)
+        self.cutter.submit(rec.start + off, rec.end + off, final, final.with_suffix(".json"))
+        self.records.append(rec)
+        log.info("event %d: %.1f s, clip %s will be cut from the segments", event.number, rec.end - rec.start,
+                 final.name)
         if self.on_clip:
             self.on_clip(rec)
 
@@ -243,7 +268,8 @@ class ClipSink(EventLogSink):
             elif event.peak_frame is not None:
                 storage.write_thumbnail(thumb, event.peak_frame.image, event.peak_boxes)
             data = {
-                "camera": self.s.CAMERA_NAME, "source": self.source.display, "clip": final.name,
+                "camera": self.s.CAMERA_NAME, "source": self.source.display,
+                "clip": final.name if self.reencode else None,
                 "thumbnail": thumb.name if thumb.exists() else None,
                 "event": event.number, "part": event.part,
                 "start": storage.iso(rec.start + off, lt), "end": storage.iso(rec.end + off, lt),
@@ -260,6 +286,7 @@ class ClipSink(EventLogSink):
                              "first_seen": storage.iso(o.first_seen + off, lt)} for o in rec.objects],
                 "qr": [{**q.as_dict(), "seen": storage.iso(q.ts + off, lt)} for q in rec.qr],
                 "end_reason": rec.reason, "error": self.failed,
+                **({"lossless": {"status": "pending"}} if self.cutter is not None else {}),
                 "settings": {k: as_plain(getattr(self.s, k)) for k in EVENT_SETTINGS},
             }
             storage.write_json(final.with_suffix(".json"), data)

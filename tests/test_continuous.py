@@ -151,20 +151,64 @@ def test_kill_9_leaves_a_playable_segment_and_a_lost_camera_leaves_a_gap(tmp_pat
     assert err.count("restarting with backoff") == 1  # the outage is logged once, not per retry
 
 
-def test_continuous_and_motion_together(tmp_path, scene_cache, rtsp_server):
+def event_clips(out):
+    return [c for c in clips(out) if not c.name.endswith((".seg.mp4", ".lossless.mp4"))]
+
+
+def lossless_done(out):
+    done = []
+    for c in event_clips(out):
+        side = json.loads(c.with_suffix(".json").read_text())
+        if side.get("lossless", {}).get("status") != "pending":
+            done.append((c, side))
+    return done
+
+
+def test_motion_events_are_also_cut_losslessly_from_the_segments(tmp_path, scene_cache, rtsp_server):
     server = rtsp_server(scene_cache())
     out = tmp_path / "video"
     proc = continuous(server.url, out, "--mask", NUMBER_MASK, "--initial-wait", "1", "--motion-duration", "1",
-                      "--pre-alarm", "2")
+                      "--pre-alarm", "2", "--post-capture", "0.5")
     try:
-        assert wait_for(lambda: [c for c in clips(out) if not c.name.endswith(".seg.mp4")], timeout=40)  # walker
+        assert wait_for(lambda: lossless_done(out), timeout=45), "the walker's event was not cut"
         proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=30)
+        proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    events = [c for c in clips(out) if not c.name.endswith(".seg.mp4")]
-    assert events and len(segments(out)) >= 3
+    clip, side = lossless_done(out)[0]
+    cut = clip.with_name(side["lossless"]["file"])
+    assert cut.name.endswith(".lossless.mp4") and "error" not in side["lossless"]
+    for k in ("requested_start", "requested_end", "actual_start", "actual_end"):
+        assert side["lossless"][k][:4].isdigit()
+    seg = segments(out)[0]["path"]
+    assert ffprobe(cut)["streams"][0]["codec_name"] == ffprobe(seg)["streams"][0]["codec_name"] == "h264"
+    enc, lossless = numbers(clip), numbers(cut)
+    assert lossless == list(range(lossless[0], lossless[-1] + 1))
+    # the same moment: the cut holds the re-encoded clip's frames, pre-alarm included (wall-clock
+    # estimates of two separate connections agree to within about half a second)
+    assert abs(lossless[0] - enc[0]) <= 8 and abs(lossless[-1] - enc[-1]) <= 8
+    assert enc[0] <= 120 + 10 - 2 * 15  # the pre-alarm before the walker (frame 120)
+
+
+def test_no_reencode_makes_the_cut_the_clip(tmp_path, scene_cache, rtsp_server):
+    server = rtsp_server(scene_cache())
+    out = tmp_path / "video"
+    proc = continuous(server.url, out, "--mask", NUMBER_MASK, "--initial-wait", "1", "--motion-duration", "1",
+                      "--pre-alarm", "2", "--no-reencode")
+    try:
+        assert wait_for(lambda: event_clips(out), timeout=45), "no clip cut from the segments"
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    clip = event_clips(out)[0]
+    side = json.loads(clip.with_suffix(".json").read_text())
+    assert side["clip"] == clip.name and side["lossless"]["file"] == clip.name
+    assert clip.with_suffix(".jpg").exists()
+    nums = numbers(clip)
+    assert nums == list(range(nums[0], nums[-1] + 1)) and nums[0] <= 120 + 10 - 2 * 15
 
 
 # --- retention -----------------------------------------------------------------------------------
@@ -251,3 +295,21 @@ def test_full_disk_triggers_the_reaper_at_once(tmp_path, scene_cache):
         assert [c for c in clips(mnt / "video") if not c.name.endswith(".seg.mp4")], "nothing recorded after pruning"
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.mark.parametrize("codec, kept", [("aac", True), ("pcm_mulaw", False)])
+def test_audio_is_copied_where_mp4_allows_it_else_dropped_with_a_warning(tmp_path, ffmpeg, codec, kept):
+    src = tmp_path / f"cam_{codec}.mkv"
+    subprocess.run([ffmpeg, "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=15", "-f", "lavfi",
+                    "-i", "sine=frequency=440:sample_rate=8000", "-t", "4", "-c:v", "libx264", "-g", "15",
+                    "-pix_fmt", "yuv420p", "-c:a", codec, str(src)], check=True)
+    out = tmp_path / "video"
+    proc = run_cli("record", src, "--continuous", "--no-motion", "--segment-seconds", "2", "--output", out,
+                   "--name", "yard", check=0)
+    segs = segments(out)
+    assert segs and sum(e["end"] - e["start"] for e in segs) >= 3.5
+    kinds = {s["codec_type"] for s in json.loads(subprocess.run(
+        ["ffprobe", "-v", "error", "-show_streams", "-of", "json", str(segs[0]["path"])],
+        capture_output=True, text=True).stdout)["streams"]}
+    assert kinds == ({"video", "audio"} if kept else {"video"})
+    assert ("recording video only" in proc.stderr) == (not kept)

@@ -1,0 +1,100 @@
+"""Event clips cut from the continuous segments: the camera's own quality, no re-encode.
+
+A cut waits until the segment holding the event's end is complete (up to SEGMENT_SECONDS after
+the event), then joins and trims the segments by stream copy, as `nvr-cli export` does.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+from . import storage
+from .errors import NvrError
+from .export import export
+
+log = logging.getLogger("nvr_cli.eventcut")
+
+
+class EventCutter:
+    def __init__(self, segmenter, ffmpeg: str, settings, stop: threading.Event):
+        self.segmenter, self.ffmpeg, self.s, self.stop = segmenter, ffmpeg, settings, stop
+        self.jobs: queue.Queue = queue.Queue()
+        self.done = 0
+        self._thread = threading.Thread(target=self._run, name="nvr-eventcut", daemon=True)
+        self._thread.start()
+
+    def submit(self, start: float, end: float, out: Path, sidecar: Optional[Path],
+               on_done: Optional[Callable] = None):
+        """Cut wall-clock [start, end] into ``out``; record the result in ``sidecar`` under "lossless"."""
+        self.jobs.put((start, end, Path(out), sidecar, on_done))
+
+    def _covered(self, end: float) -> bool:
+        last = self.segmenter.last_end
+        return last is not None and last >= end
+
+    def _run(self):
+        while True:
+            job = self.jobs.get()
+            if job is None:
+                return
+            start, end, out, sidecar, on_done = job
+            deadline = time.monotonic() + self.s.SEGMENT_SECONDS * 2 + 15
+            while not self._covered(end) and time.monotonic() < deadline:
+                if self.stop.is_set() and not self.segmenter_alive():
+                    break  # the segmenter has written its last segment
+                time.sleep(0.2)
+            result = self._cut(start, end, out)
+            if sidecar is not None:
+                _update_sidecar(sidecar, result)
+            if on_done:
+                on_done(result)
+            self.done += 1
+
+    def segmenter_alive(self) -> bool:
+        return getattr(self.segmenter, "running", False)
+
+    def _cut(self, start, end, out) -> dict:
+        lt = self.s.LOCAL_TIME
+        req = {"requested_start": storage.iso(start, lt), "requested_end": storage.iso(end, lt)}
+        try:
+            info = export(self.s.PATH_FOR_VIDEO, self.s.CAMERA_NAME, start, end, out, ffmpeg=self.ffmpeg,
+                          allow_gaps=True, local_time=lt)
+        except NvrError as e:
+            log.error("lossless event clip %s not cut: %s", out.name, e)
+            return {**req, "error": str(e)}
+        out.with_suffix(".json").unlink(missing_ok=True)  # the event's own sidecar says it all
+        segs = info["segments"]
+        actual_start = max(start, min(storage_ts(s["start"]) for s in segs))
+        actual_end = min(end, max(storage_ts(s["end"]) for s in segs))
+        log.info("lossless event clip %s: %.1f s from %d segment(s)", out.name, info["duration_seconds"], len(segs))
+        return {**req, "file": out.name, "actual_start": storage.iso(actual_start, lt),
+                "actual_end": storage.iso(actual_end, lt), "duration_seconds": info["duration_seconds"],
+                "segments": [Path(s["file"]).name for s in segs], "gaps": info["gaps"],
+                "note": "stream copy: packets from the keyframe before the start; players begin at the start"}
+
+    def close(self, timeout: float):
+        """Finish the queued cuts (the segmenter has stopped and written its last segment)."""
+        self.jobs.put(None)
+        self._thread.join(timeout)
+
+
+def storage_ts(iso_text: str) -> float:
+    import datetime as dt
+
+    return dt.datetime.fromisoformat(iso_text).timestamp()
+
+
+def _update_sidecar(path: Path, result: dict):
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        data = {}
+    data["lossless"] = result
+    if result.get("file") and not data.get("clip"):
+        data["clip"] = result["file"]
+    storage.write_json(path, data)
