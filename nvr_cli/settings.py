@@ -85,7 +85,7 @@ def _camera_name(v):
 def _source(v):
     if v is None:
         return None
-    if isinstance(v, bool) or not isinstance(v, (str, int)):
+    if isinstance(v, bool) or not isinstance(v, (str, int)) or (isinstance(v, str) and not v.strip()):
         raise ValueError(f"expected a URL, a file path or a camera index, got {v!r}")
     return str(v)
 

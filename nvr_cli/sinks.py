@@ -53,6 +53,7 @@ class EventRecord:
     kept: bool
     clip: Optional[Path] = None
     kind: str = "motion"
+    frames_lost: int = 0  # written but not on disk (a write error found after the fact)
     objects: list = field(default_factory=list)  # ObjectSeen, best score first
     qr: list = field(default_factory=list)  # QrSighting
 
@@ -234,6 +235,13 @@ class ClipSink(EventLogSink):
             log.error("cannot finish %s: %s; it stays as %s (playable)", part.name, e.strerror, part.name)
             return
         rec.clip = final
+        on_disk = storage.count_frames(self.ffmpeg, final) if self.ffmpeg else None
+        if on_disk is not None and on_disk < self._slots:
+            # a write error ffmpeg did not report (a disk that filled mid-fragment): say so, never claim it
+            self.failed = f"only {on_disk} of {self._slots} frames reached the disk"
+            log.error("clip %s: %s", final.name, self.failed)
+            rec.frames_lost = self._slots - on_disk
+            rec.frames = on_disk
         self._write_sidecar(final, event, rec)
         if self.cutter is not None:
             off = self.source.clock_offset
@@ -276,7 +284,7 @@ class ClipSink(EventLogSink):
                 "trigger": storage.iso(rec.trigger + off, lt),
                 "duration_seconds": round(rec.end - rec.start, 3),
                 "pre_alarm_seconds": round(rec.pre_alarm, 3),
-                "frames": rec.frames, "fps": round(self._fps, 3),
+                "frames": rec.frames, "frames_lost": rec.frames_lost, "fps": round(self._fps, 3),
                 "width": self.source.size[0], "height": self.source.size[1],
                 "peak_score": round(event.peak_score, 5),
                 "motion": {"frames": event.motion_frames, "seconds": round(event.motion_seconds, 3),

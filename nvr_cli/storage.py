@@ -89,6 +89,21 @@ def finalize(part: Path, ffmpeg: Optional[str]) -> Path:
     return final
 
 
+def count_frames(ffmpeg: Optional[str], path: Path) -> Optional[int]:
+    """Video packets in ``path``, by demuxing it (no decoding); None without ffmpeg or on failure."""
+    if not ffmpeg:
+        return None
+    r = subprocess.run([ffmpeg, "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:v:0", "-c", "copy",
+                        "-f", "null", "-"], capture_output=True, text=True)
+    found = [line for line in r.stderr.replace("\r", "\n").splitlines() if line.startswith("frame=")]
+    if r.returncode != 0 or not found:
+        return None
+    try:
+        return int(found[-1].split("=", 1)[1].split()[0])
+    except (ValueError, IndexError):
+        return None
+
+
 def plays(path: Path) -> bool:
     """Whether at least one frame of ``path`` decodes."""
     if not path.exists() or path.stat().st_size == 0:

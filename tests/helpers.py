@@ -170,6 +170,8 @@ def check_clip(path) -> int:
     frames = decode_all(path)
     probe = ffprobe(path)
     FAULTS["clips checked"] += 1
-    FAULTS["frames lost in clips"] += max(0, side["frames"] - len(frames))
-    assert len(frames) == side["frames"] == int(probe["streams"][0]["nb_read_frames"]), path
+    FAULTS["frames lost in clips"] += max(0, side["frames"] - len(frames)) + side.get("frames_lost", 0)
+    assert len(frames) == side["frames"] == int(probe["streams"][0]["nb_read_frames"]), \
+        (path, len(frames), side["frames"], probe["streams"][0]["nb_read_frames"])
+    assert side.get("frames_lost", 0) == 0 or side.get("error"), "frames lost without saying so"
     return len(frames)

@@ -158,7 +158,10 @@ def event_clips(out):
 def lossless_done(out):
     done = []
     for c in event_clips(out):
-        side = json.loads(c.with_suffix(".json").read_text())
+        try:  # the clip is renamed into place a moment before its sidecar is written
+            side = json.loads(c.with_suffix(".json").read_text())
+        except (FileNotFoundError, ValueError):
+            continue
         if side.get("lossless", {}).get("status") != "pending":
             done.append((c, side))
     return done
@@ -185,9 +188,10 @@ def test_motion_events_are_also_cut_losslessly_from_the_segments(tmp_path, scene
     assert ffprobe(cut)["streams"][0]["codec_name"] == ffprobe(seg)["streams"][0]["codec_name"] == "h264"
     enc, lossless = numbers(clip), numbers(cut)
     assert lossless == list(range(lossless[0], lossless[-1] + 1))
-    # the same moment: the cut holds the re-encoded clip's frames, pre-alarm included (wall-clock
-    # estimates of two separate connections agree to within about half a second)
-    assert abs(lossless[0] - enc[0]) <= 8 and abs(lossless[-1] - enc[-1]) <= 8
+    # the cut covers the re-encoded clip, pre-alarm included (the wall-clock estimates of two separate
+    # connections agree to within about half a second; more on a loaded machine, which only widens the cut)
+    assert lossless[0] <= enc[0] + 8 and lossless[-1] >= enc[-1] - 8
+    assert len(lossless) <= len(enc) + 2 * 15 * 1.5
     assert enc[0] <= 120 + 10 - 2 * 15  # the pre-alarm before the walker (frame 120)
 
 
@@ -313,3 +317,64 @@ def test_audio_is_copied_where_mp4_allows_it_else_dropped_with_a_warning(tmp_pat
         capture_output=True, text=True).stdout)["streams"]}
     assert kinds == ({"video", "audio"} if kept else {"video"})
     assert ("recording video only" in proc.stderr) == (not kept)
+
+
+def test_time_forms():
+    from datetime import datetime
+
+    from nvr_cli.errors import ConfigError
+    from nvr_cli.export import parse_time
+
+    now = datetime(2026, 11, 21, 15, 30, 0).timestamp()
+    assert parse_time("now", now) == now
+    assert parse_time("-15m", now) == now - 900 and parse_time("-2h", now) == now - 7200
+    assert parse_time("-1d", now) == now - 86400 and parse_time("-30s", now) == now - 30
+    assert parse_time("14:05", now) == datetime(2026, 11, 21, 14, 5).timestamp()
+    assert parse_time("14:05:30", now) == datetime(2026, 11, 21, 14, 5, 30).timestamp()
+    assert parse_time("2026-11-20T08:00:00", now) == datetime(2026, 11, 20, 8).timestamp()
+    assert parse_time("2026-11-20T08:00:00+00:00", now) == 1795161600.0
+    with pytest.raises(ConfigError):
+        parse_time("soon", now)
+
+
+def test_detect_on_a_sub_stream_record_the_main_stream(tmp_path, scene_cache, rtsp_server):
+    main = rtsp_server(scene_cache())
+    sub = rtsp_server(scene_cache("small", size=(320, 180)))
+    out = tmp_path / "video"
+    proc = continuous(main.url, out, "--detect-source", sub.url, "--mask", NUMBER_MASK, "--initial-wait", "1",
+                      "--motion-duration", "1", "--pre-alarm", "2")
+    try:
+        assert wait_for(lambda: lossless_done(out), timeout=45)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    clip, side = lossless_done(out)[0]
+    assert (side["width"], side["height"]) == (320, 180)  # analysed and re-encoded from the sub-stream
+    cut = ffprobe(clip.with_name(side["lossless"]["file"]))["streams"][0]
+    assert (cut["width"], cut["height"]) == (640, 360)  # the main stream, at its own quality
+    assert (ffprobe(segments(out)[0]["path"])["streams"][0]["width"]) == 640
+
+
+def test_a_stalled_camera_restarts_continuous_recording(tmp_path, scene_cache, rtsp_server):
+    server = rtsp_server(scene_cache())
+    out = tmp_path / "video"
+    proc = continuous(server.url, out, "--no-motion")
+    try:
+        assert wait_for(lambda: len(segments(out)) >= 1, timeout=30)
+        server.toggle_stall()
+        time.sleep(8)  # read timeout 3 s (+2): detected, ffmpeg restarted, still nothing arrives
+        server.toggle_stall()
+        n = len(segments(out))
+        assert wait_for(lambda: len(segments(out)) >= n + 1, timeout=30), "recording did not resume"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    gaps = [e for e in read_index(out / "yard") if e.get("gap")]
+    assert gaps and max(e["end"] - e["start"] for e in gaps) >= 4
+    assert "stalled" in err or "restarting with backoff" in err
+    for e in segments(out):
+        assert decode_all(e["path"])

@@ -236,6 +236,8 @@ def malformed_configs(tmp_path):
         elif name == "OBJECT_LABEL_OVERRIDES":
             cases += [f"{name} = ['car']", f"{name} = {{'car': 0.5}}", f"{name} = {{'car': {{'min_scor': 0.5}}}}",
                       f"{name} = {{'car': {{'min_score': 2}}}}"]
+        elif name in ("DETECT_SOURCE", "RECORD_SOURCE"):  # an int is a USB camera index
+            cases += [f"{name} = ''", f"{name} = 3.5", f"{name} = ['rtsp://a']"]
         elif name not in ("cam", "subFolderNameGeneratorFunc", "FFMPEG_PATH", "LOG_FILE_PATH", "scaleFrameTo",
                           "OBJECT_MODEL", "OBJECT_LABELS"):
             cases += [f"{name} = ''", f"{name} = 42"]
@@ -245,7 +247,7 @@ def malformed_configs(tmp_path):
               "MOTION_BLUR_SIZE = 4", "PRE_ALARM_RECORDING_SECONDS = -5", "MINIMAL_MOTION_DURATION = -1",
               "X = (", "def f(:\n    pass", "if True\n    x = 1", "1/0", "import no_such_module_here",
               "raise RuntimeError('broken')", "APP_LOG_LEVEL = 'LOUD'", "CAMERA_NAME = '../escape'",
-              "RTSP_TRANSPORT = 'pigeon'", "cam = 3.5", "cam = ['a']"]
+              "RTSP_TRANSPORT = 'pigeon'", "cam = 3.5", "cam = ['a']", "cam = '   '"]
     for i, body in enumerate(cases):
         path = tmp_path / f"bad_{i:03}.py"
         path.write_text(body + "\n")
