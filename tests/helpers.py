@@ -175,3 +175,28 @@ def check_clip(path) -> int:
         (path, len(frames), side["frames"], probe["streams"][0]["nb_read_frames"])
     assert side.get("frames_lost", 0) == 0 or side.get("error"), "frames lost without saying so"
     return len(frames)
+
+
+def run_until(proc, predicate, timeout, message):
+    """Wait for ``predicate`` while ``proc`` records, then stop it with SIGTERM; returns its (stdout, stderr)."""
+    try:
+        assert wait_for(predicate, timeout=timeout), message
+        proc.send_signal(signal.SIGTERM)
+        return proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def mount_tmpfs(folder: Path, size: str) -> Path:
+    """A real, small file system for full-disk cases (needs root; skips, saying so, elsewhere)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({r.stderr.strip()}): the full-disk case needs root")
+    return folder
+
+
+def unmount(folder: Path):
+    subprocess.run(["umount", "-l", str(folder)], check=False)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from helpers import NUMBER_MASK, clips, decode_all, ffprobe, run_cli, wait_for
+from helpers import NUMBER_MASK, clips, decode_all, ffprobe, mount_tmpfs, run_cli, run_until, unmount, wait_for
 from nvr_cli.continuous import read_index
 from nvr_cli.retention import GB, plan
 from nvr_cli.settings import Settings
@@ -172,13 +172,7 @@ def test_motion_events_are_also_cut_losslessly_from_the_segments(tmp_path, scene
     out = tmp_path / "video"
     proc = continuous(server.url, out, "--mask", NUMBER_MASK, "--initial-wait", "1", "--motion-duration", "1",
                       "--pre-alarm", "2", "--post-capture", "0.5")
-    try:
-        assert wait_for(lambda: lossless_done(out), timeout=45), "the walker's event was not cut"
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    run_until(proc, lambda: lossless_done(out), 45, "the walker's event was not cut")
     clip, side = lossless_done(out)[0]
     cut = clip.with_name(side["lossless"]["file"])
     assert cut.name.endswith(".lossless.mp4") and "error" not in side["lossless"]
@@ -200,13 +194,7 @@ def test_no_reencode_makes_the_cut_the_clip(tmp_path, scene_cache, rtsp_server):
     out = tmp_path / "video"
     proc = continuous(server.url, out, "--mask", NUMBER_MASK, "--initial-wait", "1", "--motion-duration", "1",
                       "--pre-alarm", "2", "--no-reencode")
-    try:
-        assert wait_for(lambda: event_clips(out), timeout=45), "no clip cut from the segments"
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    run_until(proc, lambda: event_clips(out), 45, "no clip cut from the segments")
     clip = event_clips(out)[0]
     side = json.loads(clip.with_suffix(".json").read_text())
     assert side["clip"] == clip.name and side["lossless"]["file"] == clip.name
@@ -281,11 +269,7 @@ def test_prune_command_dry_run_then_for_real(storage, tmp_path):
 
 
 def test_full_disk_triggers_the_reaper_at_once(tmp_path, scene_cache):
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if r.returncode:
-        pytest.skip(f"cannot mount a small tmpfs here ({r.stderr.strip()}): needs root")
+    mnt = mount_tmpfs(tmp_path / "disk", "24m")
     try:
         # an old segment fills all but 0.5 MB; a lossless clip of the first walker needs ~10 MB
         old = make(mnt / "video" / "cam1" / "2020/01/01" / "cam1_old.seg.mp4", 23_500_000, 100, time.time())
@@ -298,7 +282,7 @@ def test_full_disk_triggers_the_reaper_at_once(tmp_path, scene_cache):
         assert not old.exists() and "deleted segment" in proc.stderr and "GB free" in proc.stderr
         assert [c for c in clips(mnt / "video") if not c.name.endswith(".seg.mp4")], "nothing recorded after pruning"
     finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
+        unmount(mnt)
 
 
 @pytest.mark.parametrize("codec, kept", [("aac", True), ("pcm_mulaw", False)])
@@ -343,13 +327,7 @@ def test_detect_on_a_sub_stream_record_the_main_stream(tmp_path, scene_cache, rt
     out = tmp_path / "video"
     proc = continuous(main.url, out, "--detect-source", sub.url, "--mask", NUMBER_MASK, "--initial-wait", "1",
                       "--motion-duration", "1", "--pre-alarm", "2")
-    try:
-        assert wait_for(lambda: lossless_done(out), timeout=45)
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    run_until(proc, lambda: lossless_done(out), 45, "no event cut")
     clip, side = lossless_done(out)[0]
     assert (side["width"], side["height"]) == (320, 180)  # analysed and re-encoded from the sub-stream
     cut = ffprobe(clip.with_name(side["lossless"]["file"]))["streams"][0]

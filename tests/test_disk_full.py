@@ -4,18 +4,14 @@ import subprocess
 
 import pytest
 
-from helpers import NUMBER_MASK, clips, decode_all, run_cli
+from helpers import NUMBER_MASK, clips, decode_all, mount_tmpfs, run_cli, unmount
 
 
 @pytest.fixture
 def small_disk(tmp_path):
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here ({r.stderr.strip()}): the full-disk case needs root")
+    mnt = mount_tmpfs(tmp_path / "disk", "400k")
     yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
+    unmount(mnt)
 
 
 def test_full_disk_keeps_what_plays_never_fakes_a_complete_clip_and_goes_on(small_disk, scene_cache):
