@@ -46,6 +46,8 @@ class ObjectAnalyser:
         self.size = tuple(source_size)
         self.aspect = self.detector.width / self.detector.height
         self.min_gap = 1.0 / s.OBJECT_MAX_RATE
+        # ask the model for the lowest score any label may need; `wanted` applies each label's own
+        self.floor = min([s.OBJECT_MIN_SCORE] + [o.get("min_score", 1.0) for o in s.OBJECT_LABEL_OVERRIDES.values()])
         self._last = float("-inf")
         self.frames_seen = 0
         self.frames_detected = 0
@@ -76,8 +78,7 @@ class ObjectAnalyser:
             x, y, w, h = expand_to_aspect(union_box(motion.boxes), self.aspect, self.size)
             image, ox, oy = image[y:y + h, x:x + w], x, y
         t = time.perf_counter()
-        found = self.detector.detect(image, min_score=min([s.OBJECT_MIN_SCORE] + [
-            o.get("min_score", 1.0) for o in s.OBJECT_LABEL_OVERRIDES.values()]))
+        found = self.detector.detect(image, min_score=self.floor)
         self.seconds += time.perf_counter() - t
         out = []
         for d in found:

@@ -579,7 +579,7 @@ def export_cmd(camera, outfile, from_, to, allow_gaps, root, config_path, progre
     bar = _Progress(Path(outfile).name, int((end - start) * 10)) if (
         progress or (progress is None and sys.stderr.isatty())) else None
     ffmpeg = find_ffmpeg(s.FFMPEG_PATH)
-    info = export(s.PATH_FOR_VIDEO, camera, start, end, Path(outfile), ffmpeg=ffmpeg, allow_gaps=allow_gaps,
+    info, _ = export(s.PATH_FOR_VIDEO, camera, start, end, Path(outfile), ffmpeg=ffmpeg, allow_gaps=allow_gaps,
                   local_time=s.LOCAL_TIME, progress=(lambda t: bar.update(int(t * 10) - bar.done)) if bar else None)
     if bar:
         bar.close()

@@ -69,13 +69,6 @@ def read_index(camera_root: Path) -> list:
     return sorted(entries, key=lambda e: e["start"])
 
 
-def plays_copy(ffmpeg: str, path: Path) -> bool:
-    """Whether every packet of ``path`` demuxes cleanly (stream copy to nowhere: no decoding)."""
-    r = subprocess.run([ffmpeg, "-hide_banner", "-nostdin", "-v", "error", "-i", str(path), "-map", "0",
-                        "-c", "copy", "-f", "null", "-"], capture_output=True, text=True)
-    return r.returncode == 0 and not r.stderr.strip()
-
-
 class Segmenter:
     """Runs (and re-runs) ffmpeg for one camera until ``stop`` is set."""
 
@@ -184,10 +177,7 @@ class Segmenter:
             except queue.Empty:
                 line = None
             if line:
-                name, start, end = line.strip().rsplit(",", 2)
-                now = time.time()
-                t0 = min(t0, now - float(end)) if t0 is not None else now - float(end)
-                self._finish(self.staging / name, t0 + float(start), t0 + float(end))
+                t0 = self._listed(line, t0)
                 produced += 1
                 continue
             if proc.poll() is not None:
@@ -209,13 +199,19 @@ class Segmenter:
         while not lines.empty():
             line = lines.get()
             if line.strip():
-                name, start, end = line.strip().rsplit(",", 2)
-                now = time.time()
-                t0 = t0 if t0 is not None else now - float(end)
-                self._finish(self.staging / name, t0 + float(start), t0 + float(end))
+                t0 = self._listed(line, t0)
                 produced += 1
         t_err.join(timeout=2)
         return produced, reason, "".join(err)
+
+    def _listed(self, line: str, t0: Optional[float]) -> float:
+        """ffmpeg listed a finished segment ("name,start,end" in stream seconds): put it in place.
+        Returns the wall time of stream time 0, estimated from when lines arrive (latency only adds)."""
+        name, start, end = line.strip().rsplit(",", 2)
+        guess = time.time() - float(end)
+        t0 = guess if t0 is None else min(t0, guess)
+        self._finish(self.staging / name, t0 + float(start), t0 + float(end))
+        return t0
 
     # -- segments --------------------------------------------------------------------------------
     def _finish(self, staged: Path, start: float, end: float, partial: bool = False):
@@ -231,7 +227,7 @@ class Segmenter:
             final = folder / f"{stem}-{n}{SEG_SUFFIX}"
             n += 1
         os.replace(staged, final)
-        seg = Segment(final, start, end, final.stat().st_size, plays_copy(self.ffmpeg, final), partial)
+        seg = Segment(final, start, end, final.stat().st_size, storage.demux(self.ffmpeg, final).ok, partial)
         with self._lock:
             if self.last_end is not None and start - self.last_end > 1.0:
                 gap = {"gap": True, "start": round(self.last_end, 3), "end": round(start, 3),
@@ -257,20 +253,6 @@ class Segmenter:
             start = float(staged.stem.split("_", 1)[1])  # whole seconds, from ffmpeg's file name
             if self.last_end is not None and 0 < self.last_end - start < 1.5:
                 start = self.last_end  # it continued the previous segment
-            duration = _duration(self.ffmpeg, staged)
+            duration = storage.demux(self.ffmpeg, staged).seconds
             self._finish(staged, start, start + duration, partial=True)
 
-
-def _duration(ffmpeg: str, path: Path) -> float:
-    """Seconds of video in ``path`` by demuxing it (fragmented files have no duration up front)."""
-    r = subprocess.run([ffmpeg, "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:v:0", "-c", "copy",
-                        "-f", "null", "-"], capture_output=True, text=True)
-    for line in reversed(r.stderr.splitlines()):
-        if "time=" in line:
-            stamp = line.split("time=")[1].split()[0]
-            try:
-                h, m, sec = stamp.split(":")
-                return int(h) * 3600 + int(m) * 60 + float(sec)
-            except ValueError:
-                break
-    return 0.0

@@ -62,15 +62,13 @@ class EventCutter:
         lt = self.s.LOCAL_TIME
         req = {"requested_start": storage.iso(start, lt), "requested_end": storage.iso(end, lt)}
         try:
-            info = export(self.s.PATH_FOR_VIDEO, self.s.CAMERA_NAME, start, end, out, ffmpeg=self.ffmpeg,
-                          allow_gaps=True, local_time=lt)
+            info, (actual_start, actual_end) = export(self.s.PATH_FOR_VIDEO, self.s.CAMERA_NAME, start, end, out,
+                                                      ffmpeg=self.ffmpeg, allow_gaps=True, local_time=lt)
         except NvrError as e:
             log.error("lossless event clip %s not cut: %s", out.name, e)
             return {**req, "error": str(e)}
         out.with_suffix(".json").unlink(missing_ok=True)  # the event's own sidecar says it all
         segs = info["segments"]
-        actual_start = max(start, min(storage_ts(s["start"]) for s in segs))
-        actual_end = min(end, max(storage_ts(s["end"]) for s in segs))
         log.info("lossless event clip %s: %.1f s from %d segment(s)", out.name, info["duration_seconds"], len(segs))
         return {**req, "file": out.name, "actual_start": storage.iso(actual_start, lt),
                 "actual_end": storage.iso(actual_end, lt), "duration_seconds": info["duration_seconds"],
@@ -81,12 +79,6 @@ class EventCutter:
         """Finish the queued cuts (the segmenter has stopped and written its last segment)."""
         self.jobs.put(None)
         self._thread.join(timeout)
-
-
-def storage_ts(iso_text: str) -> float:
-    import datetime as dt
-
-    return dt.datetime.fromisoformat(iso_text).timestamp()
 
 
 def _update_sidecar(path: Path, result: dict):

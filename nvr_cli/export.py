@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from . import storage
-from .continuous import _duration, read_index
+from .continuous import read_index
 from .errors import ConfigError, NvrError
 
 GAP_TOLERANCE = 1.0  # seconds between segments that still count as contiguous
@@ -90,18 +90,18 @@ def export(root, camera: str, start: float, end: float, out: Path, *, ffmpeg: st
     finally:
         os.unlink(lst.name)
     os.replace(tmp, out)
-    actual_start = max(start, chosen[0]["start"])
+    covered = (max(start, chosen[0]["start"]), min(end, max(e["end"] for e in chosen)))
     info = {
         "camera": camera, "file": out.name,
         "requested": {"from": storage.iso(start, local_time), "to": storage.iso(end, local_time)},
-        "duration_seconds": round(_duration(ffmpeg, out), 3),
+        "duration_seconds": round(storage.demux(ffmpeg, out).seconds, 3),
         "segments": [{"file": str(e["path"]), "start": storage.iso(e["start"], local_time),
                       "end": storage.iso(e["end"], local_time), "partial": e.get("partial", False)} for e in chosen],
         "gaps": [{"from": storage.iso(a, local_time), "to": storage.iso(b, local_time), "seconds": round(b - a, 3)}
                  for a, b in gaps],
-        "first_segment_starts": storage.iso(actual_start, local_time),
+        "covered": {"from": storage.iso(covered[0], local_time), "to": storage.iso(covered[1], local_time)},
         "note": "stream copy: packets start at the keyframe at or before the requested start; an edit list "
                 "makes players begin at the requested time",
     }
     storage.write_json(out.with_suffix(".json"), info)
-    return info
+    return info, covered

@@ -230,12 +230,11 @@ class ClipSink(EventLogSink):
                 log.error("nothing of clip %s could be saved (%s)", part.name, self.failed)
             return
         try:
-            final = storage.finalize(part, self.ffmpeg)
+            final, on_disk = storage.finalize(part, self.ffmpeg)
         except OSError as e:
             log.error("cannot finish %s: %s; it stays as %s (playable)", part.name, e.strerror, part.name)
             return
         rec.clip = final
-        on_disk = storage.count_frames(self.ffmpeg, final) if self.ffmpeg else None
         if on_disk is not None and on_disk < self._slots:
             # a write error ffmpeg did not report (a disk that filled mid-fragment): say so, never claim it
             self.failed = f"only {on_disk} of {self._slots} frames reached the disk"

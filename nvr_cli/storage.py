@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -70,38 +71,50 @@ def make_dirs(folder: Path):
         raise StorageError(f"cannot create {folder}: {e.strerror}") from None
 
 
-def finalize(part: Path, ffmpeg: Optional[str]) -> Path:
-    """Turn a finished part into its final name, remuxed (stream copy) so it has an index up front."""
+def finalize(part: Path, ffmpeg: Optional[str]) -> tuple:
+    """Turn a finished part into its final name, remuxed (stream copy) so it has an index up front.
+    Returns (final path, video frames on disk, or None when not known)."""
     final = final_path(part)
     if ffmpeg:
         tmp = final.with_name("." + final.stem + ".remux.mp4")
         r = subprocess.run([ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", str(part),
-                            "-c", "copy", "-movflags", "+faststart", "-f", "mp4", str(tmp)],
+                            "-c", "copy", "-movflags", "+faststart", "-progress", "pipe:1", "-f", "mp4", str(tmp)],
                            capture_output=True, text=True)
         if r.returncode == 0 and tmp.exists() and tmp.stat().st_size > 0:
             os.replace(tmp, final)
             part.unlink(missing_ok=True)
-            return final
+            return final, _progress_totals(r.stdout)[0]  # the remux read every packet: no second pass
         tmp.unlink(missing_ok=True)
         log.warning("could not remux %s (%s); keeping it as written (fragmented MP4, still playable)",
                     part.name, (r.stderr.strip().splitlines() or ["?"])[-1])
     os.replace(part, final)
-    return final
+    return final, (demux(ffmpeg, final).frames if ffmpeg else None)
 
 
-def count_frames(ffmpeg: Optional[str], path: Path) -> Optional[int]:
-    """Video packets in ``path``, by demuxing it (no decoding); None without ffmpeg or on failure."""
-    if not ffmpeg:
-        return None
-    r = subprocess.run([ffmpeg, "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:v:0", "-c", "copy",
-                        "-f", "null", "-"], capture_output=True, text=True)
-    found = [line for line in r.stderr.replace("\r", "\n").splitlines() if line.startswith("frame=")]
-    if r.returncode != 0 or not found:
-        return None
-    try:
-        return int(found[-1].split("=", 1)[1].split()[0])
-    except (ValueError, IndexError):
-        return None
+@dataclass
+class Demuxed:
+    ok: bool  # every packet read cleanly
+    frames: Optional[int]  # video packets
+    seconds: float  # video duration
+
+
+def demux(ffmpeg: str, path: Path) -> Demuxed:
+    """Read every packet of ``path`` by stream copy to nowhere (no decoding): validity, frames, duration."""
+    r = subprocess.run([ffmpeg, "-hide_banner", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0",
+                        "-c", "copy", "-f", "null", "-progress", "pipe:1", "-"], capture_output=True, text=True)
+    return Demuxed(r.returncode == 0 and not r.stderr.strip(), *_progress_totals(r.stdout))
+
+
+def _progress_totals(progress: str):
+    """(frames, seconds) from ffmpeg's -progress output."""
+    frames, seconds = None, 0.0
+    for line in progress.splitlines():
+        key, _, value = line.partition("=")
+        if key == "frame" and value.strip().isdigit():
+            frames = int(value)
+        elif key == "out_time_us" and value.strip().lstrip("-").isdigit():
+            seconds = max(seconds, int(value) / 1e6)
+    return frames, seconds
 
 
 def plays(path: Path) -> bool:
@@ -154,7 +167,7 @@ def recover_parts(root: Path, camera: str, ffmpeg: Optional[str]) -> list:
             log.warning("deleting %s left by an interrupted run: not one frame of it plays", part)
             part.unlink(missing_ok=True)
             continue
-        final = finalize(part, ffmpeg)
+        final, _ = finalize(part, ffmpeg)
         sidecar = final.with_suffix(".json")
         if not sidecar.exists():
             write_json(sidecar, {"camera": camera, "clip": final.name, "recovered": True,
