@@ -202,3 +202,16 @@ def test_area_limits_and_per_label_overrides(still_person, isolated_home):
     assert scan_events(still_person, "--detect-every", "1") == []
     cfg.write_text("OBJECT_LABEL_OVERRIDES = {'person': {'min_score': 0.3}}\nOBJECT_MIN_SCORE = 0.99\n")
     assert len(scan_events(still_person, "--detect-every", "1")) == 1
+
+
+def test_input_overrides_change_what_the_model_is_fed():
+    img = frame_of("vtest_480x360.avi", 10)
+    model, labels = yolo()
+
+    def people(**kw):
+        return sorted(round(d.score, 3) for d in ObjectDetector(model, labels, **kw).detect(img, 0.3)
+                      if d.label == "person")
+
+    auto = people()
+    assert people(color="bgr", letterbox="on", scale="0-255") == auto  # what auto means for YOLO
+    assert people(color="rgb") != auto and people(letterbox="off") != auto and people(scale="0-1") != auto

@@ -58,6 +58,10 @@ def test_qr_starts_an_event_without_motion_when_configured(tmp_path, scene_cache
     (event,) = json.loads(proc.stdout)["events"]
     assert event["kind"] == "qr" and [q["payload"] for q in event["qr"]] == ["gate-open"]
     assert 5.0 <= event["trigger"] <= 5.6
+    # QR_AREA = "motion": only motion regions are scanned, and here nothing moves
+    (isolated_home / "machine_specific_configuration.py").write_text("QR_STARTS_EVENT = True\nQR_AREA = 'motion'\n")
+    proc = run_cli("scan", scene, *mask, "--qr", "--json", check=0)
+    assert json.loads(proc.stdout)["events"] == []
 
 
 def test_missing_zbar_library_is_one_line(tmp_path, scene_cache):

@@ -167,3 +167,33 @@ def test_file_clips_keep_the_recording_time_not_now(tmp_path, scene_cache):
     # the walker enters 8 s into the file
     assert abs((trigger - dt.datetime(2024, 3, 5, 12, 0, 8, tzinfo=dt.timezone.utc)).total_seconds()) < 0.7
     assert first.name == f"cam1_{start:%Y%m%d-%H%M%S}.mp4"
+
+
+def test_without_system_ffmpeg_the_one_imageio_ffmpeg_ships_is_used(tmp_path, scene_cache):
+    import shutil
+
+    import imageio_ffmpeg
+
+    bin_dir = tmp_path / "bin"  # a PATH with python but no ffmpeg, as after a bare `pip install`
+    bin_dir.mkdir()
+    (bin_dir / "python3").symlink_to(sys.executable)
+    env = {"PATH": str(bin_dir), "NVR_CLI_FFMPEG": ""}
+    assert shutil.which("ffmpeg", path=str(bin_dir)) is None
+    proc = run_cli("demo", "--output", tmp_path / "d", env=env, check=0)
+    assert "no ffmpeg found" not in proc.stderr
+    files = clips(tmp_path / "d" / "demo")
+    assert len(files) == 2 and ffprobe(files[0])["streams"][0]["codec_name"] == "h264"
+    probe = subprocess.run([sys.executable, "-c", "from nvr_cli.ffmpeg import find_ffmpeg; print(find_ffmpeg())"],
+                           env=dict(os.environ, **env), capture_output=True, text=True)
+    assert probe.stdout.strip() == imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def test_record_runs_the_retention_limits(tmp_path, scene_cache):
+    out = tmp_path / "video"
+    old = out / "cam1" / "2020" / "01" / "01" / "cam1_20200101-000000.seg.mp4"
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"\0" * 1000)
+    os.utime(old, (1577836800, 1577836800))  # 2020: older than RETENTION_SEGMENT_DAYS (7)
+    proc = run_cli("record", scene_cache(), "--output", out, *COMMON, check=0)
+    assert not old.exists() and "older than 7 days" in proc.stderr
+    assert len(clips(out)) == 2  # this run's clips are new: kept
