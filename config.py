@@ -143,3 +143,49 @@ MAIN_LOG_FILE_MAX_SIZE = 32 * 1024 * 1024  # bytes before the log file rotates
 LOG_BACKUPS_COUNT = 20          # rotated files kept
 LOG_FORMAT = "%(asctime)s - %(levelname)s - %(message)s"
 LOG_TO_CONSOLE = True           # copy log lines to stderr
+
+###############################
+### many cameras: `run` #######
+###############################
+# `nvr-cli run` starts one worker process per camera named here; each camera takes every setting
+# above and changes what its own entry says (any name, same meaning), e.g.
+#   CAMERAS = {
+#       "front": {"cam": "rtsp://user:pass@10.0.0.5/main", "PRE_ALARM_RECORDING_SECONDS": 3},
+#       "yard":  {"cam": "rtsp://10.0.0.6/h264", "CONTINUOUS_RECORDING": True},   # events and continuous
+#       "gate":  {"cam": "rtsp://10.0.0.7/h264", "CONTINUOUS_RECORDING": True,
+#                 "MOTION_DETECTION": False},                                    # continuous only
+#   }
+# A dead worker is restarted after RESTART_DELAY_SECS, doubling up to RESTART_MAX_DELAY_SECS; more
+# than RESTARTS_PER_HOUR restarts of one camera in an hour are logged as CRITICAL and the camera
+# waits for the hour to pass. Edits to the config files are picked up while running: an invalid
+# edit is reported and ignored; otherwise only the cameras whose settings changed are restarted.
+CAMERAS = {}
+RESTART_DELAY_SECS = 1.0
+RESTART_MAX_DELAY_SECS = 60.0
+RESTARTS_PER_HOUR = 30
+STOP_TIMEOUT_SECS = 60.0        # SIGTERM, then SIGKILL after this (open clips are finished first)
+
+#############
+### hooks ###
+#############
+# A command as an argument list, never run through a shell, in the background: it gets the event
+# as NVR_* environment variables and NVR_JSON, the path of a JSON file with all of it (camera,
+# times, clip and thumbnail paths, labels, score, QR payload). A hook that fails is logged; one
+# still running after HOOK_TIMEOUT_SECS is killed with its children. Neither stops recording.
+#   ON_EVENT_END = ["/usr/local/bin/notify-event", "--priority", "high"]
+ON_EVENT_START = None
+ON_EVENT_END = None
+ON_CAMERA_LOST = None
+ON_CAMERA_FOUND = None
+ON_QR_CODE = None
+HOOK_TIMEOUT_SECS = 30.0
+HOOK_MAX_RUNNING = 4            # per camera; a hook that would exceed this is skipped (and logged)
+
+##############
+### status ###
+##############
+# Each camera rewrites STATUS_DIR/<name>.json every STATUS_INTERVAL_SECS; `nvr-cli status` reads
+# them and exits 1 if any camera is down or has not been heard from for STATUS_STALE_SECS.
+STATUS_DIR = None               # None: <PATH_FOR_VIDEO>/.status
+STATUS_INTERVAL_SECS = 2.0
+STATUS_STALE_SECS = 30.0

@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 
 from . import __version__, storage
-from .errors import ConfigError, NvrError, SourceError
+from .errors import NvrError, SourceError
 from .ffmpeg import find_ffmpeg
 from .geometry import parse_polygon
 from .logs import setup_logging
@@ -117,39 +117,15 @@ def _load(config_path, opts, **extra) -> tuple:
     return s, overrides
 
 
-class Reaper:
-    """Runs the retention limits every RETENTION_CHECK_SECONDS, and at once when asked (a full disk)."""
-
-    def __init__(self, root: Path, s: Settings, stop: threading.Event):
-        self.root, self.s, self.stop = root, s, stop
-        self._lock = threading.Lock()
-
-    def now(self, disk_full: bool = True) -> int:
-        """Apply the limits now (called by a writer that hit a full disk, before its next clip)."""
-        from .retention import prune as do_prune
-
-        with self._lock:
-            try:
-                done = do_prune(self.root, self.s)
-            except Exception as e:  # noqa: BLE001 - the reaper must never take recording down
-                log.error("retention check failed: %s", e)
-                return 0
-        if disk_full and not done:
-            log.error("the disk is full and the retention limits allow deleting nothing: "
-                      "lower RETENTION_* or free space; recording keeps trying")
-        return len(done)
-
-    def run(self):
-        while not self.stop.is_set():
-            self.now(disk_full=False)
-            self.stop.wait(self.s.RETENTION_CHECK_SECONDS)
-
-
-def _stop_on_signals() -> threading.Event:
+def _stop_on_signals(patient: bool = False) -> threading.Event:
+    """SIGINT/SIGTERM set the returned event; a second one means now, unless ``patient`` (a worker
+    of `run`, which may get SIGTERM from both systemd and its parent and must finish its clip)."""
     stop = threading.Event()
 
     def handler(signum, _frame):
-        if stop.is_set():  # a second Ctrl-C means now
+        if stop.is_set():
+            if patient:
+                return
             raise KeyboardInterrupt
         log.info("%s received: finishing the open clip", signal.Signals(signum).name)
         stop.set()
@@ -183,61 +159,154 @@ def record(source, config_path, realtime, as_json, **opts):
     open clip and exit 0.
     """
     s, _ = _load(config_path, opts, cam=source)
-    if not (s.cam or (s.DETECT_SOURCE and s.RECORD_SOURCE)):
-        raise ConfigError("no source: give SOURCE or set `cam` in the config")
-    spec = parse_source(s.DETECT_SOURCE or s.cam)
-    record_spec = parse_source(s.RECORD_SOURCE or s.cam) if s.CONTINUOUS_RECORDING else None
-    ffmpeg = find_ffmpeg(s.FFMPEG_PATH, required=False)
-    if not ffmpeg:
-        log.warning("no ffmpeg found: clips are written by OpenCV as MPEG-4 part 2, which browsers do not play")
-    root = Path(s.PATH_FOR_VIDEO) / s.CAMERA_NAME
-    storage.make_dirs(root)
-    storage.recover_parts(Path(s.PATH_FOR_VIDEO), s.CAMERA_NAME, ffmpeg)
-    stop = _stop_on_signals()
+    _record(s, realtime=realtime, as_json=as_json)
+
+
+def _record(s: Settings, *, realtime=False, as_json=False, parent_pid=None):
+    from .recorder import Recorder
 
     def on_clip(rec):
         if as_json:
             click.echo(json.dumps({"camera": s.CAMERA_NAME, **rec.as_dict()}), nl=True)
             sys.stdout.flush()
 
-    reaper = Reaper(Path(s.PATH_FOR_VIDEO), s, stop)
-    threading.Thread(target=reaper.run, name="nvr-reaper", daemon=True).start()
-    if not s.MOTION_DETECTION and not s.CONTINUOUS_RECORDING:
-        raise ConfigError("--no-motion without --continuous: nothing to record")
-    segmenter = None
-    if s.CONTINUOUS_RECORDING:
-        from .continuous import Segmenter
+    stop = _stop_on_signals(patient=parent_pid is not None)
+    Recorder(s, stop=stop, realtime=realtime, on_clip=on_clip, parent_pid=parent_pid).run()
 
-        if not ffmpeg:
-            raise NvrError("continuous recording needs ffmpeg: install Debian's ffmpeg or `pip install imageio-ffmpeg`")
-        segmenter = Segmenter(s, record_spec, ffmpeg, stop, on_disk_full=reaper.now)
-        worker = threading.Thread(target=segmenter.run, name="nvr-segmenter", daemon=True)
-        worker.start()
-        log.info("continuous recording of %s into %s-second segments", record_spec.display, f"{s.SEGMENT_SECONDS:g}")
-    if not s.MOTION_DETECTION:
-        while worker.is_alive():
-            worker.join(timeout=0.5)
-        log.info("done: %d segments", len(segmenter.segments))
+
+@cli.command()
+@click.option("--config", "config_path", help="settings file used instead of machine_specific_configuration.py")
+@click.option("--camera", help="run this one camera of CAMERAS in this process (what a per-camera service calls)")
+def run(config_path, camera):
+    """Record every camera of CAMERAS, one worker process each, until stopped.
+
+    Workers that die are restarted with backoff (RESTART_*); edits to the config files are
+    applied while running: an invalid edit is reported and ignored, and only cameras whose
+    settings changed are restarted. SIGINT/SIGTERM stop every worker, each finishing its open clip.
+    """
+    from .settings import camera_settings
+
+    loaded = load_settings(config_path)
+    if camera:
+        s = camera_settings(loaded, camera)
+        if s.LOG_FILE_PATH and s.LOG_FILE_PATH == loaded.settings.LOG_FILE_PATH:
+            # one rotating file per process: shared, each would rotate the others' lines away
+            p = Path(s.LOG_FILE_PATH)
+            s = s.replace(LOG_FILE_PATH=str(p.with_name(f"{p.stem}.{camera}{p.suffix}")))
+        setup_logging(s, prefix=f"[{camera}] ")
+        for w in loaded.warnings:
+            log.warning("%s", w)
+        from .supervisor import ENV_PARENT
+
+        parent = os.environ.get(ENV_PARENT)
+        parent_pid = int(parent) if parent and parent.isdigit() and int(parent) == os.getppid() else None
+        try:
+            _record(s, parent_pid=parent_pid)
+        except NvrError as e:  # in the supervisor's log, say which camera
+            e.args = (f"[{camera}] {e}",)
+            raise
         return
-    cutter = None
-    if segmenter is not None and s.LOSSLESS_EVENT_CLIPS:
-        from .eventcut import EventCutter
+    from .supervisor import Supervisor
 
-        cutter = EventCutter(segmenter, ffmpeg, s, stop)
-    sink = ClipSink(s, ffmpeg=ffmpeg, on_clip=on_clip, on_disk_full=reaper.now, cutter=cutter)
-    log.info("recording %s as %r into %s", spec.display, s.CAMERA_NAME, root)
-    try:
-        stats = Pipeline(s, spec, sink, stop=stop, realtime=realtime).run()
-    finally:
-        if segmenter is not None:
-            stop.set()
-            worker.join(timeout=30)  # it writes its last segment first
-        if cutter is not None:
-            cutter.close(timeout=60)
-    log.info("done: %d frames, %d clips written, %d events dropped (%s)",
-             stats.frames, len(sink.records), stats.dropped_events, stats.reason or "stopped")
-    if stats.error:
-        raise SourceError(stats.error)
+    setup_logging(loaded.settings)
+    for w in loaded.warnings:
+        log.warning("%s", w)
+    stop = _stop_on_signals(patient=True)
+    sys.exit(Supervisor(config_path, loaded, stop).run())
+
+
+@cli.command()
+@click.option("--config", "config_path", help="settings file")
+@click.option("--output", "root", help="storage root whose .status folder to read [PATH_FOR_VIDEO]")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object with every camera")
+@click.option("--stale-after", type=float, help="seconds without news that make a camera stale [STATUS_STALE_SECS]")
+def status(config_path, root, as_json, stale_after):
+    """Show each camera's state; exit 1 if any is down, stale or missing (for cron and monitoring).
+
+    The cameras are those of CAMERAS (or `cam`'s CAMERA_NAME) and any with a status file.
+    """
+    from .status import judge, read_all, status_dir
+
+    loaded = load_settings(config_path, {"PATH_FOR_VIDEO": root} if root else {})
+    s = loaded.settings
+    setup_logging(s, quiet=True)
+    found = read_all(status_dir(s))
+    expected = list(loaded.cameras) or ([s.CAMERA_NAME] if s.cam else [])
+    for cam in loaded.cameras.values():  # a camera may keep its status elsewhere
+        if cam.CAMERA_NAME not in found:
+            found.update({k: v for k, v in read_all(status_dir(cam)).items() if k == cam.CAMERA_NAME})
+    names = expected + sorted(n for n in found if n not in expected)
+    if not names:
+        raise NvrError(f"no cameras: no CAMERAS or cam in the config and no status files in {status_dir(s)}")
+    limit = stale_after or s.STATUS_STALE_SECS
+    verdicts = [judge(n, found.get(n), limit) for n in names]
+    if as_json:
+        click.echo(json.dumps({"ok": all(v.ok for v in verdicts), "cameras": [v.as_dict() for v in verdicts]},
+                              default=str))
+    else:
+        _print_status(verdicts)
+    sys.exit(0 if all(v.ok for v in verdicts) else 1)
+
+
+def _print_status(verdicts):
+    now = time.time()
+    click.echo(f"{'camera':<14} {'state':<34} {'last frame':>10} {'fps':>6} {'dropped':>7} {'event':>6} "
+               f"{'today':>6} {'MB':>8}  last error")
+    for v in verdicts:
+        st = v.status or {}
+        age = f"{now - st['last_frame']:.1f} s" if st.get("last_frame") else "-"
+        ev = st.get("event")
+        click.echo(f"{v.camera:<14} {v.why[:34]:<34} {age:>10} {st.get('fps', 0):>6.1f} "
+                   f"{st.get('dropped_frames', 0):>7} {('#' + str(ev['event'])) if ev else '-':>6} "
+                   f"{st.get('events_today', 0):>6} {st.get('bytes_today', 0) / 2**20:>8.1f}  "
+                   f"{redact(st.get('last_error') or '')}")
+
+
+@cli.command()
+@click.argument("kind", type=click.Choice(["systemd", "supervisor"]))
+@click.option("--camera", "cameras", multiple=True,
+              help="one unit/program per camera that runs `run --camera NAME`; repeat, or 'all' for every camera")
+@click.option("--config", "config_path", help="settings file the service should use")
+@click.option("--user", help="run the service as this user")
+@click.option("--write", "write_dir", type=click.Path(file_okay=False),
+              help="write the files into this folder instead of printing them")
+def service(kind, cameras, config_path, user, write_dir):
+    """Print ready-to-use systemd units or supervisor programs for `run` (or per camera).
+
+    systemd: save as /etc/systemd/system/nvr-cli.service (or nvr-cli-NAME.service), then
+    `systemctl daemon-reload && systemctl enable --now nvr-cli`. supervisor: append to a file in
+    /etc/supervisor/conf.d/, then `supervisorctl reread && supervisorctl update`.
+    """
+    from . import service as svc
+    from .settings import camera_settings, home_dir
+
+    loaded = load_settings(config_path)
+    s = loaded.settings
+    config = str(Path(config_path).resolve()) if config_path else None
+    if "all" in cameras:
+        cameras = tuple(loaded.cameras) or ("all",)
+    for name in cameras:
+        camera_settings(loaded, name)  # an unknown name is an error now, not when the service starts
+    home = str(home_dir().resolve())
+    out = []
+    for cam in cameras or (None,):
+        if kind == "systemd":
+            text = svc.systemd_unit(cam, config=config, home=home, user=user, stop_timeout=s.STOP_TIMEOUT_SECS,
+                                    restarts_per_hour=s.RESTARTS_PER_HOUR)
+            name = svc.unit_name(cam)
+        else:
+            text = svc.supervisor_program(cam, config=config, home=home, user=user, stop_timeout=s.STOP_TIMEOUT_SECS)
+            name = f"nvr-cli-{cam}.conf" if cam else "nvr-cli.conf"
+        out.append((name, text))
+    if write_dir:
+        folder = Path(write_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, text in out:
+            storage.write_atomic(folder / name, text.encode())
+            click.echo(str(folder / name))
+        return
+    for i, (name, text) in enumerate(out):
+        click.echo(("\n" if i else "") + f"# {name}\n{text}", nl=False)
 
 
 @cli.command()
@@ -626,13 +695,12 @@ def config_show(config_path, as_json):
     loaded = load_settings(config_path)
     rows = [(name, getattr(loaded.settings, name), loaded.origins[name]) for name in FIELDS]
     if as_json:
-        click.echo(json.dumps({n: {"value": redact(v) if isinstance(v, str) else as_plain(v), "from": o}
-                               for n, v, o in rows}, indent=2))
+        # CAMERAS holds URLs too: the whole text is redacted, not only string values
+        click.echo(redact(json.dumps({n: {"value": as_plain(v), "from": o} for n, v, o in rows}, indent=2)))
         return
     width = max(len(n) for n in FIELDS)
     for name, value, origin in rows:
-        shown = redact(value) if isinstance(value, str) else value
-        click.echo(f"{name:<{width}} = {shown!r:<40} # {origin}")
+        click.echo(redact(f"{name:<{width}} = {as_plain(value)!r:<40} # {origin}"))
     for w in loaded.warnings:
         click.echo(f"# warning: {w}")
 

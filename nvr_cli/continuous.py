@@ -87,6 +87,7 @@ class Segmenter:
         self.last_end: Optional[float] = max(ends) if ends else None
         self.written_cb = None  # called with each finished Segment
         self.running = False
+        self.last_beat: Optional[float] = None  # wall time ffmpeg last reported progress
         self.on_disk_full = on_disk_full
         self._lock = threading.Lock()
 
@@ -164,6 +165,7 @@ class Segmenter:
                 if key == "out_time_us":
                     if value != beat["out"]:
                         beat["t"], beat["out"] = time.monotonic(), value
+                        self.last_beat = time.time()
                 elif not (_ and key.replace("_", "").isalnum()):  # not a progress line: an error
                     err.append(line)
 

@@ -11,14 +11,15 @@ from .redact import RedactingFormatter
 from .settings import Settings
 
 
-def setup_logging(s: Settings, *, quiet: bool = False) -> logging.Logger:
+def setup_logging(s: Settings, *, quiet: bool = False, prefix: str = "") -> logging.Logger:
+    """``prefix`` goes before each message (a worker of `run` names its camera)."""
     root = logging.getLogger("nvr_cli")
     for h in list(root.handlers):
         root.removeHandler(h)
         h.close()
     root.setLevel(s.APP_LOG_LEVEL)
     root.propagate = False
-    fmt = RedactingFormatter(s.LOG_FORMAT)
+    fmt = RedactingFormatter(s.LOG_FORMAT.replace("%(message)s", prefix + "%(message)s") if prefix else s.LOG_FORMAT)
     if s.LOG_FILE_PATH:
         path = Path(s.LOG_FILE_PATH)
         try:

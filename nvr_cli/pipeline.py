@@ -33,13 +33,29 @@ class RunStats:
     detect_seconds: float = 0.0
 
 
+class Observer:
+    """What a recorder wants to hear from the pipeline besides events (status, hooks); no-ops here."""
+
+    def connected(self, src: VideoSource, after_outage: Optional[float]):
+        """Frames are flowing; ``after_outage``: seconds the camera was away, None on the first connect."""
+
+    def lost(self, why: str, first_connect: bool):
+        """The camera is lost, or (``first_connect``) could not be opened at all."""
+
+    def frame(self, ts: float, dropped: int):
+        """One frame analysed; ``dropped``: frames the source has dropped so far on this connection."""
+
+    def qr(self, sightings: list):
+        """New QR codes seen."""
+
+
 class Pipeline:
     """Runs one source until it ends (files), we are stopped, or reconnects are exhausted (live)."""
 
     def __init__(self, settings: Settings, spec: SourceSpec, sink: EventLogSink, *,
                  stop: Optional[threading.Event] = None, realtime: bool = False,
                  on_open: Optional[Callable[[VideoSource], None]] = None,
-                 on_frame: Optional[Callable[[int], None]] = None):
+                 on_frame: Optional[Callable[[int], None]] = None, observer: Optional[Observer] = None):
         self.s = settings
         self.spec = spec
         self.sink = sink
@@ -47,6 +63,7 @@ class Pipeline:
         self.realtime = realtime
         self.on_open = on_open
         self.on_frame = on_frame
+        self.observer = observer or Observer()
         self.objects = None  # made on the first open, when the frame size is known
         self.qr = QrScanner(settings) if settings.QR_ENABLED else None
         self.use_objects = bool(settings.OBJECT_MODEL) and settings.OBJECT_CONFIRM != "off"
@@ -76,6 +93,7 @@ class Pipeline:
                     if outage_since is None:
                         outage_since = time.time()
                         log.warning("camera %s unavailable: %s; retrying with backoff", spec.display, why)
+                        self.observer.lost(why, first_connect=self.stats.connects == 0)
                     else:
                         log.info("reopening %s failed: %s; retrying with backoff", spec.display, why)
                 else:
@@ -85,12 +103,13 @@ class Pipeline:
                 self.stop.wait(delay)
                 delay = min(delay * 2, s.RECONNECT_MAX_DELAY_SECS)
                 continue
-            if outage_since is not None:
-                log.warning("camera %s is back after %.1f s", spec.display, time.time() - outage_since)
+            away = None if outage_since is None else time.time() - outage_since
+            if away is not None:
+                log.warning("camera %s is back after %.1f s", spec.display, away)
             failures, delay, outage_since = 0, s.RECONNECT_DELAY_SECS, None
             self.stats.connects += 1
             try:
-                self._consume(src)
+                self._consume(src, away)
             finally:
                 src.close()
             if not spec.live:
@@ -99,7 +118,9 @@ class Pipeline:
                 break
             if not self.stop.is_set():
                 outage_since = time.time()
-                log.warning("camera %s lost: %s; reconnecting", spec.display, src.end_reason or "stream ended")
+                why = src.end_reason or "stream ended"
+                log.warning("camera %s lost: %s; reconnecting", spec.display, why)
+                self.observer.lost(why, first_connect=False)
         self.stats.events = sum(1 for r in self.sink.records if r.part == 1)
         self.stats.dropped_events = self.controller.dropped_events
         self.stats.unconfirmed_events = self.controller.unconfirmed_events
@@ -118,7 +139,7 @@ class Pipeline:
         duration = src.frame_count / src.fps if src.fps and src.frame_count else 0.0
         return file_start_time(src.spec.target, duration) - first.ts
 
-    def _consume(self, src: VideoSource):
+    def _consume(self, src: VideoSource, away: Optional[float] = None):
         log.info("opened %s: %dx%d, %.3g fps, codec %s", src.spec.display, src.size[0], src.size[1],
                  src.fps, src.codec or "?")
         if self.on_open:
@@ -127,7 +148,7 @@ class Pipeline:
         if self.use_objects and (self.objects is None or self.objects.size != tuple(src.size)):
             self.objects = ObjectAnalyser(self.s, src.size, self.objects.detector if self.objects else None)
         objects, qr = self.objects, self.qr
-        controller = self.controller
+        controller, observer = self.controller, self.observer
         started = False
         for frame in src.frames(self.stop):
             if not started:
@@ -137,10 +158,14 @@ class Pipeline:
                     self.stats.first_ts = frame.ts
                 self.sink.set_source(SourceInfo(src.spec.display, src.size, src.fps, src.spec.live, offset))
                 controller.connected(frame.ts)
+                observer.connected(src, away)
             result = detector.process(frame.image)
             found = objects.process(frame, result) if objects else None
             codes = qr.process(frame, result) if qr else ()
+            if codes:
+                observer.qr(codes)
             controller.step(frame, result, found, codes)
+            observer.frame(frame.ts, src.dropped)
             self.stats.frames += 1
             self.stats.last_ts = frame.ts
             if self.on_frame:

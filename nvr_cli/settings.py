@@ -142,6 +142,40 @@ def _label_overrides(v):
     return types.MappingProxyType(out)  # settings are frozen, all the way down
 
 
+def _command(v):
+    if v is None:
+        return None
+    if isinstance(v, str):
+        raise ValueError(f"expected an argument list such as ['/usr/local/bin/notify', '--urgent'] "
+                         f"(it is never run through a shell), got the string {v!r}")
+    if not isinstance(v, (list, tuple)) or not v or not all(isinstance(x, str) for x in v) or not v[0]:
+        raise ValueError(f"expected None or a non-empty list of strings, got {v!r}")
+    return tuple(v)
+
+
+def _cameras(v):
+    """name -> {setting: value}; the values are checked when each camera's settings are made."""
+    if v is None:
+        return types.MappingProxyType({})
+    if not isinstance(v, (dict, types.MappingProxyType)):
+        raise ValueError(f"expected a dict like {{'front': {{'cam': 'rtsp://...'}}}}, got {v!r}")
+    out = {}
+    for name, conf in v.items():
+        try:
+            _camera_name(name)
+        except ValueError as e:
+            raise ValueError(f"camera name {name!r}: {e}") from None
+        if not isinstance(conf, (dict, types.MappingProxyType)):
+            raise ValueError(f"{name!r}: expected a dict of settings, got {conf!r}")
+        for key in conf:
+            if key in ("CAMERAS", "CAMERA_NAME"):
+                raise ValueError(f"{name!r}: {key} cannot be set per camera (the key names the camera)")
+            if key not in FIELDS:
+                raise ValueError(f"{name!r}: {_unknown(key, 'camera').args[0].split(': ', 1)[1]}")
+        out[name] = types.MappingProxyType(dict(conf))
+    return types.MappingProxyType(out)
+
+
 def _log_level(v):
     if isinstance(v, int) and not isinstance(v, bool) and v in (10, 20, 30, 40, 50):
         return logging.getLevelName(v)
@@ -253,6 +287,24 @@ class Settings:
     LOG_BACKUPS_COUNT: int = _setting(20, _number(int, 0, 1000), "rotated log files kept")
     LOG_FORMAT: str = _setting("%(asctime)s - %(levelname)s - %(message)s", _text(), "logging format string")
     LOG_TO_CONSOLE: bool = _setting(True, _flag, "copy log lines to stderr")
+    # many cameras: `nvr-cli run`
+    CAMERAS: dict = _setting(types.MappingProxyType({}), _cameras, "name -> {setting: value} for each camera `run` looks after")
+    RESTART_DELAY_SECS: float = _setting(1.0, _number(float, 0.1, 600), "run: first wait before restarting a dead worker; doubles")
+    RESTART_MAX_DELAY_SECS: float = _setting(60.0, _number(float, 0.1, 3600), "run: longest wait before restarting a worker")
+    RESTARTS_PER_HOUR: int = _setting(30, _number(int, 1, 10000), "run: restarts of one camera per hour before it waits (logged as CRITICAL)")
+    STOP_TIMEOUT_SECS: float = _setting(60.0, _number(float, 1, 3600), "run: a worker still running this long after SIGTERM is killed")
+    # hooks: argument lists run without a shell, in the background
+    ON_EVENT_START: Optional[tuple] = _setting(None, _command, "command run when an event starts, e.g. ['/usr/local/bin/notify']")
+    ON_EVENT_END: Optional[tuple] = _setting(None, _command, "command run when an event's clip is finished")
+    ON_CAMERA_LOST: Optional[tuple] = _setting(None, _command, "command run when the camera is lost or cannot be opened")
+    ON_CAMERA_FOUND: Optional[tuple] = _setting(None, _command, "command run when a lost camera is back")
+    ON_QR_CODE: Optional[tuple] = _setting(None, _command, "command run for each new QR code seen")
+    HOOK_TIMEOUT_SECS: float = _setting(30.0, _number(float, 0.1, 3600), "a hook still running after this is killed")
+    HOOK_MAX_RUNNING: int = _setting(4, _number(int, 1, 100), "hooks running at once per camera; more are skipped (logged)")
+    # status
+    STATUS_DIR: Optional[str] = _setting(None, _opt_path, "where each camera's status file goes; None: PATH_FOR_VIDEO/.status")
+    STATUS_INTERVAL_SECS: float = _setting(2.0, _number(float, 0.2, 600), "how often a camera rewrites its status file")
+    STATUS_STALE_SECS: float = _setting(30.0, _number(float, 1, 86400), "status: a camera not heard from (or without frames) this long is stale")
 
     def replace(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)
@@ -265,8 +317,8 @@ def as_plain(value):
     """A setting's value as JSON can hold it: polygons as their "x,y x,y ..." text."""
     if isinstance(value, Polygon):
         return str(value)
-    if isinstance(value, types.MappingProxyType):
-        return dict(value)
+    if isinstance(value, (types.MappingProxyType, dict)):
+        return {k: as_plain(v) for k, v in value.items()}
     if isinstance(value, (tuple, list)):
         return [as_plain(v) for v in value]
     if callable(value):
@@ -282,6 +334,8 @@ class LoadedSettings:
     settings: Settings
     origins: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
+    cameras: dict = field(default_factory=dict)  # name -> Settings, for each of CAMERAS
+    files: list = field(default_factory=list)  # the config files read, in order
 
 
 def home_dir() -> Path:
@@ -345,15 +399,47 @@ def load_settings(config_path: Optional[str] = None, overrides: Optional[dict] =
                 warnings.append(f"{path}: {name} is no longer used (clips are H.264 MP4); ignored")
             elif not _is_helper(value) and name not in ("os", "logging"):
                 raise _unknown(name, str(path))
-    for name, value in (overrides or {}).items():
+    for name in overrides or {}:
         if name not in FIELDS:
             raise _unknown(name, "command line")
+    files_raw, files_origins = dict(raw), dict(origins)
+    for name, value in (overrides or {}).items():
         raw[name], origins[name] = value, "command line"
+    settings = _typed(raw, origins)
+    cameras = {}
+    # each camera: the files' settings, then its own entry, then the command line
+    for cam, conf in settings.CAMERAS.items():
+        cam_raw, cam_origins = dict(files_raw), dict(files_origins)
+        where = f"{files_origins['CAMERAS']}: CAMERAS[{cam!r}]"
+        for name, value in {**conf, "CAMERA_NAME": cam}.items():
+            cam_raw[name], cam_origins[name] = value, where
+        for name, value in (overrides or {}).items():
+            if name != "CAMERA_NAME":
+                cam_raw[name], cam_origins[name] = value, "command line"
+        cameras[cam] = _typed(cam_raw, cam_origins)
+    return LoadedSettings(settings, origins, warnings, cameras, layers)
 
+
+def _typed(raw: dict, origins: dict) -> Settings:
     typed = {}
     for name, f in FIELDS.items():
         try:
             typed[name] = f.metadata["check"](raw[name])
         except ValueError as e:
             raise ConfigError(f"{origins[name]}: {name}: {e}") from None
-    return LoadedSettings(Settings(**typed), origins, warnings)
+    return Settings(**typed)
+
+
+def camera_settings(loaded: LoadedSettings, name: str) -> Settings:
+    """One camera of CAMERAS, or a one-line error naming the ones there are."""
+    if name in loaded.cameras:
+        return loaded.cameras[name]
+    if not loaded.cameras:
+        raise ConfigError(f"no camera {name!r}: CAMERAS is empty in the config ({_files(loaded)})")
+    guess = difflib.get_close_matches(name, loaded.cameras, n=1)
+    hint = f"did you mean {guess[0]!r}? " if guess else ""
+    raise ConfigError(f"no camera {name!r} in CAMERAS: {hint}(cameras: {', '.join(loaded.cameras)})")
+
+
+def _files(loaded: LoadedSettings) -> str:
+    return ", ".join(str(p) for p in loaded.files) or "no config file was found"

@@ -119,11 +119,16 @@ class ClipSink(EventLogSink):
     """Writes each event as an H.264 MP4 with a JSON sidecar and a thumbnail of the peak frame."""
 
     def __init__(self, settings: Settings, *, ffmpeg: Optional[str], on_clip: Optional[Callable] = None,
-                 on_disk_full: Optional[Callable] = None, cutter=None):
+                 on_disk_full: Optional[Callable] = None, cutter=None,
+                 on_event_start: Optional[Callable] = None, on_event_end: Optional[Callable] = None):
         super().__init__()
         self.s = settings
         self.ffmpeg = ffmpeg
         self.on_clip = on_clip
+        # (event, planned clip path, wall-clock offset) when an event starts; (record) when each clip
+        # (part) ends, kept or not, written or not
+        self.on_event_start = on_event_start
+        self.on_event_end = on_event_end
         self.on_disk_full = on_disk_full
         self.cutter = cutter  # EventCutter: each kept event is also cut from the continuous segments
         self.reencode = settings.EVENT_REENCODE or cutter is None
@@ -166,6 +171,8 @@ class ClipSink(EventLogSink):
             self._fail(e)
         log.info("recording %s (event %d part %d, %d pre-alarm frames)",
                  self.part.name if self.part else "-", event.number, event.part, len(frames))
+        if self.on_event_start and event.part == 1:
+            self.on_event_start(event, self.final, frames[0].ts)
         for f in frames:
             self.write(f)
 
@@ -203,6 +210,13 @@ class ClipSink(EventLogSink):
 
     def close(self, event: Event, keep: bool, reason: str):
         rec = self._record(event, keep, reason)
+        try:
+            self._close(event, rec, keep, reason)
+        finally:
+            if self.on_event_end:
+                self.on_event_end(rec)
+
+    def _close(self, event: Event, rec: EventRecord, keep: bool, reason: str):
         part, self.part = self.part, None
         writer, self.writer = self.writer, None
         if writer is not None:

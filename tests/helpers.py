@@ -200,3 +200,16 @@ def mount_tmpfs(folder: Path, size: str) -> Path:
 
 def unmount(folder: Path):
     subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def pid_alive(pid) -> bool:
+    """A running process; a zombie (killed, not yet reaped by a parent that is gone) is not."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False

@@ -1,0 +1,88 @@
+"""Unit files for systemd and program blocks for supervisor, to run nvr-cli as a service."""
+from __future__ import annotations
+
+import shlex
+import shutil
+import sys
+from pathlib import Path
+from typing import Optional
+
+
+def executable() -> list:
+    """How to start nvr-cli from a service: this installation's script, else its Python with -m."""
+    beside = Path(sys.executable).parent / "nvr-cli"
+    if beside.is_file():
+        return [str(beside)]
+    found = shutil.which("nvr-cli")
+    if found:
+        return [str(Path(found).resolve())]
+    return [sys.executable, "-m", "nvr_cli"]
+
+
+def _command(camera: Optional[str], config: Optional[str]) -> str:
+    argv = executable() + ["run"] + (["--camera", camera] if camera else []) + (["--config", config] if config else [])
+    return " ".join(shlex.quote(a) for a in argv)
+
+
+def unit_name(camera: Optional[str]) -> str:
+    """systemd allows letters, digits and ``:_.-`` in unit names: the rest as ``\\xNN``, as systemd-escape does."""
+    if not camera:
+        return "nvr-cli.service"
+    safe = "".join(c if (c.isascii() and c.isalnum()) or c in ":_.-" else "".join(f"\\x{b:02x}" for b in c.encode())
+                   for c in camera)
+    return f"nvr-cli-{safe}.service"
+
+
+def systemd_unit(camera: Optional[str], *, config: Optional[str], home: str, user: Optional[str],
+                 stop_timeout: float, restarts_per_hour: int) -> str:
+    what = f"camera {camera}" if camera else "all cameras"
+    lines = [
+        "[Unit]",
+        f"Description=nvr-cli motion recorder: {what}",
+        "After=network-online.target",
+        "Wants=network-online.target",
+        # systemd's own restart limit, as RESTARTS_PER_HOUR is for `run`'s workers
+        "StartLimitIntervalSec=3600",
+        f"StartLimitBurst={restarts_per_hour}",
+        "",
+        "[Service]",
+        "Type=simple",
+        # systemd expands % specifiers and $VARIABLES in ExecStart
+        f"ExecStart={_command(camera, config).replace('%', '%%').replace('$', '$$')}",
+        f"Environment=NVR_CLI_HOME={home}",
+        f"WorkingDirectory={home}",
+        *( [f"User={user}"] if user else [] ),
+        "Restart=always",
+        "RestartSec=5",
+        # SIGTERM to nvr-cli only: `run` stops its workers itself, each finishing its open clip
+        "KillSignal=SIGTERM",
+        "KillMode=mixed",
+        f"TimeoutStopSec={int(stop_timeout + 30)}",
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def supervisor_program(camera: Optional[str], *, config: Optional[str], home: str, user: Optional[str],
+                       stop_timeout: float) -> str:
+    name = f"nvr-cli-{camera}" if camera else "nvr-cli"
+    lines = [
+        f"[program:{name}]",
+        f"command={_command(camera, config).replace('%', '%%')}",  # supervisor expands %(name)s
+        f"directory={home}",
+        f'environment=NVR_CLI_HOME="{home}"',
+        *( [f"user={user}"] if user else [] ),
+        "autostart=true",
+        "autorestart=true",
+        "startsecs=5",
+        "startretries=100",
+        "stopsignal=TERM",
+        f"stopwaitsecs={int(stop_timeout + 30)}",
+        # the group gets SIGKILL only if nvr-cli did not finish in time
+        "stopasgroup=false",
+        "killasgroup=true",
+        "redirect_stderr=true",
+    ]
+    return "\n".join(lines) + "\n"
