@@ -87,11 +87,12 @@ def diagnose(spec: SourceSpec, timeout: float) -> str:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 5).stderr
     except subprocess.TimeoutExpired:
         return "timed out (host unreachable or not answering)"
-    low = out.lower()
+    # ffmpeg's lines start "[rtsp @ 0x55d0401...]": a status code must be a word of its own
+    low = re.sub(r"\[[^\]]* @ 0x[0-9a-f]+\]", "", out.lower())
     for needle, words in (
-        ("401", "wrong user name or password (401 Unauthorized)"),
-        ("403", "access forbidden (403)"),
-        ("404", "no such stream on the server (404 Not Found): check the path"),
+        (" 401 ", "wrong user name or password (401 Unauthorized)"),
+        (" 403 ", "access forbidden (403)"),
+        (" 404 ", "no such stream on the server (404 Not Found): check the path"),
         ("connection refused", "connection refused: nothing listens on that host and port"),
         ("name or service not known", "unknown host"),
         ("failed to resolve", "unknown host"),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import NUMBER_MASK, LineCollector, pid_alive, check_clip, clips, run_cli, wait_for
+from helpers import NUMBER_MASK, LineCollector, check_clip, clips, pid_alive, run_cli, terminate, wait_for
 
 
 PROBE = str(Path(__file__).parent / "support" / "hook_probe.py")
@@ -99,6 +99,10 @@ def test_two_cameras_restart_reload_hooks_status(tmp_path, isolated_home, scene_
                      if json.loads(p.read_text())["json"]["event"] == j["event"])["json"]
         assert start["clip"] == j["clip"] and start["trigger"] == side["trigger"]
 
+        # the status file counts what was written today
+        st = wait_for(lambda: (x := statuses(out)["front"])["events_today"] >= 1 and x, timeout=5)
+        assert st and st["bytes_today"] >= clip.stat().st_size and st["fps"] > 10 and st["source_fps"] == 15
+
         # a worker killed with SIGKILL is back within seconds; the other is untouched
         front, yard = statuses(out)["front"], statuses(out)["yard"]
         os.kill(front["pid"], signal.SIGKILL)
@@ -128,6 +132,12 @@ def test_two_cameras_restart_reload_hooks_status(tmp_path, isolated_home, scene_
         write_config(config, server.url, out, hooks, yard_pre_alarm=1)
         assert wait_for(lambda: "config reloaded: unchanged front, yard" in log.text(), timeout=10), log.text()
 
+        # a camera renamed: the old one stops (its status file goes), the new one starts, front is untouched
+        config.write_text(config.read_text().replace('"yard":', '"side":'))
+        assert wait_for(lambda: connected(out, "side"), timeout=20), log.text()
+        assert not pid_alive(yard["pid"]) and "yard" not in statuses(out)
+        assert connected(out, "front")["pid"] == front["pid"]
+
         # the camera goes away: `status` exits 1 and says why
         server.kill()
         t0 = time.monotonic()
@@ -147,15 +157,11 @@ def test_two_cameras_restart_reload_hooks_status(tmp_path, isolated_home, scene_
         assert found["camera"] == "front" and found["away_seconds"] > 0
         assert wait_for(lambda: run_cli("status").returncode == 0, timeout=20, interval=0.5)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        terminate(proc, timeout=90)
         log.join()
     assert proc.returncode == 0, log.text()
     assert "all workers stopped" in log.text()
-    for name in ("front", "yard"):
+    for name in ("front", "side"):
         assert not pid_alive(statuses(out)[name]["pid"]), f"{name}'s worker outlived `run`"
         assert statuses(out)[name]["state"] in ("stopped", "lost", "connecting")
     assert not list(out.rglob("*.part.mp4")), "an open clip was left unfinished"
@@ -188,8 +194,7 @@ CAMERAS = {{
         assert wait_for(lambda: "CRITICAL" in log.text(), timeout=30), log.text()
         assert wait_for(lambda: "camera door: worker finished" in log.text(), timeout=60), log.text()
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
+        terminate(proc)
         log.join()
     text = log.text()
     assert proc.returncode == 0, text
@@ -220,3 +225,23 @@ def test_run_unknown_camera(isolated_home):
     (isolated_home / "machine_specific_configuration.py").write_text("CAMERAS = {'front': {'cam': 'x.mp4'}}\n")
     r = run_cli("run", "--camera", "frnt", timeout=30)
     assert r.returncode == 2 and "did you mean 'front'" in r.stderr
+
+
+@pytest.mark.rtsp
+def test_workers_stop_when_run_is_killed(tmp_path, isolated_home, scene_cache, rtsp_server):
+    """kill -9 of `run` leaves no orphan recording on its own: the worker finishes its clip and exits."""
+    server = rtsp_server(scene_cache())
+    out = tmp_path / "video"
+    (isolated_home / "machine_specific_configuration.py").write_text(
+        f"PATH_FOR_VIDEO = {str(out)!r}\nSTATUS_INTERVAL_SECS = 0.5\nCAMERAS = {{'front': {{'cam': {server.url!r}}}}}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "nvr_cli", "run"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        worker = wait_for(lambda: connected(out, "front"), timeout=30)
+        assert worker
+    finally:
+        proc.kill()
+        proc.wait()
+    assert wait_for(lambda: not pid_alive(worker["pid"]), timeout=15), "the worker outlived its supervisor"
+    assert statuses(out)["front"]["state"] == "stopped"
+    assert not list(out.rglob("*.part.mp4"))

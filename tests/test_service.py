@@ -6,14 +6,12 @@ import shlex
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
-from helpers import NUMBER_MASK, pid_alive, run_cli, wait_for
+from helpers import NUMBER_MASK, pid_alive, run_cli, terminate, wait_for
 
 
 def _config(home: Path, cams: str, out="video"):
@@ -106,9 +104,5 @@ serverurl=unix://{run_dir}/s.sock
         assert state()["state"] == "stopped" and not pid_alive(again["pid"])
         assert run_cli("status").returncode == 1
     finally:
-        sv.send_signal(signal.SIGTERM)
-        try:
-            sv.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            sv.kill()
+        terminate(sv)
         shutil.rmtree(run_dir, ignore_errors=True)
