@@ -13,6 +13,7 @@ import signal
 import subprocess
 import tempfile
 import threading
+import time
 from typing import Optional
 
 from .redact import redact
@@ -100,8 +101,6 @@ class HookRunner:
 
     def wait(self, timeout: float) -> bool:
         """Let running hooks finish (at shutdown); True if none is left."""
-        import time
-
         deadline = time.monotonic() + timeout
         while True:
             with self._lock:

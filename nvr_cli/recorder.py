@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -69,7 +70,7 @@ class _Watch(Observer):
         self.rec.status.event_ended()
         self.rec.hooks.fire("camera_lost", {"source": self.rec.spec.display, "reason": why,
                                             "never_connected": first_connect,
-                                            "time": storage.iso(_now(), self.rec.s.LOCAL_TIME)})
+                                            "time": storage.iso(time.time(), self.rec.s.LOCAL_TIME)})
 
     def frame(self, ts: float, dropped: int):
         self.rec.status.frame(ts, dropped)
@@ -80,12 +81,6 @@ class _Watch(Observer):
             rec.hooks.fire("qr_code", {"payload": q.payload, "box": [int(v) for v in q.box],
                                        "time": storage.iso(q.ts + rec.clock_offset, s.LOCAL_TIME),
                                        "event": rec.status.event["event"] if rec.status.event else None})
-
-
-def _now() -> float:
-    import time
-
-    return time.time()
 
 
 class Recorder:
@@ -105,8 +100,8 @@ class Recorder:
         self.spec: SourceSpec = parse_source(s.DETECT_SOURCE or s.cam)
         self.record_spec = parse_source(s.RECORD_SOURCE or s.cam) if s.CONTINUOUS_RECORDING else None
         self.hooks = HookRunner(s)
-        self.status = CameraStatus(s, (self.record_spec or self.spec).display if not s.MOTION_DETECTION
-                                   else self.spec.display)
+        # continuous only: the recorded stream is the camera; otherwise the analysed one
+        self.status = CameraStatus(s, (self.spec if s.MOTION_DETECTION else self.record_spec).display)
         self.clock_offset = 0.0
         self.segmenter = None
         self.sink: Optional[ClipSink] = None
@@ -157,7 +152,7 @@ class Recorder:
             self.stop.set()
         seg = self.segmenter
         if seg is not None and not self.s.MOTION_DETECTION:  # continuous only: ffmpeg's progress is the pulse
-            fresh = seg.last_beat is not None and _now() - seg.last_beat < self.s.READ_TIMEOUT_SECS
+            fresh = seg.last_beat is not None and time.time() - seg.last_beat < self.s.READ_TIMEOUT_SECS
             if fresh:
                 self.status.heartbeat(seg.last_beat)
             self.status.set_state("connected" if fresh else ("lost" if seg.last_beat else "connecting"))

@@ -49,7 +49,7 @@ class Worker:
         self.restarts: collections.deque = collections.deque()  # monotonic times, last hour
         self.stop_deadline: Optional[float] = None
         self.then: Optional[str] = None  # after stopping: "start" (a changed camera) or "remove"
-        self.held = False  # restart limit reached: logged once until it lifts
+        self.planned = False  # the next start was asked for (a reload), not a death: not counted
 
     @property
     def alive(self) -> bool:
@@ -100,7 +100,6 @@ class Supervisor:
             log.critical("camera %s: %s, and it was restarted %d times in the last hour (RESTARTS_PER_HOUR): "
                          "not restarting it for %.0f min; look at its log", w.name, why, len(w.restarts),
                          (w.next_start - now) / 60)
-            w.held = True
             return
         w.next_start = now + w.delay
         log.error("camera %s: %s; restarting in %.1f s", w.name, why, w.delay)
@@ -114,7 +113,7 @@ class Supervisor:
                 w.stop_deadline = None
                 log.info("camera %s: worker stopped (exit %d)", w.name, code)
                 if w.then == "start":
-                    w.then, w.next_start, w.delay = None, 0.0, w.settings.RESTART_DELAY_SECS
+                    w.then, w.next_start, w.delay, w.planned = None, 0.0, w.settings.RESTART_DELAY_SECS, True
                 return
             if code == 0:  # a file source played to its end: nothing to restart
                 log.info("camera %s: worker finished", w.name)
@@ -124,9 +123,9 @@ class Supervisor:
             self._schedule(w, why)
             return
         if w.proc is None and w.then is None and now >= w.next_start:
-            if w.started:
+            if w.started and not w.planned:
                 w.restarts.append(now)
-            w.held = False
+            w.planned = False
             self._spawn(w)
             return
         if w.stop_deadline is not None and now > w.stop_deadline and w.alive:
@@ -138,7 +137,7 @@ class Supervisor:
     def _ask_to_stop(self, w: Worker, then: Optional[str]):
         w.then = then
         if not w.alive and then == "start":  # it was waiting to be restarted: start it now
-            w.proc, w.then, w.next_start, w.delay = None, None, 0.0, w.settings.RESTART_DELAY_SECS
+            w.proc, w.then, w.next_start, w.delay, w.planned = None, None, 0.0, w.settings.RESTART_DELAY_SECS, True
             return
         if w.alive and w.stop_deadline is None:
             w.proc.send_signal(signal.SIGTERM)
@@ -171,7 +170,7 @@ class Supervisor:
             log.error("config change rejected: it leaves CAMERAS empty; cameras keep running")
             return
         self.reloads += 1
-        old, self.loaded = self.loaded, loaded
+        self.loaded = loaded
         started, restarted, stopped = [], [], []
         for name, w in self.workers.items():
             if name not in loaded.cameras:
@@ -191,7 +190,6 @@ class Supervisor:
         log.info("config reloaded: %s", "; ".join(f"{what} {', '.join(names)}" for what, names in (
             ("restarting", restarted), ("starting", started), ("stopping", stopped), ("unchanged", unchanged))
             if names) or "no cameras")
-        del old
 
     # -- the loop --------------------------------------------------------------------------------
     def run(self) -> int:

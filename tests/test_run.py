@@ -245,3 +245,27 @@ def test_workers_stop_when_run_is_killed(tmp_path, isolated_home, scene_cache, r
     assert wait_for(lambda: not pid_alive(worker["pid"]), timeout=15), "the worker outlived its supervisor"
     assert statuses(out)["front"]["state"] == "stopped"
     assert not list(out.rglob("*.part.mp4"))
+
+
+@pytest.mark.rtsp
+def test_status_of_a_continuous_only_camera(tmp_path, scene_cache, rtsp_server):
+    """No decoding: ffmpeg's progress is the pulse, and segments count as bytes written today."""
+    server = rtsp_server(scene_cache())
+    out = tmp_path / "video"
+    proc = subprocess.Popen([sys.executable, "-m", "nvr_cli", "record", server.url, "--output", str(out),
+                             "--name", "gate", "--continuous", "--no-motion", "--segment-seconds", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log = LineCollector(proc.stderr)
+    try:
+        st = wait_for(lambda: (x := statuses(out).get("gate")) and x["state"] == "connected" and x["bytes_today"] > 0
+                      and x, timeout=30)
+        assert st, log.text()
+        assert st["events_today"] == 0 and st["source"] == server.url
+        assert run_cli("status", "--output", out, check=0).stdout.count("gate") == 1
+        server.kill()
+        assert wait_for(lambda: run_cli("status", "--output", out).returncode == 1, timeout=20), log.text()
+    finally:
+        terminate(proc)
+        log.join()
+    segs = sum(p.stat().st_size for p in out.rglob("*.seg.mp4"))
+    assert segs and statuses(out)["gate"]["bytes_today"] <= segs
