@@ -68,6 +68,17 @@ class NvrGroup(click.Group):
             _fail(f"internal error: {type(e).__name__}: {e} (please report it)", 1)
 
 
+def _to_log_file(message: str):
+    """An error for the log file alone (stderr already shows it as the one-line error)."""
+    import logging.handlers
+
+    root = logging.getLogger("nvr_cli")
+    record = root.makeRecord(root.name, logging.ERROR, __file__, 0, message, (), None)
+    for h in root.handlers:
+        if isinstance(h, logging.FileHandler):
+            h.handle(record)
+
+
 def _fail(message, code):
     click.echo(f"nvr-cli: error: {redact(message)}", err=True)
     sys.exit(code)
@@ -204,6 +215,7 @@ def run(config_path, camera):
             _record(s, parent_pid=parent_pid)
         except NvrError as e:  # in the supervisor's log, say which camera
             e.args = (f"[{camera}] {e}",)
+            _to_log_file(f"worker exits: {e}")  # stderr gets the one line; the camera's log file the reason too
             raise
         return
     from .supervisor import Supervisor

@@ -181,6 +181,7 @@ def test_run_qr_hook_and_worker_errors(tmp_path, isolated_home, scene_cache):
 PATH_FOR_VIDEO = {str(tmp_path / "video")!r}
 RESTART_DELAY_SECS = 0.2
 RESTARTS_PER_HOUR = 2
+LOG_FILE_PATH = {str(tmp_path / "logs" / "nvr.log")!r}
 CAMERAS = {{
     "door": {{"cam": {str(scene)!r}, "MASKS": [{mask!r}], "QR_ENABLED": True, "MINIMAL_MOTION_DURATION": 2,
               "ON_QR_CODE": [{sys.executable!r}, {PROBE!r}, {str(hooks)!r}]}},
@@ -205,6 +206,11 @@ CAMERAS = {{
     assert qr["json"]["payload"] == "parcel-7731" and qr["env"]["NVR_PAYLOAD"] == "parcel-7731"
     assert qr["json"]["camera"] == "door" and qr["json"]["time"][:4].isdigit() and len(qr["json"]["box"]) == 4
     assert clips(tmp_path / "video" / "door")
+    # one log file per process: the supervisor's, and each camera's with its name in it
+    logs = tmp_path / "logs"
+    assert "running 2 camera(s)" in (logs / "nvr.log").read_text()
+    assert "[door] QR code: 'parcel-7731'" in (logs / "nvr.door.log").read_text()
+    assert "[broken]" in (logs / "nvr.broken.log").read_text()
 
 
 @pytest.mark.parametrize("config, needle", [
@@ -264,8 +270,20 @@ def test_status_of_a_continuous_only_camera(tmp_path, scene_cache, rtsp_server):
         assert run_cli("status", "--output", out, check=0).stdout.count("gate") == 1
         server.kill()
         assert wait_for(lambda: run_cli("status", "--output", out).returncode == 1, timeout=20), log.text()
+        proc.kill()  # no goodbye: the status file still says it runs, but its process is gone
+        proc.wait()
+        dead = json.loads(run_cli("status", "--output", out, "--json").stdout)["cameras"][0]
+        assert dead["verdict"].startswith("dead") and not dead["ok"]
     finally:
         terminate(proc)
         log.join()
     segs = sum(p.stat().st_size for p in out.rglob("*.seg.mp4"))
     assert segs and statuses(out)["gate"]["bytes_today"] <= segs
+
+
+def test_config_show_hides_passwords_inside_cameras(isolated_home):
+    (isolated_home / "machine_specific_configuration.py").write_text(
+        "CAMERAS = {'front': {'cam': 'rtsp://admin:Sup3r-s3cret@127.0.0.1/a'}}\n")
+    for args in (("config", "show"), ("config", "show", "--json")):
+        r = run_cli(*args, check=0)
+        assert "admin:***@127.0.0.1" in r.stdout and "Sup3r-s3cret" not in r.stdout
