@@ -135,7 +135,8 @@ def test_two_cameras_restart_reload_hooks_status(tmp_path, isolated_home, scene_
         # a camera renamed: the old one stops (its status file goes), the new one starts, front is untouched
         config.write_text(config.read_text().replace('"yard":', '"side":'))
         assert wait_for(lambda: connected(out, "side"), timeout=20), log.text()
-        assert not pid_alive(yard["pid"]) and "yard" not in statuses(out)
+        # yard may first wait for its hanging hook (up to HOOK_TIMEOUT_SECS) and finish its clip
+        assert wait_for(lambda: not pid_alive(yard["pid"]) and "yard" not in statuses(out), timeout=15), log.text()
         assert connected(out, "front")["pid"] == front["pid"]
 
         # the camera goes away: `status` exits 1 and says why
