@@ -36,6 +36,10 @@ MOTION_ERODE_ITERATIONS = 4
 MOTION_MIN_SCORE = 0.003        # changed fraction of the analysed area that counts as motion
 MOTION_MIN_CONTOUR_AREA = 150   # smaller blobs are noise (pixels of the analysed frame)
 MOTION_TRIGGER_FRAMES = 3       # consecutive motion frames needed to start an event
+# When no clip is re-encoded from the decoded frames (scan, --no-reencode), a fast camera or file is
+# analysed at most this often: the frames in between are decoded (H.264 needs them) but not
+# converted to BGR nor analysed, which halves the work at 25-30 fps. 0: every frame.
+MAX_ANALYSIS_FPS = 15.0
 # A change over most of the picture, or a jump of its mean brightness, is lighting (auto-exposure,
 # lights switched on, clouds), not motion: it is ignored and the reference starts again.
 LIGHTING_REJECT = True
@@ -101,6 +105,10 @@ MOTION_DETECTION = True         # False (--no-motion): continuous recording only
 # (stream copy, once the segment holding its end is complete): <clip>.lossless.mp4, listed in the
 # event's sidecar with the requested and actual start/end. EVENT_REENCODE = False then skips the
 # re-encoded clip: the cut becomes <clip>.mp4.
+# EVENT_REENCODE = False without continuous recording (RTSP cameras, --no-reencode): the clips are the
+# camera's own packets, copied live by a second ffmpeg connection from a packet buffer that is also the
+# pre-alarm (5 s of 1080p25 takes a few MB instead of ~780 MB of decoded frames). A clip then starts
+# at the camera's keyframe at or before the pre-alarm, and costs next to no CPU.
 LOSSLESS_EVENT_CLIPS = True
 EVENT_REENCODE = True
 # As NVRs do: analyse a low-resolution sub-stream for motion while recording the main stream.

@@ -360,6 +360,7 @@ def scan(files, config_path, as_json, csv_path, extract, progress, **opts):
         events = [r.as_dict(result["origin"]) for r in sink.records]
         if as_json:
             line = {"file": name, "duration": result["duration"], "frames": result["frames"],
+                    "analysed_frames": result["analysed_frames"],
                     "fps": result["fps"], "events": events}
             if result["error"]:
                 line["error"] = result["error"]
@@ -415,9 +416,9 @@ def _scan_one(s, spec, sink, show_progress):
         if show_progress and src.frame_count:
             bar = _Progress(Path(spec.text).name, src.frame_count)
 
-    def on_frame(_index):
-        if bar is not None:
-            bar.update()
+    def on_frame(index):
+        if bar is not None:  # by position: with MAX_ANALYSIS_FPS not every frame comes through here
+            bar.update(index + 1 - bar.done)
 
     stats = Pipeline(s, spec, sink, on_open=on_open, on_frame=on_frame).run()
     if bar is not None:
@@ -426,8 +427,8 @@ def _scan_one(s, spec, sink, show_progress):
     duration = 0.0
     if stats.last_ts is not None:  # from timestamps: right for variable frame rates too
         duration = stats.last_ts + (1.0 / fps if fps else 0.0)
-    return {"origin": 0.0, "frames": stats.frames, "fps": round(fps, 3), "duration": round(duration, 3),
-            "error": stats.error}
+    return {"origin": 0.0, "frames": stats.frames, "analysed_frames": stats.analysed, "fps": round(fps, 3),
+            "duration": round(duration, 3), "error": stats.error}
 
 
 def _print_table(name, events, result):

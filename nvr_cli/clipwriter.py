@@ -19,7 +19,30 @@ from .errors import StorageError
 log = logging.getLogger("nvr_cli.clipwriter")
 
 
-class FfmpegWriter:
+class FfmpegStderr:
+    """Keeps the last lines an ffmpeg process wrote to stderr, to say why it failed."""
+
+    proc: subprocess.Popen
+
+    def _drain_stderr(self):
+        self._stderr = collections.deque(maxlen=20)
+        self._drain = threading.Thread(target=self._read_stderr, daemon=True)
+        self._drain.start()
+
+    def _read_stderr(self):
+        for line in self.proc.stderr:
+            self._stderr.append(line.decode(errors="replace").rstrip())
+
+    def _why(self) -> str:
+        self._drain.join(timeout=2)
+        lines = [x for x in self._stderr if x]
+        for cause in ("No space left on device", "Permission denied", "Disk quota exceeded", "Read-only file system"):
+            if any(cause in x for x in lines):
+                return cause.lower()
+        return lines[0] if lines else f"ffmpeg exited with code {self.proc.poll()}"
+
+
+class FfmpegWriter(FfmpegStderr):
     def __init__(self, path: Path, size, fps: float, *, ffmpeg: str, crf=23, preset="veryfast", fragmented=True):
         self.path = Path(path)
         self.size = tuple(size)
@@ -40,26 +63,15 @@ class FfmpegWriter:
         else:
             cmd += ["-movflags", "+faststart"]
         cmd += ["-f", "mp4", str(self.path)]
-        self._stderr = collections.deque(maxlen=20)
         try:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+            # its own session: a terminal's Ctrl-C reaches the whole process group, and an ffmpeg
+            # interrupted there leaves the clip unfinished; we close its input and it ends the file
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
+                                         start_new_session=True)
         except OSError as e:
             raise StorageError(f"cannot start ffmpeg ({ffmpeg}): {e}") from None
-        self._drain = threading.Thread(target=self._read_stderr, daemon=True)
-        self._drain.start()
+        self._drain_stderr()
         self.frames = 0
-
-    def _read_stderr(self):
-        for line in self.proc.stderr:
-            self._stderr.append(line.decode(errors="replace").rstrip())
-
-    def _why(self) -> str:
-        self._drain.join(timeout=2)
-        lines = [x for x in self._stderr if x]
-        for cause in ("No space left on device", "Permission denied", "Disk quota exceeded", "Read-only file system"):
-            if any(cause in x for x in lines):
-                return cause.lower()
-        return lines[0] if lines else f"ffmpeg exited with code {self.proc.poll()}"
 
     def write(self, image: np.ndarray):
         if (image.shape[1], image.shape[0]) != self.size:

@@ -84,7 +84,8 @@ class EventController:
         self.confirm_required = confirm and settings.OBJECT_CONFIRM == "require"
         self.unconfirmed_events = 0
         self._recent: list = []  # (ts, frame, detections, qr) while idle, for the next event
-        self.buffer = PreAlarmBuffer(settings.PRE_ALARM_RECORDING_SECONDS, settings.PRE_ALARM_MAX_MB)
+        self.buffer = PreAlarmBuffer(settings.PRE_ALARM_RECORDING_SECONDS, settings.PRE_ALARM_MAX_MB,
+                                     keep_images=getattr(sink, "needs_images", True))
         self.event: Optional[Event] = None
         self.events_started = 0
         self.dropped_events = 0

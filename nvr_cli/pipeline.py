@@ -20,7 +20,8 @@ log = logging.getLogger("nvr_cli.pipeline")
 
 @dataclass
 class RunStats:
-    frames: int = 0
+    frames: int = 0  # decoded
+    analysed: int = 0  # of which analysed (MAX_ANALYSIS_FPS)
     events: int = 0
     dropped_events: int = 0
     connects: int = 0
@@ -74,8 +75,11 @@ class Pipeline:
 
     def _open(self, diagnose: bool) -> VideoSource:
         s = self.s
+        # a clip re-encoded from the frames needs every one; otherwise analysis may thin them out
+        max_fps = 0.0 if getattr(self.sink, "needs_images", True) else s.MAX_ANALYSIS_FPS
         return VideoSource(self.spec, rtsp_transport=s.RTSP_TRANSPORT, open_timeout=s.OPEN_TIMEOUT_SECS,
-                           read_timeout=s.READ_TIMEOUT_SECS, realtime=self.realtime, diagnose_errors=diagnose).open()
+                           read_timeout=s.READ_TIMEOUT_SECS, realtime=self.realtime, diagnose_errors=diagnose,
+                           max_fps=max_fps).open()
 
     def run(self) -> RunStats:
         s, spec = self.s, self.spec
@@ -140,8 +144,8 @@ class Pipeline:
         return file_start_time(src.spec.target, duration) - first.ts
 
     def _consume(self, src: VideoSource, away: Optional[float] = None):
-        log.info("opened %s: %dx%d, %.3g fps, codec %s", src.spec.display, src.size[0], src.size[1],
-                 src.fps, src.codec or "?")
+        log.info("opened %s: %dx%d, %.3g fps, codec %s%s", src.spec.display, src.size[0], src.size[1],
+                 src.fps, src.codec or "?", f"; analysing every {src.stride} frames" if src.stride > 1 else "")
         if self.on_open:
             self.on_open(src)
         detector = MotionDetector(self.s, src.size)
@@ -150,6 +154,7 @@ class Pipeline:
         objects, qr = self.objects, self.qr
         controller, observer = self.controller, self.observer
         started = False
+        last_index = -1
         for frame in src.frames(self.stop):
             if not started:
                 started = True
@@ -166,10 +171,17 @@ class Pipeline:
                 observer.qr(codes)
             controller.step(frame, result, found, codes)
             observer.frame(frame.ts, src.dropped)
-            self.stats.frames += 1
+            self.stats.frames += frame.index - last_index
+            self.stats.analysed += 1
+            last_index = frame.index
             self.stats.last_ts = frame.ts
             if self.on_frame:
                 self.on_frame(frame.index)
+        tail = src.decoded - 1 - last_index  # decoded after the last analysed frame
+        if last_index >= 0 and tail > 0:
+            self.stats.frames += tail
+            if not src.spec.live and src.fps:
+                self.stats.last_ts += tail / src.fps
         reason = "stopped" if self.stop.is_set() else (src.end_reason or "source ended")
         self.stats.reason = reason
         if src.dropped:

@@ -10,8 +10,9 @@ log = logging.getLogger("nvr_cli.prealarm")
 
 
 class PreAlarmBuffer:
-    def __init__(self, seconds: float, max_mb: float):
+    def __init__(self, seconds: float, max_mb: float, keep_images: bool = True):
         self.seconds = seconds
+        self.keep_images = keep_images  # off when clips do not come from decoded frames: times only
         self.max_bytes = int(max_mb * 1024 * 1024)
         self._frames: deque = deque()
         self._bytes = 0
@@ -31,15 +32,18 @@ class PreAlarmBuffer:
     def push(self, frame: Frame):
         if self.seconds <= 0:
             return
+        if not self.keep_images:
+            frame = Frame(None, frame.ts, frame.index)
         self._frames.append(frame)
-        self._bytes += frame.image.nbytes
+        self._bytes += frame.image.nbytes if frame.image is not None else 0
         horizon = frame.ts - self.seconds
         capped = False
         # keep the newest frame at or before the horizon, so a full buffer spans at least `seconds`
         while len(self._frames) > 1 and (self._frames[1].ts <= horizon or self._bytes > self.max_bytes):
             capped = capped or self._frames[1].ts > horizon
-            self._bytes -= self._frames.popleft().image.nbytes
-        if not self._reported and (capped or self.span >= self.seconds * 0.95):
+            old = self._frames.popleft()
+            self._bytes -= old.image.nbytes if old.image is not None else 0
+        if self.keep_images and not self._reported and (capped or self.span >= self.seconds * 0.95):
             self._reported = True
             if capped:
                 log.warning("pre-alarm buffer is bounded by memory: %.0f MB holds %.1f s of the %.1f s asked for "

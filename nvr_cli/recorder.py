@@ -212,8 +212,21 @@ class Recorder:
             from .eventcut import EventCutter
 
             cutter = EventCutter(self.segmenter, ffmpeg, s, self.stop)
+        packets = None
+        if not s.EVENT_REENCODE and cutter is None:
+            spec = parse_source(s.RECORD_SOURCE or s.cam)
+            if ffmpeg and spec.kind == "rtsp":
+                from .packets import PacketRing
+
+                packets = PacketRing(spec, ffmpeg, s.PRE_ALARM_RECORDING_SECONDS, threading.Event(),
+                                     rtsp_transport=s.RTSP_TRANSPORT, max_mb=s.PRE_ALARM_MAX_MB,
+                                     retry_delay=s.RECONNECT_DELAY_SECS, max_retry_delay=s.RECONNECT_MAX_DELAY_SECS)
+                log.info("clips are the camera's own packets (no re-encode); pre-alarm kept as packets")
+            else:
+                log.warning("EVENT_REENCODE = False needs an RTSP camera and ffmpeg, or continuous recording: "
+                            "clips are re-encoded")
         self.sink = ClipSink(s, ffmpeg=ffmpeg, on_clip=self.on_clip, on_disk_full=reaper.now, cutter=cutter,
-                             on_event_start=self._event_started, on_event_end=self._event_ended)
+                             on_event_start=self._event_started, on_event_end=self._event_ended, packets=packets)
         log.info("recording %s as %r into %s", self.spec.display, s.CAMERA_NAME, root)
         try:
             stats = Pipeline(s, self.spec, self.sink, stop=self.stop, realtime=self.realtime,
@@ -224,6 +237,8 @@ class Recorder:
                 worker.join(timeout=30)  # it writes its last segment first
             if cutter is not None:
                 cutter.close(timeout=60)
+            if packets is not None:
+                packets.close()
         log.info("done: %d frames, %d clips written, %d events dropped (%s)",
                  stats.frames, len(self.sink.records), stats.dropped_events, stats.reason or "stopped")
         if stats.error:

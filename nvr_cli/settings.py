@@ -229,6 +229,7 @@ class Settings:
     LIGHTING_BRIGHTNESS_JUMP: float = _setting(8.0, _number(float, 0.5, 255), "mean grey-level jump between frames that is lighting")
     MASKS: tuple = _setting((), _polygons, "exclusion polygons in source pixels", "--mask")
     REGIONS: tuple = _setting((), _polygons, "include-only polygons in source pixels", "--region")
+    MAX_ANALYSIS_FPS: float = _setting(15.0, _number(float, 0, 240), "analyse at most this many frames a second when no clip is re-encoded from them (0: all)", "--max-analysis-fps")
     INITIAL_WAIT_INTERVAL_BEFORE_MOTION_DETECTION_SECS: float = _setting(5.0, _number(float, 0, 600), "no motion detection this long after each (re)connect", "--initial-wait")
     # events
     MINIMAL_MOTION_DURATION: float = _setting(10.0, _number(float, 0, 3600), "each motion keeps the event going this long", "--motion-duration")
@@ -263,7 +264,7 @@ class Settings:
     SEGMENT_SECONDS: float = _setting(60.0, _number(float, 2, 3600), "length of continuous segments", "--segment-seconds")
     MOTION_DETECTION: bool = _setting(True, _flag, "decode and analyse for events (off: continuous only, no decoding)", "--motion/--no-motion")
     LOSSLESS_EVENT_CLIPS: bool = _setting(True, _flag, "with continuous recording, also cut each event from the segments (no re-encode)", "--lossless-events/--no-lossless-events")
-    EVENT_REENCODE: bool = _setting(True, _flag, "write the re-encoded clip from the frame buffer (off, with lossless cuts: the cut is the clip)", "--reencode/--no-reencode")
+    EVENT_REENCODE: bool = _setting(True, _flag, "write the re-encoded clip from the frame buffer (off: the camera's own packets, cut from the segments or copied live)", "--reencode/--no-reencode")
     DETECT_SOURCE: Optional[str] = _setting(None, _source, "stream analysed for motion, e.g. a camera's low-resolution sub-stream; None: cam", "--detect-source")
     RECORD_SOURCE: Optional[str] = _setting(None, _source, "stream recorded continuously, e.g. the main stream; None: cam", "--record-source")
     # retention

@@ -80,6 +80,8 @@ class EventRecord:
 class EventLogSink:
     """Lists events without writing anything: what ``scan`` does by default."""
 
+    needs_images = False  # the pre-alarm buffer need only keep timestamps
+
     def __init__(self):
         self.source: Optional[SourceInfo] = None
         self.records: list = []
@@ -106,8 +108,10 @@ class EventLogSink:
 
     def _record(self, event: Event, keep: bool, reason: str) -> EventRecord:
         fps = self.source.fps or 15.0
+        # frames the event spans: with MAX_ANALYSIS_FPS not all of them came through here
+        frames = self._count if self.needs_images else max(self._count, self._last.index - self._first.index + 1)
         return EventRecord(event=event.number, part=event.part, start=self._first.ts,
-                           end=self._last.ts + 1.0 / fps, trigger=event.trigger_ts, frames=self._count,
+                           end=self._last.ts + 1.0 / fps, trigger=event.trigger_ts, frames=frames,
                            peak_score=event.peak_score, motion_seconds=event.motion_seconds,
                            motion_frames=event.motion_frames,
                            union_box=list(event.union_box) if event.union_box else None, reason=reason, kept=keep,
@@ -120,7 +124,8 @@ class ClipSink(EventLogSink):
 
     def __init__(self, settings: Settings, *, ffmpeg: Optional[str], on_clip: Optional[Callable] = None,
                  on_disk_full: Optional[Callable] = None, cutter=None,
-                 on_event_start: Optional[Callable] = None, on_event_end: Optional[Callable] = None):
+                 on_event_start: Optional[Callable] = None, on_event_end: Optional[Callable] = None,
+                 packets=None):
         super().__init__()
         self.s = settings
         self.ffmpeg = ffmpeg
@@ -131,7 +136,9 @@ class ClipSink(EventLogSink):
         self.on_event_end = on_event_end
         self.on_disk_full = on_disk_full
         self.cutter = cutter  # EventCutter: each kept event is also cut from the continuous segments
+        self.packets = packets  # PacketRing: clips are the camera's own packets, written live
         self.reencode = settings.EVENT_REENCODE or cutter is None
+        self.needs_images = self.reencode and packets is None
         self.final: Optional[Path] = None
         self.writer = None
         self.part: Optional[Path] = None
@@ -145,7 +152,9 @@ class ClipSink(EventLogSink):
         if not src.live:
             return src.fps or 15.0
         measured = (len(frames) - 1) / (frames[-1].ts - frames[0].ts) if len(frames) > 10 and frames[-1].ts > frames[0].ts else 0
-        if src.fps and (not measured or abs(measured - src.fps) / src.fps < 0.25):
+        # a burst of buffered frames right after a connect reads as a faster camera: only a camera
+        # sending fewer frames than it claims overrides what it claims
+        if src.fps and (not measured or measured > src.fps or (src.fps - measured) / src.fps < 0.25):
             return src.fps
         return measured or src.fps or 15.0
 
@@ -162,7 +171,9 @@ class ClipSink(EventLogSink):
             storage.make_dirs(folder)
             final = self.final = storage.new_clip_path(folder, self.s.CAMERA_NAME, wall, self.s.LOCAL_TIME)
             self.part = storage.part_path(final)
-            if self.reencode:
+            if self.packets is not None:
+                self.writer = self.packets.open_clip(self.part, wall)
+            elif self.reencode:
                 self.writer = open_writer(self.part, self.source.size, self._fps, ffmpeg=self.ffmpeg,
                                           crf=self.s.VIDEO_CRF, preset=self.s.VIDEO_PRESET)
             else:
@@ -249,7 +260,13 @@ class ClipSink(EventLogSink):
             log.error("cannot finish %s: %s; it stays as %s (playable)", part.name, e.strerror, part.name)
             return
         rec.clip = final
-        if on_disk is not None and on_disk < self._slots:
+        if self.packets is not None and writer is not None:
+            # the clip is what the camera sent from the keyframe at or before the pre-alarm's start
+            # (or from the first keyframe after a connect)
+            if writer.start_ts is not None:
+                rec.start = writer.start_ts - self.source.clock_offset
+            rec.frames = on_disk if on_disk is not None else rec.frames
+        elif on_disk is not None and on_disk < self._slots:
             # a write error ffmpeg did not report (a disk that filled mid-fragment): say so, never claim it
             self.failed = f"only {on_disk} of {self._slots} frames reached the disk"
             log.error("clip %s: %s", final.name, self.failed)
@@ -307,6 +324,7 @@ class ClipSink(EventLogSink):
                              "first_seen": storage.iso(o.first_seen + off, lt)} for o in rec.objects],
                 "qr": [{**q.as_dict(), "seen": storage.iso(q.ts + off, lt)} for q in rec.qr],
                 "end_reason": rec.reason, "error": self.failed,
+                "encoding": "re-encoded" if self.needs_images else "camera's own (stream copy)",
                 **({"lossless": {"status": "pending"}} if self.cutter is not None else {}),
                 "settings": {k: as_plain(getattr(self.s, k)) for k in EVENT_SETTINGS},
             }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import os
 import queue
 import re
@@ -128,8 +129,12 @@ class VideoSource:
     """An opened source yielding ``Frame`` objects; ``close()`` always safe to call."""
 
     def __init__(self, spec: SourceSpec, *, rtsp_transport="tcp", open_timeout=10.0, read_timeout=10.0,
-                 realtime=False, queue_seconds=2.0, diagnose_errors=True):
+                 realtime=False, queue_seconds=2.0, diagnose_errors=True, max_fps=0.0):
         self.spec = spec
+        self.max_fps = max_fps  # hand out at most this many frames a second (0: all)
+        self.stride = 1  # every stride-th frame is handed out; the others are decoded only
+        self.skipped = 0
+        self.decoded = 0  # frames read off the source so far, handed out or not
         self.rtsp_transport = rtsp_transport
         self.open_timeout = open_timeout
         self.read_timeout = read_timeout
@@ -184,6 +189,8 @@ class VideoSource:
         self.codec = "".join(chr((fourcc >> (8 * i)) & 0xFF) for i in range(4)).strip("\0 ") if fourcc else ""
         if spec.kind == "file":
             self.frame_count = max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
+        if self.max_fps and self.fps > self.max_fps * 1.01:
+            self.stride = math.ceil(self.fps / self.max_fps - 0.01)
         depth = max(4, int((self.fps or 15) * self.queue_seconds))
         self._queue = queue.Queue(maxsize=depth)
         self._queue.put(self._stamp(first, 0))
@@ -214,14 +221,21 @@ class VideoSource:
         try:
             while not self._stop.is_set():
                 t = time.monotonic()
-                ok, image = self.cap.read()
-                if not ok or image is None:
-                    self.end_reason = "connection lost" if live else self._file_end(index)
-                    break
-                if live and time.monotonic() - t >= self.read_timeout * 0.9:
+                ok = self.cap.grab()
+                if live and ok and time.monotonic() - t >= self.read_timeout * 0.9:
                     # OpenCV's read timeout fired, yet read() hands out a frame the decoder still
                     # held, one per timeout: a stalled camera would trickle on for many seconds.
                     self.end_reason = f"no data for {self.read_timeout:g} s (stalled)"
+                    break
+                if ok and index % self.stride:
+                    # decoded (later frames depend on it) but not converted to BGR: that conversion
+                    # costs as much as the decoding; nothing looks at this frame
+                    index += 1
+                    self.skipped += 1
+                    continue
+                ok, image = self.cap.retrieve() if ok else (False, None)
+                if not ok or image is None:
+                    self.end_reason = "connection lost" if live else self._file_end(index)
                     break
                 frame = self._stamp(image, index)
                 index += 1
@@ -234,6 +248,7 @@ class VideoSource:
         except Exception as e:  # noqa: BLE001 - a decoder failure ends the source, it must not vanish silently
             self.end_reason = f"read error: {e}"
         finally:
+            self.decoded = index
             self._put(None, False)
 
     def _file_end(self, frames_read: int) -> str:

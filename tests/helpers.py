@@ -223,3 +223,32 @@ def terminate(proc, timeout=60):
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def descendants(pid) -> list:
+    """Every process below ``pid`` (children in sessions of their own too)."""
+    children = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def power_cut(pid):
+    """SIGKILL a process and everything it started at once, as a power cut would: ffmpeg children in
+    sessions of their own (so that a terminal's Ctrl-C spares them) included."""
+    victims = descendants(pid)
+    for p in [pid, *victims]:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from helpers import NUMBER_MASK, clips, decode_all, ffprobe, mount_tmpfs, run_cli, run_until, unmount, wait_for
+from helpers import (NUMBER_MASK, clips, decode_all, ffprobe, mount_tmpfs, power_cut, run_cli, run_until, unmount,
+                     wait_for)
 from nvr_cli.continuous import read_index
 from nvr_cli.retention import GB, plan
 from nvr_cli.settings import Settings
@@ -117,7 +118,7 @@ def test_kill_9_leaves_a_playable_segment_and_a_lost_camera_leaves_a_gap(tmp_pat
     try:
         assert wait_for(lambda: len(segments(out)) >= 1, timeout=30)
         time.sleep(2.0)  # into the next segment
-        os.killpg(proc.pid, signal.SIGKILL)  # the recorder and its ffmpeg
+        power_cut(proc.pid)  # the recorder and its ffmpeg
         proc.wait()
     finally:
         if proc.poll() is None:

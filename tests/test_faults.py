@@ -12,8 +12,8 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from helpers import (FAULTS, NUMBER_MASK, LineCollector, check_clip, clips, decode_all, mount_tmpfs, record_fault,
-                     run_cli, unmount, wait_for)
+from helpers import (FAULTS, NUMBER_MASK, LineCollector, check_clip, clips, decode_all, mount_tmpfs, power_cut,
+                     record_fault, run_cli, unmount, wait_for)
 from nvr_cli.cli import cli
 from nvr_cli.settings import FIELDS
 from nvr_cli.synthetic import read_frame_number
@@ -98,7 +98,7 @@ def test_sigkill_mid_clip_over_rtsp_leaves_a_playable_clip(tmp_path, walking, rt
         part = wait_for(lambda: next(iter(out.rglob("*.part.mp4")), None), timeout=20)
         assert part
         time.sleep(3.0)
-        os.killpg(proc.pid, signal.SIGKILL)  # the recorder and its ffmpeg, as a power cut
+        power_cut(proc.pid)  # the recorder and its ffmpeg
         proc.wait()
         record_fault()
     finally:

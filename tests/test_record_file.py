@@ -8,7 +8,7 @@ import time
 
 import cv2
 
-from helpers import NUMBER_MASK, clips, decode_all, ffprobe, run_cli, wait_for
+from helpers import NUMBER_MASK, clips, decode_all, ffprobe, power_cut, run_cli, wait_for
 from nvr_cli.synthetic import read_frame_number
 
 FPS = 15
@@ -95,13 +95,13 @@ def test_sigkill_mid_clip_leaves_a_playable_part_that_is_recovered(tmp_path, sce
     out = tmp_path / "video"
     cmd = [sys.executable, "-m", "nvr_cli", "record", str(scene_cache()), "--output", str(out), "--realtime",
            *map(str, COMMON)]
-    # its own process group, so the kill takes ffmpeg down too, as a power cut would
+    # its own process group: the kill must reach it and nothing else
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         part = wait_for(lambda: next(iter(out.rglob("*.part.mp4")), None), timeout=30)
         assert part, "no clip was started"
         time.sleep(2.5)
-        os.killpg(proc.pid, signal.SIGKILL)
+        power_cut(proc.pid)
         proc.wait()
     finally:
         if proc.poll() is None:

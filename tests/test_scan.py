@@ -169,3 +169,4 @@ def test_damaged_file_reports_what_came_before_and_fails(tmp_path, scene_cache):
     proc = run_cli("record", truncated, "--output", tmp_path / "v", "--mask", NUMBER_MASK, *SHORT)
     assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].startswith("nvr-cli: error:")
     assert clips(tmp_path / "v")  # the clip before the damage is kept, complete
+

@@ -1,0 +1,59 @@
+"""EVENT_REENCODE off without continuous recording: clips are the camera's own packets, the
+pre-alarm a buffer of packets. Over the real RTSP server on 127.0.0.1."""
+import json
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from helpers import NUMBER_MASK, clips, decode_all, ffprobe, wait_for
+from nvr_cli.synthetic import read_frame_number
+
+pytestmark = pytest.mark.rtsp
+FPS = 15  # the generated scene: 1 keyframe a second, walkers at 8-12 s and 19-22 s
+
+
+def packets(path):
+    """(size, keyframe) of each video packet, in decode order."""
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=size,flags",
+                          "-of", "csv=p=0", str(path)], capture_output=True, text=True, check=True).stdout
+    return [(int(size), "K" in flags) for size, flags in (line.split(",")[:2] for line in out.split())]
+
+
+def test_clip_is_the_cameras_own_packets_with_pre_alarm(tmp_path, scene_cache, rtsp_server):
+    scene = scene_cache()
+    server = rtsp_server(scene)
+    out = tmp_path / "video"
+    proc = subprocess.Popen([sys.executable, "-m", "nvr_cli", "record", server.url, "--output", str(out),
+                             "--name", "door", "--mask", NUMBER_MASK, "--initial-wait", "1", "--pre-alarm", "2",
+                             "--motion-duration", "1", "--post-capture", "1", "--no-reencode",
+                             "--log-level", "INFO"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(lambda: clips(out), timeout=45), "no clip from the first walker"
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    assert "pre-alarm kept as packets" in stderr
+    first = clips(out)[0]
+    side = json.loads(first.with_suffix(".json").read_text())
+    assert side["encoding"] == "camera's own (stream copy)"
+    assert ffprobe(first)["streams"][0]["codec_name"] == "h264"
+    nums = [read_frame_number(img) for img in decode_all(first)]
+    assert len(nums) == side["frames"]
+    assert all(b - a == 1 for a, b in zip(nums, nums[1:])), "frames lost or repeated"
+    # starts at a keyframe at least 2 s before the trigger: the walker enters at frame 120 and
+    # triggers within 10 frames
+    source = packets(scene)  # frame n is packet n: no B-frames
+    assert source[nums[0]][1] and nums[0] <= 120 + 10 - 2 * FPS
+    assert nums[-1] >= 12 * FPS, "the clip ends before the walker left"
+    assert side["pre_alarm_seconds"] >= 2.0
+    # not re-encoded: every frame is the camera's, sizes and all, but for the same few bytes of framing
+    # on each (an access unit delimiter; keyframes also gain the parameter sets the payloader repeats)
+    expected = [size for size, key in source[nums[0]:nums[-1] + 1] if not key]
+    got = [size for size, key in packets(first) if not key]
+    assert len(got) == len(expected) > 3 * FPS
+    assert len({g - e for g, e in zip(got, expected)}) == 1 and 0 <= got[0] - expected[0] <= 16
