@@ -105,12 +105,14 @@ MOTION_DETECTION = True         # False (--no-motion): continuous recording only
 # (stream copy, once the segment holding its end is complete): <clip>.lossless.mp4, listed in the
 # event's sidecar with the requested and actual start/end. EVENT_REENCODE = False then skips the
 # re-encoded clip: the cut becomes <clip>.mp4.
-# EVENT_REENCODE = False without continuous recording (RTSP cameras, --no-reencode): the clips are the
-# camera's own packets, copied live by a second ffmpeg connection from a packet buffer that is also the
-# pre-alarm (5 s of 1080p25 takes a few MB instead of ~780 MB of decoded frames). A clip then starts
-# at the camera's keyframe at or before the pre-alarm, and costs next to no CPU.
+# Without continuous recording, an RTSP camera's clips are its own packets (EVENT_REENCODE = None,
+# the default, or False): copied live by a second ffmpeg connection from a packet buffer that is also
+# the pre-alarm (5 s of 1080p25 take a few MB instead of ~780 MB of decoded frames). Such a clip
+# starts at the camera's keyframe at or before the pre-alarm and costs next to no CPU. True
+# (--reencode) re-encodes clips from the decoded frames (H.264, VIDEO_PRESET, VIDEO_CRF), as is always
+# done for files, USB and HTTP cameras. With continuous recording None means True.
 LOSSLESS_EVENT_CLIPS = True
-EVENT_REENCODE = True
+EVENT_REENCODE = None
 # As NVRs do: analyse a low-resolution sub-stream for motion while recording the main stream.
 DETECT_SOURCE = None            # None: cam
 RECORD_SOURCE = None            # None: cam

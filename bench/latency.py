@@ -61,7 +61,7 @@ def run_mode(url, packets: bool, events_wanted=2) -> list:
     out = Path(mkdtemp(prefix="nvr-bench-"))
     s = Settings(cam=url, PATH_FOR_VIDEO=str(out), CAMERA_NAME="lat", MASKS=[NUMBER_MASK],
                  INITIAL_WAIT_INTERVAL_BEFORE_MOTION_DETECTION_SECS=1.0, PRE_ALARM_RECORDING_SECONDS=2.0,
-                 MINIMAL_MOTION_DURATION=MOTION_WINDOW, POST_CAPTURE_SECONDS=POST, EVENT_REENCODE=not packets,
+                 MINIMAL_MOTION_DURATION=MOTION_WINDOW, POST_CAPTURE_SECONDS=POST, EVENT_REENCODE=None if packets else True,
                  STATUS_DIR=str(out / ".status"))
     probe = Probe()
     stop, seen = threading.Event(), {}
@@ -95,7 +95,7 @@ def run():
     try:
         rows = []
         for packets in (False, True):
-            say(f"latency: {'--no-reencode' if packets else 're-encoded clips'} ...")
+            say(f"latency: {'camera packets' if packets else 're-encoded clips'} ...")
             rows += run_mode(server.url, packets)
     finally:
         server.stop()

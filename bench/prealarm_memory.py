@@ -27,8 +27,8 @@ W, H, FPS = 1920, 1080, 25
 def ours(url, work, pre, packets):
     cmd = [sys.executable, "-m", "nvr_cli", "record", url, "--output", str(work), "--name", "cam",
            "--mask", NUMBER_MASK, "--pre-alarm", str(pre), "--pre-alarm-max-mb", "4096"]
-    if packets:
-        cmd.append("--no-reencode")
+    if not packets:
+        cmd.append("--reencode")
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -70,10 +70,10 @@ def run(seconds=10.0):
     rows = []
     try:
         cases = [
-            ("nvr-cli record", "none", lambda w: ours(url, w, 0, False)),
-            ("nvr-cli record", "5 s, decoded frames", lambda w: ours(url, w, 5, False)),
-            ("nvr-cli record --no-reencode", "none", lambda w: ours(url, w, 0, True)),
-            ("nvr-cli record --no-reencode", "5 s, camera packets", lambda w: ours(url, w, 5, True)),
+            ("nvr-cli record", "none", lambda w: ours(url, w, 0, True)),
+            ("nvr-cli record", "5 s, camera packets", lambda w: ours(url, w, 5, True)),
+            ("nvr-cli record --reencode", "none", lambda w: ours(url, w, 0, False)),
+            ("nvr-cli record --reencode", "5 s, decoded frames", lambda w: ours(url, w, 5, False)),
             ("motion", "none", lambda w: motion_proc(url, w, 0)),
             ("motion", "5 s (pre_capture 125)", lambda w: motion_proc(url, w, 5)),
         ]

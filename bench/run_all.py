@@ -5,7 +5,7 @@
 
 Peers are installed on first use into their own environments: DVR-Scan from PyPI into
 bench/.peers/dvr-scan, Motion from Debian with apt-get (root). Needs ../shared for the real footage
-(the other streams are generated). About 15 minutes on 2 cores (--quick: about 6).
+(the other streams are generated). About 25 minutes on 2 cores (--quick: about 6).
 """
 import argparse
 import platform
@@ -39,7 +39,7 @@ def main():
         scan_vs_dvrscan.report(scan_vs_dvrscan.run([SHARED / "traffic_camera.mp4"], repeat=1 if args.quick else 3))
     if "live" in wanted:
         live_vs_motion.report(live_vs_motion.run(
-            seconds=8 if args.quick else 15, max_n={"720p15": 3, "1080p25": 2} if args.quick else None))
+            seconds=8 if args.quick else 15, ladder={"720p15": [1, 2], "1080p25": [1]} if args.quick else None))
     if "prealarm" in wanted:
         prealarm_memory.report(prealarm_memory.run(seconds=5 if args.quick else 10))
     if "latency" in wanted:

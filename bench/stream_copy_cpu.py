@@ -6,7 +6,8 @@ side in one run, over GStreamer's RTSP server on 127.0.0.1 (the tests' server, D
 
 Rows: `nvr-cli record --continuous --no-motion` (ffmpeg -c copy into segments, nothing decoded);
 plain `ffmpeg -c copy` (the floor); OpenCV decoding every frame (what any motion analysis costs at least);
-`nvr-cli record` with motion detection (decode + analysis + clips). CPU is user+system time of the
+`nvr-cli record` with motion detection (decode + analysis + clips of the camera's packets), and with
+clips re-encoded from the frames. CPU is user+system time of the
 process and its children over wall time, in % of one core.
 """
 import argparse
@@ -69,6 +70,8 @@ def main():
         ("OpenCV decode only", [sys.executable, "-c", DECODE, url]),
         ("nvr-cli record (motion events)", [sys.executable, "-m", "nvr_cli", "record", url, "--output", out,
                                             "--name", "b"]),
+        ("nvr-cli record --reencode (motion events)", [sys.executable, "-m", "nvr_cli", "record", url, "--output",
+                                                       out, "--name", "c", "--reencode"]),
     ]
     try:
         results = [(name, measure(cmd, args.seconds)) for name, cmd in rows]

@@ -122,7 +122,9 @@ class PacketClip(FfmpegStderr):
             pass
 
     def write(self, image):
-        """Frames are not needed: the clip is the camera's packets."""
+        """Frames are not needed (the clip is the camera's packets); says when ffmpeg failed (a full disk)."""
+        if self.error or self.proc.poll() is not None:
+            raise StorageError(f"writing {self.path.name} failed: {self._why()}")
 
     def _finish(self):
         self.ring.detach(self)

@@ -213,7 +213,7 @@ class Recorder:
 
             cutter = EventCutter(self.segmenter, ffmpeg, s, self.stop)
         packets = None
-        if not s.EVENT_REENCODE and cutter is None:
+        if s.EVENT_REENCODE is not True and cutter is None:
             spec = parse_source(s.RECORD_SOURCE or s.cam)
             if ffmpeg and spec.kind == "rtsp":
                 from .packets import PacketRing
@@ -222,7 +222,7 @@ class Recorder:
                                      rtsp_transport=s.RTSP_TRANSPORT, max_mb=s.PRE_ALARM_MAX_MB,
                                      retry_delay=s.RECONNECT_DELAY_SECS, max_retry_delay=s.RECONNECT_MAX_DELAY_SECS)
                 log.info("clips are the camera's own packets (no re-encode); pre-alarm kept as packets")
-            else:
+            elif s.EVENT_REENCODE is False:
                 log.warning("EVENT_REENCODE = False needs an RTSP camera and ffmpeg, or continuous recording: "
                             "clips are re-encoded")
         self.sink = ClipSink(s, ffmpeg=ffmpeg, on_clip=self.on_clip, on_disk_full=reaper.now, cutter=cutter,

@@ -53,6 +53,10 @@ def _flag(v):
     raise ValueError(f"expected True or False, got {v!r}")
 
 
+def _flag_or_auto(v):
+    return None if v is None or (isinstance(v, str) and v.lower() == "auto") else _flag(v)
+
+
 def _text(*, allow_none=False, choices=None):
     def check(v):
         if v is None and allow_none:
@@ -264,7 +268,7 @@ class Settings:
     SEGMENT_SECONDS: float = _setting(60.0, _number(float, 2, 3600), "length of continuous segments", "--segment-seconds")
     MOTION_DETECTION: bool = _setting(True, _flag, "decode and analyse for events (off: continuous only, no decoding)", "--motion/--no-motion")
     LOSSLESS_EVENT_CLIPS: bool = _setting(True, _flag, "with continuous recording, also cut each event from the segments (no re-encode)", "--lossless-events/--no-lossless-events")
-    EVENT_REENCODE: bool = _setting(True, _flag, "write the re-encoded clip from the frame buffer (off: the camera's own packets, cut from the segments or copied live)", "--reencode/--no-reencode")
+    EVENT_REENCODE: Optional[bool] = _setting(None, _flag_or_auto, "clips re-encoded from the decoded frames, or (off) the camera's own packets; default: packets for RTSP cameras", "--reencode/--no-reencode")
     DETECT_SOURCE: Optional[str] = _setting(None, _source, "stream analysed for motion, e.g. a camera's low-resolution sub-stream; None: cam", "--detect-source")
     RECORD_SOURCE: Optional[str] = _setting(None, _source, "stream recorded continuously, e.g. the main stream; None: cam", "--record-source")
     # retention

@@ -137,7 +137,7 @@ class ClipSink(EventLogSink):
         self.on_disk_full = on_disk_full
         self.cutter = cutter  # EventCutter: each kept event is also cut from the continuous segments
         self.packets = packets  # PacketRing: clips are the camera's own packets, written live
-        self.reencode = settings.EVENT_REENCODE or cutter is None
+        self.reencode = settings.EVENT_REENCODE is not False or cutter is None
         self.needs_images = self.reencode and packets is None
         self.final: Optional[Path] = None
         self.writer = None

@@ -1,5 +1,5 @@
-"""EVENT_REENCODE off without continuous recording: clips are the camera's own packets, the
-pre-alarm a buffer of packets. Over the real RTSP server on 127.0.0.1."""
+"""An RTSP camera's clips are its own packets by default (EVENT_REENCODE None or False, no continuous
+recording), the pre-alarm a buffer of packets. Over the real RTSP server on 127.0.0.1."""
 import json
 import signal
 import subprocess
@@ -27,7 +27,7 @@ def test_clip_is_the_cameras_own_packets_with_pre_alarm(tmp_path, scene_cache, r
     out = tmp_path / "video"
     proc = subprocess.Popen([sys.executable, "-m", "nvr_cli", "record", server.url, "--output", str(out),
                              "--name", "door", "--mask", NUMBER_MASK, "--initial-wait", "1", "--pre-alarm", "2",
-                             "--motion-duration", "1", "--post-capture", "1", "--no-reencode",
+                             "--motion-duration", "1", "--post-capture", "1",
                              "--log-level", "INFO"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert wait_for(lambda: clips(out), timeout=45), "no clip from the first walker"

@@ -170,3 +170,18 @@ def test_damaged_file_reports_what_came_before_and_fails(tmp_path, scene_cache):
     assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].startswith("nvr-cli: error:")
     assert clips(tmp_path / "v")  # the clip before the damage is kept, complete
 
+
+
+def test_fast_files_are_analysed_at_most_max_analysis_fps(scene_cache):
+    """A 30 fps file: every other frame is only decoded (15 analysed a second); same events as all 30."""
+    scene = scene_cache("fast", fps=30)
+    args = ["--mask", NUMBER_MASK, "--motion-duration", "1", "--post-capture", "0.5", "--pre-alarm", "1"]
+    (thin,) = scan_json(scene, *args)
+    (full,) = scan_json(scene, *args, "--max-analysis-fps", "0")
+    assert thin["frames"] == full["frames"] == full["analysed_frames"] == 900
+    assert thin["analysed_frames"] == 450
+    assert abs(thin["duration"] - 30.0) < 0.05
+    assert len(thin["events"]) == len(full["events"]) == 2
+    for a, b in zip(thin["events"], full["events"]):
+        assert abs(a["trigger"] - b["trigger"]) <= 0.1 and abs(a["end"] - b["end"]) <= 0.1
+        assert abs(a["frames"] - b["frames"]) <= 8  # frames the event spans, analysed or not: within 1/4 s
