@@ -25,9 +25,12 @@ SECTIONS = ("scan", "live", "prealarm", "latency")
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("sections", nargs="*", choices=[*SECTIONS, []], help="default: all")
+    ap.add_argument("sections", nargs="*", metavar="SECTION", help=f"any of {', '.join(SECTIONS)} (default: all)")
     ap.add_argument("--quick", action="store_true", help="shorter windows, fewer repeats and cameras")
     args = ap.parse_args()
+    unknown = [x for x in args.sections if x not in SECTIONS]
+    if unknown:
+        ap.error(f"unknown section {unknown[0]!r}: choose from {', '.join(SECTIONS)}")
     wanted = args.sections or SECTIONS
     if not (SHARED / "traffic_camera.mp4").exists():
         sys.exit(f"needs the real footage in {SHARED} (../shared beside the project)")
