@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers import Server, ffmpeg, say  # noqa: E402
 
 from nvr_cli import events  # noqa: E402
+from nvr_cli.geometry import parse_polygon  # noqa: E402
 from nvr_cli.recorder import Recorder  # noqa: E402
 from nvr_cli.settings import Settings  # noqa: E402
 from nvr_cli.synthetic import NUMBER_MASK, Scene  # noqa: E402
@@ -59,7 +60,7 @@ def watch(folder: Path, stop: threading.Event, seen: dict):
 
 def run_mode(url, packets: bool, events_wanted=2) -> list:
     out = Path(mkdtemp(prefix="nvr-bench-"))
-    s = Settings(cam=url, PATH_FOR_VIDEO=str(out), CAMERA_NAME="lat", MASKS=[NUMBER_MASK],
+    s = Settings(cam=url, PATH_FOR_VIDEO=str(out), CAMERA_NAME="lat", MASKS=(parse_polygon(NUMBER_MASK),),
                  INITIAL_WAIT_INTERVAL_BEFORE_MOTION_DETECTION_SECS=1.0, PRE_ALARM_RECORDING_SECONDS=2.0,
                  MINIMAL_MOTION_DURATION=MOTION_WINDOW, POST_CAPTURE_SECONDS=POST, EVENT_REENCODE=None if packets else True,
                  STATUS_DIR=str(out / ".status"))
