@@ -54,7 +54,12 @@ def _flag(v):
 
 
 def _flag_or_auto(v):
-    return None if v is None or (isinstance(v, str) and v.lower() == "auto") else _flag(v)
+    if v is None or (isinstance(v, str) and v.lower() == "auto"):
+        return None
+    try:
+        return _flag(v)
+    except ValueError:
+        raise ValueError(f"expected True, False or None (automatic), got {v!r}") from None
 
 
 def _text(*, allow_none=False, choices=None):

@@ -49,6 +49,7 @@ def test_machine_file_overrides_config_and_options_override_both(isolated_home):
     ("MOTION_BLUR_SIZE = 20\n", "must be odd"),
     ("MOTION_DILATE_ITERATIONS = 2.5\n", "whole number"),
     ("LOG_TO_CONSOLE = 'maybe'\n", "expected True or False"),
+    ("EVENT_REENCODE = 'maybe'\n", "expected True, False or None (automatic)"),
     ("MASKS = ['0,0 10,10']\n", "at least 3 points"),
     ("MASKS = ['0,0 10,x 5,5']\n", "must be numbers"),
     ("REGIONS = 5\n", "list of polygons"),
