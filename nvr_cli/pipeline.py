@@ -43,8 +43,9 @@ class Observer:
     def lost(self, why: str, first_connect: bool):
         """The camera is lost, or (``first_connect``) could not be opened at all."""
 
-    def frame(self, ts: float, dropped: int):
-        """One frame analysed; ``dropped``: frames the source has dropped so far on this connection."""
+    def frame(self, ts: float, dropped: int, index: Optional[int] = None):
+        """One frame analysed; ``dropped``: frames the source has dropped so far on this connection;
+        ``index``: the frame's number on this connection (the ones between were decoded only)."""
 
     def qr(self, sightings: list):
         """New QR codes seen."""
@@ -170,7 +171,7 @@ class Pipeline:
             if codes:
                 observer.qr(codes)
             controller.step(frame, result, found, codes)
-            observer.frame(frame.ts, src.dropped)
+            observer.frame(frame.ts, src.dropped, frame.index)
             self.stats.frames += frame.index - last_index
             self.stats.analysed += 1
             last_index = frame.index

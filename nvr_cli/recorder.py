@@ -72,8 +72,8 @@ class _Watch(Observer):
                                             "never_connected": first_connect,
                                             "time": storage.iso(time.time(), self.rec.s.LOCAL_TIME)})
 
-    def frame(self, ts: float, dropped: int):
-        self.rec.status.frame(ts, dropped)
+    def frame(self, ts: float, dropped: int, index: Optional[int] = None):
+        self.rec.status.frame(ts, dropped, index)
 
     def qr(self, sightings: list):
         s, rec = self.rec.s, self.rec

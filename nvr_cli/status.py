@@ -49,8 +49,11 @@ class CameraStatus:
         self.day = self._day_of(time.time())
         self.events_today = 0
         self.bytes_today = 0
-        self._rate = (time.monotonic(), 0)  # for the fps measured between snapshots
+        self._rate = (time.monotonic(), 0, 0)  # for the rates measured between snapshots
         self.fps = 0.0
+        self.decoded = 0  # frames read off the camera, analysed or not
+        self.decoded_fps = 0.0
+        self._last_index = -1
         self._lock = threading.Lock()
 
     def _roll_day(self, now: float):
@@ -65,9 +68,16 @@ class CameraStatus:
             if error:
                 self.last_error, self.last_error_time = error, time.time()
 
-    def frame(self, ts: float, dropped: int):
+    def frame(self, ts: float, dropped: int, index: Optional[int] = None):
+        """An analysed frame; ``index``: its number since the connection opened (frames between two
+        analysed ones were decoded only, see MAX_ANALYSIS_FPS)."""
         # called for every analysed frame: plain attribute stores, no lock needed
         self.frames += 1
+        if index is None:
+            self.decoded += 1
+        else:
+            self.decoded += index + 1 if index <= self._last_index else index - self._last_index
+            self._last_index = index
         self.last_frame = ts
         self.dropped = dropped
 
@@ -93,16 +103,17 @@ class CameraStatus:
         now, mono = time.time(), time.monotonic()
         with self._lock:
             self._roll_day(now)
-            t0, n0 = self._rate
+            t0, n0, d0 = self._rate
             if mono - t0 >= 0.5:
                 self.fps = (self.frames - n0) / (mono - t0)
-                self._rate = (mono, self.frames)
+                self.decoded_fps = (self.decoded - d0) / (mono - t0)
+                self._rate = (mono, self.frames, self.decoded)
             return {"camera": self.s.CAMERA_NAME, "pid": os.getpid(), "host": socket.gethostname(),
                     "source": self.source, "state": self.state, "connected": self.state == "connected",
                     "since": round(self.since, 3), "updated": round(now, 3),
                     "last_frame": round(self.last_frame, 3) if self.last_frame else None,
-                    "fps": round(self.fps, 2), "source_fps": round(self.source_fps, 3),
-                    "frames": self.frames, "dropped_frames": self.dropped, "event": self.event,
+                    "fps": round(self.fps, 2), "decoded_fps": round(self.decoded_fps, 2),
+                    "source_fps": round(self.source_fps, 3), "frames": self.frames, "decoded_frames": self.decoded, "dropped_frames": self.dropped, "event": self.event,
                     "day": self.day, "events_today": self.events_today, "bytes_today": self.bytes_today,
                     "last_error": self.last_error,
                     "last_error_time": round(self.last_error_time, 3) if self.last_error_time else None,

@@ -57,3 +57,33 @@ def test_clip_is_the_cameras_own_packets_with_pre_alarm(tmp_path, scene_cache, r
     got = [size for size, key in packets(first) if not key]
     assert len(got) == len(expected) > 3 * FPS
     assert len({g - e for g, e in zip(got, expected)}) == 1 and 0 <= got[0] - expected[0] <= 16
+
+
+def test_a_30_fps_camera_is_decoded_whole_and_analysed_15_times_a_second(tmp_path, scene_cache, rtsp_server):
+    """MAX_ANALYSIS_FPS on a live camera whose clips need no decoded frames: the status file shows it."""
+    server = rtsp_server(scene_cache("fast", fps=30))
+    out = tmp_path / "video"
+    proc = subprocess.Popen([sys.executable, "-m", "nvr_cli", "record", server.url, "--output", str(out),
+                             "--name", "fast", "--mask", NUMBER_MASK, "--initial-wait", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    status = out / ".status" / "fast.json"
+
+    def settled():
+        try:
+            st = json.loads(status.read_text())
+        except (OSError, ValueError):
+            return None
+        return st if st["decoded_frames"] > 150 and st["fps"] > 0 else None
+
+    try:
+        st = wait_for(settled, timeout=30)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert st, "no status with frames"
+    assert "analysing every 2 frames" in stderr
+    assert 13 <= st["fps"] <= 17 and 27 <= st["decoded_fps"] <= 33, st
+    assert st["frames"] * 2 - 4 <= st["decoded_frames"] <= st["frames"] * 2 + 4
+    assert st["dropped_frames"] == 0
