@@ -137,8 +137,10 @@ class ClipSink(EventLogSink):
         self.on_disk_full = on_disk_full
         self.cutter = cutter  # EventCutter: each kept event is also cut from the continuous segments
         self.packets = packets  # PacketRing: clips are the camera's own packets, written live
-        self.reencode = settings.EVENT_REENCODE is not False or cutter is None
-        self.needs_images = self.reencode and packets is None
+        # three ways to a clip: cut later from the continuous segments, the camera's packets copied
+        # live, or re-encoded from the decoded frames (the only one that needs them)
+        self.cut_only = settings.EVENT_REENCODE is False and cutter is not None
+        self.needs_images = not self.cut_only and packets is None
         self.final: Optional[Path] = None
         self.writer = None
         self.part: Optional[Path] = None
@@ -173,7 +175,7 @@ class ClipSink(EventLogSink):
             self.part = storage.part_path(final)
             if self.packets is not None:
                 self.writer = self.packets.open_clip(self.part, wall)
-            elif self.reencode:
+            elif self.needs_images:
                 self.writer = open_writer(self.part, self.source.size, self._fps, ffmpeg=self.ffmpeg,
                                           crf=self.s.VIDEO_CRF, preset=self.s.VIDEO_PRESET)
             else:
@@ -236,7 +238,7 @@ class ClipSink(EventLogSink):
             except StorageError as e:
                 self.failed = str(e)
                 log.error("%s", e)
-        if not self.reencode and keep and self.final is not None:
+        if self.cut_only and keep and self.final is not None:
             self._cut_only(event, rec)
             return
         if part is None or not part.exists():
@@ -307,7 +309,7 @@ class ClipSink(EventLogSink):
                 storage.write_thumbnail(thumb, event.peak_frame.image, event.peak_boxes)
             data = {
                 "camera": self.s.CAMERA_NAME, "source": self.source.display,
-                "clip": final.name if self.reencode else None,
+                "clip": None if self.cut_only else final.name,
                 "thumbnail": thumb.name if thumb.exists() else None,
                 "event": event.number, "part": event.part,
                 "start": storage.iso(rec.start + off, lt), "end": storage.iso(rec.end + off, lt),

@@ -126,3 +126,16 @@ def test_pre_alarm_seconds_setting(secs):
     sink, _ = drive(s, lambda t: 6 <= t < 7, 10)
     first, trig = sink.clips[0]["frames"][0], round(sink.clips[0]["trigger"] * FPS)
     assert trig - first >= secs * FPS
+
+
+def test_a_burst_after_connecting_does_not_speed_up_the_clip():
+    """Frames read in a burst right after a connect look like a faster camera; a camera that truly
+    sends fewer frames than it claims is believed."""
+    from nvr_cli.sinks import ClipSink, SourceInfo
+
+    sink = ClipSink(Settings(), ffmpeg=None)
+    sink.set_source(SourceInfo("cam", (64, 48), 25.0, True))
+    burst = [Frame(None, 1000 + i / 35, i) for i in range(40)]
+    slow = [Frame(None, 1000 + i / 10, i) for i in range(40)]
+    assert sink._clip_fps(burst) == 25.0
+    assert sink._clip_fps(slow) == pytest.approx(10.0)

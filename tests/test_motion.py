@@ -74,3 +74,28 @@ def test_analysis_size_follows_scaleFrameTo_or_width():
 def test_everything_masked_is_an_error():
     with pytest.raises(ValueError):
         MotionDetector(Settings(MASKS=(parse_polygon(f"0,0 {W},0 {W},{H} 0,{H}"),)), (W, H))
+
+
+def test_regions_are_analysed_cropped_with_the_same_result():
+    """With REGIONS only their bounding box is analysed: same motion, boxes in source pixels."""
+    import cv2
+    from helpers import shared
+
+    path = shared("video", "traffic_camera.mp4")
+    s = Settings(REGIONS=(parse_polygon("631,532 841,532 841,659 631,659"),))
+    cropped = MotionDetector(s, (1280, 720))
+    whole = MotionDetector(s, (1280, 720), keep_stages=True)  # the debug view needs whole frames
+    assert cropped.crop is not None and whole.crop is None
+    cap = cv2.VideoCapture(str(path))
+    agree = moving = 0
+    for _ in range(300):
+        ok, img = cap.read()
+        if not ok:
+            break
+        a, b = cropped.process(img), whole.process(img)
+        agree += a.motion == b.motion
+        moving += a.motion
+        assert abs(a.score - b.score) <= 0.02 + 0.1 * b.score
+        for x, y, w, h in a.boxes:
+            assert 631 - 25 <= x and x + w <= 841 + 25 and 532 - 25 <= y and y + h <= 659 + 25
+    assert moving > 20 and agree >= 0.97 * 300

@@ -138,6 +138,29 @@ def test_sigterm_mid_event_finalizes_the_clip(tmp_path, scene_cache):
     assert len(decode_all(files[0])) == side["frames"]
 
 
+def test_ctrl_c_in_a_terminal_finalizes_the_clip(tmp_path, scene_cache):
+    """A terminal's Ctrl-C reaches the whole foreground process group, ffmpeg children included:
+    the clip must still be finished by us, not left as an interrupted part."""
+    out = tmp_path / "video"
+    cmd = [sys.executable, "-m", "nvr_cli", "record", str(scene_cache()), "--output", str(out), "--realtime",
+           *map(str, COMMON)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        assert wait_for(lambda: next(iter(out.rglob("*.part.mp4")), None), timeout=30)
+        time.sleep(1.0)
+        os.killpg(proc.pid, signal.SIGINT)  # as the terminal does
+        assert proc.wait(timeout=30) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    files = clips(out)
+    assert len(files) == 1 and not list(out.rglob("*.part.mp4")), proc.stderr.read()
+    side = json.loads(files[0].with_suffix(".json").read_text())
+    assert side["end_reason"] == "stopped" and side["error"] is None
+    assert len(decode_all(files[0])) == side["frames"]
+
+
 def test_demo_needs_no_camera(tmp_path):
     proc = run_cli("demo", "--output", tmp_path / "d", check=0)
     files = clips(tmp_path / "d" / "demo")
