@@ -142,6 +142,8 @@ class QrScanner:
             x, y, w, h = union_box(motion.boxes)
             image, ox, oy = image[y:y + h, x:x + w], x, y
         self._last = ts
+        if len(self._seen) > 64:  # forget payloads whose window has passed: a long run sees many
+            self._seen = {p: t for p, t in self._seen.items() if ts - t <= s.QR_REPEAT_WINDOW_SECS}
         new = []
         for payload, (x, y, w, h) in decode_qr(self.decode, image):
             last = self._seen.get(payload)

@@ -64,16 +64,17 @@ class NvrGroup(click.Group):
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise
         except Exception as e:  # noqa: BLE001 - the promise is one line, even for our own bugs
-            logging.getLogger("nvr_cli").debug("internal error", exc_info=True)
+            # the traceback goes to the log file, where an unattended box's owner will look
+            _to_log_file(f"internal error: {type(e).__name__}: {e}", exc_info=sys.exc_info())
             _fail(f"internal error: {type(e).__name__}: {e} (please report it)", 1)
 
 
-def _to_log_file(message: str):
+def _to_log_file(message: str, exc_info=None):
     """An error for the log file alone (stderr already shows it as the one-line error)."""
     import logging.handlers
 
     root = logging.getLogger("nvr_cli")
-    record = root.makeRecord(root.name, logging.ERROR, __file__, 0, message, (), None)
+    record = root.makeRecord(root.name, logging.ERROR, __file__, 0, message, (), exc_info)
     for h in root.handlers:
         if isinstance(h, logging.FileHandler):
             h.handle(record)
@@ -132,13 +133,15 @@ def _stop_on_signals(patient: bool = False) -> threading.Event:
     """SIGINT/SIGTERM set the returned event; a second one means now, unless ``patient`` (a worker
     of `run`, which may get SIGTERM from both systemd and its parent and must finish its clip)."""
     stop = threading.Event()
+    asked = threading.Event()  # the stop event is also set from inside (a part that cannot recover)
 
     def handler(signum, _frame):
-        if stop.is_set():
+        if asked.is_set():
             if patient:
                 return
             raise KeyboardInterrupt
         log.info("%s received: finishing the open clip", signal.Signals(signum).name)
+        asked.set()
         stop.set()
 
     signal.signal(signal.SIGINT, handler)
@@ -176,12 +179,20 @@ def record(source, config_path, realtime, as_json, **opts):
 def _record(s: Settings, *, realtime=False, as_json=False, parent_pid=None):
     from .recorder import Recorder
 
-    def on_clip(rec):
-        if as_json:
-            click.echo(json.dumps({"camera": s.CAMERA_NAME, **rec.as_dict()}), nl=True)
-            sys.stdout.flush()
-
     stop = _stop_on_signals(patient=parent_pid is not None)
+
+    def on_clip(rec):
+        if not as_json:
+            return
+        # a camera's times as epoch seconds, a file's as seconds into it
+        line = {"camera": s.CAMERA_NAME, **rec.as_dict(-rec.clock_offset if rec.live else 0.0)}
+        try:
+            click.echo(json.dumps(line), nl=True)
+            sys.stdout.flush()
+        except BrokenPipeError:  # whoever read our output is gone (`| head -1`): stop as if asked
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            stop.set()
+
     Recorder(s, stop=stop, realtime=realtime, on_clip=on_clip, parent_pid=parent_pid).run()
 
 

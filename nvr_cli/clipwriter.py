@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from . import procs
 from .errors import StorageError
 
 log = logging.getLogger("nvr_cli.clipwriter")
@@ -70,8 +71,8 @@ class FfmpegWriter(FfmpegStderr):
         try:
             # its own session: a terminal's Ctrl-C reaches the whole process group, and an ffmpeg
             # interrupted there leaves the clip unfinished; we close its input and it ends the file
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
-                                         start_new_session=True)
+            # no death signal: the end of its input (our death included) makes it finish the file
+            self.proc = procs.popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0, death_signal=None)
         except OSError as e:
             raise StorageError(f"cannot start ffmpeg ({ffmpeg}): {e}") from None
         self._drain_stderr()
@@ -83,7 +84,13 @@ class FfmpegWriter(FfmpegStderr):
         if self.i420:
             image = cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420)
         try:
-            self.proc.stdin.write(np.ascontiguousarray(image).data)
+            # unbuffered: one write(2) may take only part of a frame; the rest must follow
+            data = memoryview(np.ascontiguousarray(image)).cast("B")
+            while data:
+                n = self.proc.stdin.write(data)
+                if not n:
+                    raise BrokenPipeError
+                data = data[n:]
         except (BrokenPipeError, OSError):
             self.proc.wait(timeout=10)
             raise StorageError(f"writing {self.path.name} failed: {self._why()}") from None

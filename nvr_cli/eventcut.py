@@ -14,19 +14,21 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from . import storage
+from .continuous import index_folders
 from .errors import NvrError
 from .export import export
+from .threads import Supervised
 
 log = logging.getLogger("nvr_cli.eventcut")
 
 
 class EventCutter:
-    def __init__(self, segmenter, ffmpeg: str, settings, stop: threading.Event):
+    def __init__(self, segmenter, ffmpeg: str, settings, stop: threading.Event, on_fatal=None):
         self.segmenter, self.ffmpeg, self.s, self.stop = segmenter, ffmpeg, settings, stop
         self.jobs: queue.Queue = queue.Queue()
         self.done = 0
-        self._thread = threading.Thread(target=self._run, name="nvr-eventcut", daemon=True)
-        self._thread.start()
+        # its own stop: it finishes the queued cuts after the recorder's stop is set
+        self._thread = Supervised("event cutter", self._run, threading.Event(), on_fatal=on_fatal).start()
 
     def submit(self, start: float, end: float, out: Path, sidecar: Optional[Path],
                on_done: Optional[Callable] = None):
@@ -42,18 +44,23 @@ class EventCutter:
             job = self.jobs.get()
             if job is None:
                 return
-            start, end, out, sidecar, on_done = job
-            deadline = time.monotonic() + self.s.SEGMENT_SECONDS * 2 + 15
-            while not self._covered(end) and time.monotonic() < deadline:
-                if self.stop.is_set() and not self.segmenter_alive():
-                    break  # the segmenter has written its last segment
-                time.sleep(0.2)
-            result = self._cut(start, end, out)
-            if sidecar is not None:
-                _update_sidecar(sidecar, result)
-            if on_done:
-                on_done(result)
+            try:
+                self._one(*job)
+            except Exception as e:  # noqa: BLE001 - one failed cut must not stop the next ones
+                log.error("lossless event clip %s failed: %s: %s", job[2].name, type(e).__name__, e, exc_info=True)
             self.done += 1
+
+    def _one(self, start, end, out, sidecar, on_done):
+        deadline = time.monotonic() + self.s.SEGMENT_SECONDS * 2 + 15
+        while not self._covered(end) and time.monotonic() < deadline:
+            if self.stop.is_set() and not self.segmenter_alive():
+                break  # the segmenter has written its last segment
+            time.sleep(0.2)
+        result = self._cut(start, end, out)
+        if sidecar is not None:
+            _update_sidecar(sidecar, result)
+        if on_done:
+            on_done(result)
 
     def segmenter_alive(self) -> bool:
         return getattr(self.segmenter, "running", False)
@@ -62,12 +69,15 @@ class EventCutter:
         lt = self.s.LOCAL_TIME
         req = {"requested_start": storage.iso(start, lt), "requested_end": storage.iso(end, lt)}
         try:
+            # only the days the event can touch: a cut must not cost more as the history grows
+            days = index_folders(self.s.PATH_FOR_VIDEO, self.s.CAMERA_NAME, start, end, lt,
+                                 self.s.subFolderNameGeneratorFunc)
             info, (actual_start, actual_end) = export(self.s.PATH_FOR_VIDEO, self.s.CAMERA_NAME, start, end, out,
-                                                      ffmpeg=self.ffmpeg, allow_gaps=True, local_time=lt)
+                                                      ffmpeg=self.ffmpeg, allow_gaps=True, local_time=lt,
+                                                      folders=days, write_sidecar=False)
         except NvrError as e:
             log.error("lossless event clip %s not cut: %s", out.name, e)
             return {**req, "error": str(e)}
-        out.with_suffix(".json").unlink(missing_ok=True)  # the event's own sidecar says it all
         segs = info["segments"]
         log.info("lossless event clip %s: %.1f s from %d segment(s)", out.name, info["duration_seconds"], len(segs))
         return {**req, "file": out.name, "actual_start": storage.iso(actual_start, lt),

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from . import storage
+from . import procs, storage
 from .continuous import read_index
 from .errors import ConfigError, NvrError
 
@@ -38,11 +38,12 @@ def parse_time(text: str, now: Optional[float] = None) -> float:
     return d.timestamp() if d.tzinfo else d.astimezone().timestamp()
 
 
-def plan(root: Path, camera: str, start: float, end: float):
-    """(segments overlapping [start, end], gaps inside it as (from, to)), from the index."""
+def plan(root: Path, camera: str, start: float, end: float, folders=None):
+    """(segments overlapping [start, end], gaps inside it as (from, to)), from the index (of
+    ``folders`` only, when given: see continuous.index_folders)."""
     if end <= start:
         raise ConfigError("--to must be after --from")
-    entries = [e for e in read_index(Path(root) / camera) if "file" in e]
+    entries = [e for e in read_index(Path(root) / camera, folders) if "file" in e]
     chosen = [e for e in entries if e["end"] > start and e["start"] < end and e["path"].exists()]
     gaps, cursor = [], start
     for e in chosen:
@@ -55,8 +56,9 @@ def plan(root: Path, camera: str, start: float, end: float):
 
 
 def export(root, camera: str, start: float, end: float, out: Path, *, ffmpeg: str, allow_gaps=False,
-           local_time=True, progress: Optional[Callable[[float], None]] = None) -> dict:
-    chosen, gaps = plan(root, camera, start, end)
+           local_time=True, progress: Optional[Callable[[float], None]] = None, folders=None,
+           write_sidecar=True) -> dict:
+    chosen, gaps = plan(root, camera, start, end, folders)
     when = f"{storage.iso(start, local_time)} to {storage.iso(end, local_time)}"
     if not chosen:
         raise NvrError(f"no recording of {camera!r} from {when} under {Path(root) / camera}")
@@ -79,7 +81,7 @@ def export(root, camera: str, start: float, end: float, out: Path, *, ffmpeg: st
            "-i", lst.name, "-map", "0", "-c", "copy", "-movflags", "+faststart", "-progress", "pipe:1", "-f", "mp4",
            str(tmp)]
     try:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = procs.popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for line in proc.stdout:
             if line.startswith("out_time_us=") and progress and line.strip()[12:].isdigit():
                 progress(int(line.strip()[12:]) / 1e6)
@@ -103,5 +105,6 @@ def export(root, camera: str, start: float, end: float, out: Path, *, ffmpeg: st
         "note": "stream copy: packets start at the keyframe at or before the requested start; an edit list "
                 "makes players begin at the requested time",
     }
-    storage.write_json(out.with_suffix(".json"), info)
+    if write_sidecar:
+        storage.write_json(out.with_suffix(".json"), info)
     return info, covered

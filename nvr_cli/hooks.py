@@ -16,7 +16,9 @@ import threading
 import time
 from typing import Optional
 
+from . import procs
 from .redact import redact
+from .threads import log_crash
 from .settings import Settings
 
 log = logging.getLogger("nvr_cli.hooks")
@@ -61,8 +63,8 @@ class HookRunner:
                 log.warning("hook %s skipped: %d hooks still running (HOOK_MAX_RUNNING)",
                             HOOKS[hook], len(self._running))
                 return None
-            t = threading.Thread(target=self._run, args=(hook, tuple(argv), payload), name=f"hook-{hook}",
-                                 daemon=True)
+            t = threading.Thread(target=log_crash, args=(f"hook {HOOKS[hook]}", self._run, hook, tuple(argv), payload),
+                                 name=f"hook-{hook}", daemon=True)
             self._running.add(t)
         t.start()
         return t
@@ -77,8 +79,9 @@ class HookRunner:
             env = {**os.environ, **hook_env(payload), "NVR_JSON": path}
             try:
                 # its own session: a timeout kills the hook's children too (a script's curl, sleep ...)
-                proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE, start_new_session=True)
+                # tied to this recorder: a SIGKILLed one leaves no hook behind (see procs)
+                proc = procs.popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE)
             except OSError as e:
                 log.error("hook %s could not start %s: %s", name, argv[0], e.strerror or e)
                 return

@@ -18,63 +18,29 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from . import procs
 from .clipwriter import FfmpegStderr
 from .errors import StorageError
+from .mpegts import TS, TsError, TsParser
 from .redact import redact
 from .source import SourceSpec
+from .threads import Supervised
 
 log = logging.getLogger("nvr_cli.packets")
 
-TS = 188  # MPEG-TS packet size
-PAT_PID = 0
-
-
-def ts_keyframe_starts(data: bytes, video_pid: Optional[int]) -> list:
-    """Offsets of the TS packets in ``data`` that begin a keyframe of ``video_pid``.
-
-    ffmpeg's muxer sets the random access indicator on the first packet of every keyframe."""
-    starts = []
-    view = memoryview(data)
-    for off in range(0, len(data) - TS + 1, TS):
-        b1 = view[off + 1]
-        if not b1 & 0x40 or not view[off + 3] & 0x20 or view[off + 4] == 0:
-            continue  # not a payload start, or no adaptation field
-        pid = ((b1 & 0x1F) << 8) | view[off + 2]
-        if pid == video_pid and view[off + 5] & 0x40:
-            starts.append(off)
-    return starts
-
-
-def _pmt_pid(pat: bytes) -> Optional[int]:
-    """The first program's PMT PID from a PAT packet."""
-    off = 4 + pat[4] + 1  # pointer field
-    if off + 12 > len(pat):
-        return None
-    return ((pat[off + 10] & 0x1F) << 8) | pat[off + 11]
-
-
-def _video_pid(pmt: bytes) -> Optional[int]:
-    """The first video elementary stream's PID from a PMT packet (H.264, H.265, MPEG-2/4 video)."""
-    off = 4 + pmt[4] + 1
-    section_len = ((pmt[off + 1] & 0x0F) << 8) | pmt[off + 2]
-    end = min(len(pmt), off + 3 + section_len - 4)
-    info_len = ((pmt[off + 10] & 0x0F) << 8) | pmt[off + 11]
-    pos = off + 12 + info_len
-    while pos + 5 <= end:
-        stype, pid = pmt[pos], ((pmt[pos + 1] & 0x1F) << 8) | pmt[pos + 2]
-        if stype in (0x01, 0x02, 0x10, 0x1B, 0x24):
-            return pid
-        pos += 5 + (((pmt[pos + 3] & 0x0F) << 8) | pmt[pos + 4])
-    return None
 
 
 class PacketClip(FfmpegStderr):
     """One clip being written from packets; looks like a frame writer to the sink (``write`` is a no-op)."""
 
+    # packets waiting for a writer that stopped reading (a hung disk): past this the clip ends with
+    # an error rather than the recorder's memory growing until it is killed
+    MAX_QUEUED_BYTES = 64 * 2**20
+
     def __init__(self, ring: "PacketRing", path: Path, start_ts: Optional[float]):
         self.path = Path(path)
         self.ring = ring
-        self.start_ts = start_ts  # arrival time of its first keyframe; None until it has one
+        self.start_ts = start_ts  # arrival (monotonic) time of its first keyframe; None until it has one
         self.frames = 0
         self.error: Optional[str] = None
         cmd = [ring.ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
@@ -84,13 +50,15 @@ class PacketClip(FfmpegStderr):
                "-flush_packets", "1", "-f", "mp4", str(self.path)]
         try:
             # own session, as for clipwriter's ffmpeg: Ctrl-C must not cut the clip short
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
-                                         start_new_session=True)
+            # no death signal: the end of its input (our death included) makes it finish the file
+            self.proc = procs.popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0, death_signal=None)
         except OSError as e:
             raise StorageError(f"cannot start ffmpeg ({ring.ffmpeg}): {e}") from None
         self._drain_stderr()
         # the reader thread hands packets over; a slow disk must not stall it
         self._queue: collections.deque = collections.deque()
+        self._queued = 0  # bytes in the queue
+        self.max_queued = self.MAX_QUEUED_BYTES  # the ring adds the pre-alarm it hands over at once
         self._wake = threading.Condition()
         self._closed = False
         self._writer = threading.Thread(target=self._write_loop, name="nvr-packet-clip", daemon=True)
@@ -98,9 +66,19 @@ class PacketClip(FfmpegStderr):
 
     def feed(self, data: bytes):
         with self._wake:
-            if not self._closed:
-                self._queue.append(data)
+            if self._closed or self.error:
+                return
+            if self._queued + len(data) > self.max_queued:
+                self.error = (f"the clip's writer stopped taking packets ({self._queued / 2**20:.0f} MB waiting): "
+                              "a hung disk or ffmpeg")
+                self._queue.clear()
+                self._queued = 0
+                self.proc.kill()  # unblocks the writer thread; the sink ends the clip at its next frame
                 self._wake.notify()
+                return
+            self._queue.append(data)
+            self._queued += len(data)
+            self._wake.notify()
 
     def _write_loop(self):
         while True:
@@ -110,12 +88,13 @@ class PacketClip(FfmpegStderr):
                 if not self._queue:
                     break
                 data = self._queue.popleft()
+                self._queued -= len(data)
             if self.error:
                 continue
             try:
                 self.proc.stdin.write(data)
             except (BrokenPipeError, OSError):
-                self.error = "ffmpeg stopped"
+                self.error = self.error or "ffmpeg stopped"
         try:
             self.proc.stdin.close()
         except OSError:
@@ -124,20 +103,24 @@ class PacketClip(FfmpegStderr):
     def write(self, image):
         """Frames are not needed (the clip is the camera's packets); says when ffmpeg failed (a full disk)."""
         if self.error or self.proc.poll() is not None:
-            raise StorageError(f"writing {self.path.name} failed: {self._why()}")
+            raise StorageError(f"writing {self.path.name} failed: {self.error or self._why()}")
 
-    def _finish(self):
+    def end_input(self):
+        """Take no more packets (the event is over); what is queued is still written. Does not wait."""
         self.ring.detach(self)
         with self._wake:
             self._closed = True
             self._wake.notify()
+
+    def _finish(self):
+        self.end_input()
         self._writer.join(timeout=60)
 
     def close(self):
         self._finish()
         rc = self.proc.wait(timeout=120)
         if rc != 0 or self.error:
-            raise StorageError(f"finishing {self.path.name} failed: {self._why()}")
+            raise StorageError(f"finishing {self.path.name} failed: {self.error or self._why()}")
 
     def abort(self):
         self._finish()
@@ -152,7 +135,7 @@ class PacketRing:
 
     def __init__(self, spec: SourceSpec, ffmpeg: str, seconds: float, stop: threading.Event, *,
                  rtsp_transport: str = "tcp", max_mb: float = 512.0, retry_delay: float = 1.0,
-                 max_retry_delay: float = 3.0):
+                 max_retry_delay: float = 3.0, on_fatal=None):
         if spec.kind != "rtsp":
             raise ValueError("packet pre-alarm needs an RTSP camera")
         self.spec, self.ffmpeg, self.seconds, self.stop = spec, ffmpeg, seconds, stop
@@ -167,8 +150,7 @@ class PacketRing:
         self.proc: Optional[subprocess.Popen] = None
         self.peak_bytes = 0
         self.connects = 0
-        self._thread = threading.Thread(target=self._run, name="nvr-packets", daemon=True)
-        self._thread.start()
+        self._thread = Supervised("packet buffer", self.run, stop, on_fatal=on_fatal).start()
 
     @property
     def nbytes(self) -> int:
@@ -177,10 +159,10 @@ class PacketRing:
     @property
     def span(self) -> float:
         with self._lock:
-            return time.time() - self._groups[0][0] if self._groups else 0.0
+            return time.monotonic() - self._groups[0][0] if self._groups else 0.0
 
     def open_clip(self, path: Path, start_ts: float) -> PacketClip:
-        """A clip from the keyframe at or before ``start_ts`` (wall clock), fed live until closed."""
+        """A clip from the keyframe at or before ``start_ts`` (monotonic clock), fed live until closed."""
         with self._lock:
             groups = list(self._groups)
             first = 0
@@ -190,6 +172,7 @@ class PacketRing:
             # with no keyframe yet (just connected), the clip starts at the first one to come
             clip = PacketClip(self, path, groups[first][0] if groups else None)
             if groups:
+                clip.max_queued += len(self._header) + sum(len(d) for _, d in groups[first:])
                 clip.feed(self._header)
                 for _, data in groups[first:]:
                     clip.feed(bytes(data))
@@ -216,17 +199,13 @@ class PacketRing:
                 "-bsf:v", "setts=pts=if(eq(PTS\\,NOPTS)\\,0\\,PTS):dts=if(eq(DTS\\,NOPTS)\\,0\\,DTS)",
                 "-f", "mpegts", "-"]
 
-    def _run(self):
+    def run(self):
+        """Read the camera until stopped (the recorder runs this under supervision)."""
         delay, failures = self.retry_delay, 0
         while not self.stop.is_set():
-            try:
-                # own session: a Ctrl-C must not end the buffer before the open clip has its last packets
-                # (it exits on its own when we are gone: its next write to the pipe fails)
-                self.proc = subprocess.Popen(self._command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                             stderr=subprocess.PIPE, start_new_session=True)
-            except OSError as e:
-                log.error("cannot start ffmpeg for the packet buffer: %s", e)
-                return
+            # own session: a Ctrl-C must not end the buffer before the open clip has its last packets
+            self.proc = procs.popen(self._command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE)
             self.connects += 1
             err = collections.deque(maxlen=5)
             drain = threading.Thread(target=lambda: err.extend(x.decode(errors="replace").strip()
@@ -255,39 +234,27 @@ class PacketRing:
                 self.stop.wait(delay)
 
     def _read(self, proc) -> bool:
-        """Read ffmpeg's TS until it ends; whether any packet came."""
+        """Read ffmpeg's TS until it ends; whether any packet came. Bytes that are not TS end the
+        connection (logged), never the thread."""
         fd = proc.stdout.fileno()
         got = False
-        pending = b""
-        pmt_pid = video_pid = None
-        pat = pmt = b""
+        parser = TsParser()
         while not self.stop.is_set():
             chunk = os.read(fd, TS * 512)
             if not chunk:
                 return got
             got = True
-            data = pending + chunk
-            if data[0] != 0x47:  # lost sync (should not happen on a pipe): find it again
-                i = data.find(b"\x47")
-                data = data[i:] if i >= 0 else b""
-            usable = len(data) - len(data) % TS
-            data, pending = data[:usable], data[usable:]
-            if not data:
+            try:
+                data, keys = parser.feed(chunk)
+            except TsError as e:
+                log.warning("packet buffer for %s: %s; reconnecting", self.spec.display, e)
+                return got
+            if not data or parser.video_pid is None:
                 continue
-            if video_pid is None:
-                for off in range(0, len(data), TS):
-                    pkt = data[off:off + TS]
-                    pid = ((pkt[1] & 0x1F) << 8) | pkt[2]
-                    if pid == PAT_PID and pkt[1] & 0x40:
-                        pat, pmt_pid = pkt, _pmt_pid(pkt)
-                    elif pmt_pid is not None and pid == pmt_pid and pkt[1] & 0x40:
-                        pmt, video_pid = pkt, _video_pid(pkt)
-                        break
-                if video_pid is None:
-                    continue
+            if not self._header:
                 with self._lock:
-                    self._header = pat + pmt
-            self._take(data, ts_keyframe_starts(data, video_pid), time.time())
+                    self._header = parser.header
+            self._take(data, keys, time.monotonic())
         return got
 
     def _take(self, data: bytes, keys: list, now: float):

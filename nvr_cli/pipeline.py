@@ -96,7 +96,7 @@ class Pipeline:
                 if failures == 1:
                     why = str(e).split(": ", 1)[-1]
                     if outage_since is None:
-                        outage_since = time.time()
+                        outage_since = time.monotonic()
                         log.warning("camera %s unavailable: %s; retrying with backoff", spec.display, why)
                         self.observer.lost(why, first_connect=self.stats.connects == 0)
                     else:
@@ -108,7 +108,7 @@ class Pipeline:
                 self.stop.wait(delay)
                 delay = min(delay * 2, s.RECONNECT_MAX_DELAY_SECS)
                 continue
-            away = None if outage_since is None else time.time() - outage_since
+            away = None if outage_since is None else time.monotonic() - outage_since
             if away is not None:
                 log.warning("camera %s is back after %.1f s", spec.display, away)
             failures, delay, outage_since = 0, s.RECONNECT_DELAY_SECS, None
@@ -122,11 +122,14 @@ class Pipeline:
                     self.stats.error = f"{spec.display}: {src.end_reason}"
                 break
             if not self.stop.is_set():
-                outage_since = time.time()
+                outage_since = time.monotonic()
                 why = src.end_reason or "stream ended"
                 log.warning("camera %s lost: %s; reconnecting", spec.display, why)
                 self.observer.lost(why, first_connect=False)
-        self.stats.events = sum(1 for r in self.sink.records if r.part == 1)
+        # a sink serves one run: its last clip is finished before the run counts as done
+        if not self.sink.shutdown(timeout=600):
+            log.error("clips were still being finished after 10 minutes (a hung disk?)")
+        self.stats.events = self.sink.kept_events
         self.stats.dropped_events = self.controller.dropped_events
         self.stats.unconfirmed_events = self.controller.unconfirmed_events
         if self.objects:
@@ -135,10 +138,11 @@ class Pipeline:
         return self.stats
 
     def _clock_offset(self, src: VideoSource, first) -> float:
-        """What to add to a frame's ts for wall-clock time: live frames already carry it; a file
-        played in real time is a camera starting now; otherwise a file keeps its own time."""
+        """What to add to a frame's ts for wall-clock time: live frames carry the monotonic clock
+        (the sink asks the wall clock afresh for each clip); a file played in real time is a camera
+        starting now; otherwise a file keeps its own time."""
         if src.spec.live:
-            return 0.0
+            return time.time() - time.monotonic()
         if self.realtime:
             return time.time() - first.ts
         duration = src.frame_count / src.fps if src.fps and src.frame_count else 0.0

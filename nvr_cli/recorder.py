@@ -16,40 +16,16 @@ from .errors import ConfigError, NvrError, SourceError
 from .ffmpeg import find_ffmpeg
 from .hooks import HookRunner
 from .pipeline import Observer, Pipeline, RunStats
+from .retention import Reaper
 from .settings import Settings
 from .sinks import ClipSink, EventRecord
 from .source import SourceSpec, VideoSource, parse_source
 from .status import CameraStatus, StatusWriter, status_path
+from .threads import Supervised
+
+ENV_SHARED_REAPER = "NVR_CLI_SHARED_REAPER"  # set by `run`: it reaps each storage root once for all workers
 
 log = logging.getLogger("nvr_cli.recorder")
-
-
-class Reaper:
-    """Runs the retention limits every RETENTION_CHECK_SECONDS, and at once when asked (a full disk)."""
-
-    def __init__(self, root: Path, s: Settings, stop: threading.Event):
-        self.root, self.s, self.stop = root, s, stop
-        self._lock = threading.Lock()
-
-    def now(self, disk_full: bool = True) -> int:
-        """Apply the limits now (called by a writer that hit a full disk, before its next clip)."""
-        from .retention import prune as do_prune
-
-        with self._lock:
-            try:
-                done = do_prune(self.root, self.s)
-            except Exception as e:  # noqa: BLE001 - the reaper must never take recording down
-                log.error("retention check failed: %s", e)
-                return 0
-        if disk_full and not done:
-            log.error("the disk is full and the retention limits allow deleting nothing: "
-                      "lower RETENTION_* or free space; recording keeps trying")
-        return len(done)
-
-    def run(self):
-        while not self.stop.is_set():
-            self.now(disk_full=False)
-            self.stop.wait(self.s.RETENTION_CHECK_SECONDS)
 
 
 class _Watch(Observer):
@@ -77,9 +53,10 @@ class _Watch(Observer):
 
     def qr(self, sightings: list):
         s, rec = self.rec.s, self.rec
+        off = rec.sink.clock_offset if rec.sink else 0.0
         for q in sightings:
             rec.hooks.fire("qr_code", {"payload": q.payload, "box": [int(v) for v in q.box],
-                                       "time": storage.iso(q.ts + rec.clock_offset, s.LOCAL_TIME),
+                                       "time": storage.iso(q.ts + off, s.LOCAL_TIME),
                                        "event": rec.status.event["event"] if rec.status.event else None})
 
 
@@ -102,14 +79,21 @@ class Recorder:
         self.hooks = HookRunner(s)
         # continuous only: the recorded stream is the camera; otherwise the analysed one
         self.status = CameraStatus(s, (self.spec if s.MOTION_DETECTION else self.record_spec).display)
-        self.clock_offset = 0.0
         self.segmenter = None
         self.sink: Optional[ClipSink] = None
+        self.fatal: Optional[str] = None  # a component that could not recover: the camera must restart
+        self.shared_reaper = bool(os.environ.get(ENV_SHARED_REAPER))
+
+    def _fatal(self, why: str):
+        """A component keeps failing: stop, and make `record` exit non-zero so it is restarted whole."""
+        if self.fatal is None:
+            self.fatal = why
+            self.status.set_state("failed", error=why)
+        self.stop.set()
 
     # -- callbacks from the sink -----------------------------------------------------------------
-    def _event_started(self, event, clip: Path, first_ts: float):
-        s, off = self.s, self.sink.source.clock_offset
-        self.clock_offset = off
+    def _event_started(self, event, clip: Path, first_ts: float, off: float):
+        s = self.s
         info = {"event": event.number, "kind": event.kind, "source": self.spec.display,
                 "start": storage.iso(first_ts + off, s.LOCAL_TIME),
                 "trigger": storage.iso(event.trigger_ts + off, s.LOCAL_TIME),
@@ -120,9 +104,9 @@ class Recorder:
         self.hooks.fire("event_start", info)
 
     def _event_ended(self, rec: EventRecord):
-        s, off = self.s, self.sink.source.clock_offset
-        if rec.reason != "split":
-            self.status.event_ended()
+        s, off = self.s, rec.clock_offset
+        if rec.reason != "maximum clip length":
+            self.status.event_ended(rec.event)
         clip = rec.clip if rec.kept else None
         if clip is not None:
             size = sum(p.stat().st_size for p in (clip, clip.with_suffix(".json"), clip.with_suffix(".jpg"))
@@ -152,12 +136,15 @@ class Recorder:
             self.stop.set()
         seg = self.segmenter
         if seg is not None and not self.s.MOTION_DETECTION:  # continuous only: ffmpeg's progress is the pulse
-            fresh = seg.last_beat is not None and time.time() - seg.last_beat < self.s.READ_TIMEOUT_SECS
+            fresh = seg.last_beat is not None and time.monotonic() - seg.last_beat < self.s.READ_TIMEOUT_SECS
             if fresh:
-                self.status.heartbeat(seg.last_beat)
+                self.status.heartbeat(time.time() - (time.monotonic() - seg.last_beat))
             self.status.set_state("connected" if fresh else ("lost" if seg.last_beat else "connecting"))
 
     # -- the run ---------------------------------------------------------------------------------
+    def _supervised(self, name: str, target) -> Supervised:
+        return Supervised(name, target, self.stop, on_fatal=self._fatal).start()
+
     def run(self) -> Optional[RunStats]:
         s = self.s
         ffmpeg = find_ffmpeg(s.FFMPEG_PATH, required=False)
@@ -171,9 +158,10 @@ class Recorder:
         live = (self.record_spec or self.spec).live
         writer = StatusWriter(self.status, status_path(s) if live else None, self.stop, s.STATUS_INTERVAL_SECS)
         writer.ticks.append(self._tick)
-        writer.start()
+        self._supervised("status writer", writer.run)
         reaper = Reaper(Path(s.PATH_FOR_VIDEO), s, self.stop)
-        threading.Thread(target=reaper.run, name="nvr-reaper", daemon=True).start()
+        if not self.shared_reaper:  # under `run`, one reaper per storage root runs there
+            self._supervised("reaper", reaper.run)
         stats = None
         try:
             stats = self._record(ffmpeg, reaper, root)
@@ -181,6 +169,7 @@ class Recorder:
             self.status.set_state("failed", error=str(e))
             raise
         finally:
+            ended_by_itself = not self.stop.is_set()
             self.stop.set()
             if self.status.state != "failed":
                 self.status.set_state("stopped")
@@ -188,6 +177,12 @@ class Recorder:
             writer.write()
             if not self.hooks.wait(s.HOOK_TIMEOUT_SECS + 1):
                 log.warning("hooks still running at exit were left to finish on their own")
+        if self.fatal:
+            raise NvrError(f"recording of {s.CAMERA_NAME} stopped: {self.fatal}")
+        if live and ended_by_itself:
+            # a live camera is recorded until we are asked to stop: ending by itself is a failure,
+            # and exit 0 would tell `run` and systemd that nothing needs restarting
+            raise NvrError(f"recording of {s.CAMERA_NAME} ended without being asked to stop")
         return stats
 
     def _record(self, ffmpeg, reaper: Reaper, root: Path) -> Optional[RunStats]:
@@ -198,20 +193,19 @@ class Recorder:
 
             self.segmenter = Segmenter(s, self.record_spec, ffmpeg, self.stop, on_disk_full=reaper.now)
             self.segmenter.written_cb = self._segment_written
-            worker = threading.Thread(target=self.segmenter.run, name="nvr-segmenter", daemon=True)
-            worker.start()
+            worker = self._supervised("segmenter", self.segmenter.run)
             log.info("continuous recording of %s into %s-second segments", self.record_spec.display,
                      f"{s.SEGMENT_SECONDS:g}")
         if not s.MOTION_DETECTION:
             while worker.is_alive():
                 worker.join(timeout=0.5)
-            log.info("done: %d segments", len(self.segmenter.segments))
+            log.info("done: %d segments", self.segmenter.written)
             return None
         cutter = None
         if self.segmenter is not None and s.LOSSLESS_EVENT_CLIPS:
             from .eventcut import EventCutter
 
-            cutter = EventCutter(self.segmenter, ffmpeg, s, self.stop)
+            cutter = EventCutter(self.segmenter, ffmpeg, s, self.stop, on_fatal=self._fatal)
         packets = None
         if s.EVENT_REENCODE is not True and cutter is None:
             spec = parse_source(s.RECORD_SOURCE or s.cam)
@@ -220,18 +214,21 @@ class Recorder:
 
                 packets = PacketRing(spec, ffmpeg, s.PRE_ALARM_RECORDING_SECONDS, threading.Event(),
                                      rtsp_transport=s.RTSP_TRANSPORT, max_mb=s.PRE_ALARM_MAX_MB,
-                                     retry_delay=s.RECONNECT_DELAY_SECS, max_retry_delay=s.RECONNECT_MAX_DELAY_SECS)
+                                     retry_delay=s.RECONNECT_DELAY_SECS, max_retry_delay=s.RECONNECT_MAX_DELAY_SECS,
+                                     on_fatal=self._fatal)
                 log.info("clips are the camera's own packets (no re-encode); pre-alarm kept as packets")
             elif s.EVENT_REENCODE is False:
                 log.warning("EVENT_REENCODE = False needs an RTSP camera and ffmpeg, or continuous recording: "
                             "clips are re-encoded")
         self.sink = ClipSink(s, ffmpeg=ffmpeg, on_clip=self.on_clip, on_disk_full=reaper.now, cutter=cutter,
-                             on_event_start=self._event_started, on_event_end=self._event_ended, packets=packets)
+                             on_event_start=self._event_started, on_event_end=self._event_ended, packets=packets,
+                             on_fatal=self._fatal)
         log.info("recording %s as %r into %s", self.spec.display, s.CAMERA_NAME, root)
         try:
             stats = Pipeline(s, self.spec, self.sink, stop=self.stop, realtime=self.realtime,
                              observer=_Watch(self)).run()
         finally:
+            self.sink.shutdown(timeout=120)
             if worker is not None:
                 self.stop.set()
                 worker.join(timeout=30)  # it writes its last segment first
@@ -240,7 +237,7 @@ class Recorder:
             if packets is not None:
                 packets.close()
         log.info("done: %d frames, %d clips written, %d events dropped (%s)",
-                 stats.frames, len(self.sink.records), stats.dropped_events, stats.reason or "stopped")
+                 stats.frames, self.sink.clips_written, stats.dropped_events, stats.reason or "stopped")
         if stats.error:
             raise SourceError(stats.error)
         return stats

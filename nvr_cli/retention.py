@@ -7,8 +7,11 @@ clips (events are kept longer by default); never a file still being written (sta
 """
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import shutil
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,10 +101,35 @@ def plan(root: Path, s: Settings, now: float | None = None, free_bytes: int | No
     return doomed
 
 
-def prune(root: Path, s: Settings, *, dry_run=False) -> list:
-    """Delete what ``plan`` says; returns the plan. Logs each deletion (or would-be deletion)."""
+LOCK = ".reaper.lock"
+
+
+def prune(root: Path, s: Settings, *, dry_run=False, wait=True) -> list:
+    """Delete what ``plan`` says; returns the plan. Logs each deletion (or would-be deletion).
+    Processes that share a storage root (workers, cron's `prune`) take turns: one plans and
+    deletes at a time, so two never count or delete the same files. ``wait=False``: if another
+    is at it (freeing space already), return [] at once rather than wait."""
     root = Path(root)
-    doomed = plan(root, s) if root.is_dir() else []
+    if not root.is_dir():
+        return []
+    if dry_run:
+        return _prune(root, s, dry_run)
+    try:
+        fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:  # a full or read-only disk: deleting is what it needs, so go on without the lock
+        return _prune(root, s, dry_run)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            return []
+        return _prune(root, s, dry_run)
+    finally:
+        os.close(fd)
+
+
+def _prune(root: Path, s: Settings, dry_run: bool) -> list:
+    doomed = plan(root, s)
     for item, reason in doomed:
         if dry_run:
             log.info("would delete %s (%s)", item.path, reason)
@@ -130,3 +158,38 @@ def _remove_empty_dirs(folder: Path, root: Path):
         except OSError:
             return
         folder = folder.parent
+
+
+class Reaper:
+    """Runs the retention limits every RETENTION_CHECK_SECONDS, and at once when asked (a full disk)."""
+
+    FULL_LOG_EVERY = 3600.0  # a disk that stays full is said once an hour, not at every retry
+
+    def __init__(self, root: Path, s: Settings, stop: threading.Event):
+        self.root, self.s, self.stop = root, s, stop
+        self._lock = threading.Lock()
+        self._full_said = float("-inf")
+
+    def now(self, disk_full: bool = True) -> int:
+        """Apply the limits now (called by a writer that hit a full disk, before its next clip)."""
+        with self._lock:
+            try:
+                # on a full disk (from a writer's thread): never wait for another process's prune
+                done = prune(self.root, self.s, wait=not disk_full)
+            except Exception as e:  # noqa: BLE001 - the reaper must never take recording down
+                log.error("retention check failed: %s", e)
+                return 0
+        if disk_full and not done:
+            now = time.monotonic()
+            if now - self._full_said >= self.FULL_LOG_EVERY:
+                self._full_said = now
+                log.error("the disk is full and the retention limits allow deleting nothing: "
+                          "lower RETENTION_* or free space; recording keeps trying")
+            else:
+                log.debug("the disk is still full; nothing to delete")
+        return len(done)
+
+    def run(self):
+        while not self.stop.is_set():
+            self.now(disk_full=False)
+            self.stop.wait(self.s.RETENTION_CHECK_SECONDS)

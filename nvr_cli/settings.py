@@ -316,6 +316,15 @@ class Settings:
     STATUS_INTERVAL_SECS: float = _setting(2.0, _number(float, 0.2, 600), "how often a camera rewrites its status file")
     STATUS_STALE_SECS: float = _setting(30.0, _number(float, 1, 86400), "status: a camera not heard from (or without frames) this long is stale")
 
+    def __post_init__(self):
+        """However they are made (here, ``replace()``, a test), settings are valid and typed."""
+        for f in dataclasses.fields(self):
+            try:
+                typed = f.metadata["check"](getattr(self, f.name))
+            except ValueError as e:
+                raise ConfigError(f"{f.name}: {e}") from None
+            object.__setattr__(self, f.name, typed)
+
     def replace(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)
 
@@ -376,6 +385,11 @@ def _is_helper(value: Any) -> bool:
     return isinstance(value, (types.ModuleType, type, types.FunctionType, types.BuiltinFunctionType))
 
 
+def _misspelt_function(name: str, value: Any) -> bool:
+    """``def subFolderNameGeneratorFun(dts)``: a function named almost like a setting is a typo, not a helper."""
+    return isinstance(value, types.FunctionType) and bool(difflib.get_close_matches(name, FIELDS, n=1, cutoff=0.85))
+
+
 def _unknown(name: str, origin: str) -> ConfigError:
     guess = difflib.get_close_matches(name, FIELDS, n=1, cutoff=0.6)
     if not guess:
@@ -407,7 +421,7 @@ def load_settings(config_path: Optional[str] = None, overrides: Optional[dict] =
                 raw[name], origins[name] = value, label
             elif name in LEGACY_NAMES:
                 warnings.append(f"{path}: {name} is no longer used (clips are H.264 MP4); ignored")
-            elif not _is_helper(value) and name not in ("os", "logging"):
+            elif (not _is_helper(value) and name not in ("os", "logging")) or _misspelt_function(name, value):
                 raise _unknown(name, str(path))
     for name in overrides or {}:
         if name not in FIELDS:

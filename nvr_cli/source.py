@@ -200,7 +200,8 @@ class VideoSource:
 
     def _stamp(self, image, index) -> Frame:
         if self.spec.live:
-            return Frame(image, time.time(), index)
+            # monotonic: durations, splits and the pre-alarm must not follow an NTP step
+            return Frame(image, time.monotonic(), index)
         # OpenCV's position runs a few frames ahead in some AVIs (the decoder's delay) and drops
         # to 0 for the frames flushed at the end: count from the first frame, never go back.
         raw = self.cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
@@ -246,7 +247,8 @@ class VideoSource:
                         self._stop.wait(delay)
                 self._put(frame, live)
         except Exception as e:  # noqa: BLE001 - a decoder failure ends the source, it must not vanish silently
-            self.end_reason = f"read error: {e}"
+            self.end_reason = f"read error: {type(e).__name__}: {e}"
+            log.error("reading %s failed: %s", self.spec.display, self.end_reason, exc_info=True)
         finally:
             self.decoded = index
             self._put(None, False)

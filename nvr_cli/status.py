@@ -78,7 +78,7 @@ class CameraStatus:
         else:
             self.decoded += index + 1 if index <= self._last_index else index - self._last_index
             self._last_index = index
-        self.last_frame = ts
+        self.last_frame = time.time()  # a moment, on the wall clock (frame times are monotonic)
         self.dropped = dropped
 
     def heartbeat(self, when: float):
@@ -89,9 +89,11 @@ class CameraStatus:
         with self._lock:
             self.event = info
 
-    def event_ended(self):
+    def event_ended(self, number: Optional[int] = None):
+        """The event is over (``number``: only if that is the current one: clips finish in the background)."""
         with self._lock:
-            self.event = None
+            if number is None or (self.event and self.event.get("event") == number):
+                self.event = None
 
     def written(self, nbytes: int, event: bool = False):
         with self._lock:

@@ -5,13 +5,14 @@ import datetime as dt
 import json
 import logging
 import os
-import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
 import cv2
 
+from . import procs
 from .errors import StorageError
 
 log = logging.getLogger("nvr_cli.storage")
@@ -22,6 +23,22 @@ PART_SUFFIX = ".part.mp4"
 def local_datetime(wall_ts: float, local_time: bool = True) -> dt.datetime:
     utc = dt.datetime.fromtimestamp(wall_ts, dt.timezone.utc)
     return utc.astimezone() if local_time else utc
+
+
+def _repeated_hour(wall_ts: float) -> bool:
+    """Whether local wall time at ``wall_ts`` is a second pass: clocks went back (the local UTC offset,
+    which follows TZ, dropped by at least h) within the last h seconds, for h of half an hour or an hour."""
+    offset = time.localtime(wall_ts).tm_gmtoff
+    return any(time.localtime(wall_ts - h).tm_gmtoff - offset >= h for h in (1800, 3600))
+
+
+def name_stamp(wall_ts: float, local_time: bool = True) -> str:
+    """``%Y%m%d-%H%M%S`` for file names; in the second pass of a repeated local hour (clocks going back)
+    the hour is followed by ``R`` (``20261025-02R0010``), so names stay unique and sort in time order:
+    after every first-pass ``02xxxx`` and before ``03xxxx``. UTC names never repeat, so never have it."""
+    d = local_datetime(wall_ts, local_time)
+    mark = "R" if local_time and _repeated_hour(wall_ts) else ""
+    return f"{d:%Y%m%d-%H}{mark}{d:%M%S}"
 
 
 def iso(wall_ts: float, local_time: bool = True) -> str:
@@ -46,7 +63,7 @@ def clip_dir(root, camera: str, wall_ts: float, local_time=True, subfolder_func:
 
 def new_clip_path(folder: Path, camera: str, wall_ts: float, local_time=True) -> Path:
     """A final clip name not yet taken by a clip, a part or a sidecar."""
-    stem = f"{camera}_{local_datetime(wall_ts, local_time):%Y%m%d-%H%M%S}"
+    stem = f"{camera}_{name_stamp(wall_ts, local_time)}"
     n = 0
     while True:
         name = stem if n == 0 else f"{stem}-{n}"
@@ -77,9 +94,8 @@ def finalize(part: Path, ffmpeg: Optional[str]) -> tuple:
     final = final_path(part)
     if ffmpeg:
         tmp = final.with_name("." + final.stem + ".remux.mp4")
-        r = subprocess.run([ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", str(part),
-                            "-c", "copy", "-movflags", "+faststart", "-progress", "pipe:1", "-f", "mp4", str(tmp)],
-                           capture_output=True, text=True)
+        r = procs.run([ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", str(part),
+                       "-c", "copy", "-movflags", "+faststart", "-progress", "pipe:1", "-f", "mp4", str(tmp)])
         if r.returncode == 0 and tmp.exists() and tmp.stat().st_size > 0:
             os.replace(tmp, final)
             part.unlink(missing_ok=True)
@@ -100,8 +116,8 @@ class Demuxed:
 
 def demux(ffmpeg: str, path: Path) -> Demuxed:
     """Read every packet of ``path`` by stream copy to nowhere (no decoding): validity, frames, duration."""
-    r = subprocess.run([ffmpeg, "-hide_banner", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0",
-                        "-c", "copy", "-f", "null", "-progress", "pipe:1", "-"], capture_output=True, text=True)
+    r = procs.run([ffmpeg, "-hide_banner", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0",
+                   "-c", "copy", "-f", "null", "-progress", "pipe:1", "-"])
     return Demuxed(r.returncode == 0 and not r.stderr.strip(), *_progress_totals(r.stdout))
 
 
@@ -156,13 +172,47 @@ def write_thumbnail(path: Path, image, boxes, labels=()) -> None:
         write_atomic(path, jpg.tobytes())
 
 
+def open_elsewhere(paths) -> set:
+    """Which of ``paths`` another process has open (a writer still at work), from /proc."""
+    wanted = {os.path.realpath(p) for p in paths}
+    found, me = set(), os.getpid()
+    if not wanted:
+        return found
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) == me:
+            continue
+        try:
+            fds = os.listdir(f"/proc/{d}/fd")
+        except OSError:  # gone, or not ours to look at
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{d}/fd/{fd}")
+            except OSError:
+                continue
+            if target in wanted:
+                found.add(target)
+    return found
+
+
 def recover_parts(root: Path, camera: str, ffmpeg: Optional[str]) -> list:
-    """Finish clips a killed process left as parts; they play, so they are kept, marked recovered."""
+    """Finish clips a killed process left as parts; they play, so they are kept, marked recovered.
+    Never a part that a process is still writing (another recorder, a writer that outlived its
+    recorder), nor a hidden temporary file (an export's, a lossless cut's)."""
     recovered = []
     base = Path(root) / camera
     if not base.is_dir():
         return recovered
-    for part in sorted(base.rglob("*" + PART_SUFFIX)):
+    parts = [p for p in sorted(base.rglob("*" + PART_SUFFIX)) if not p.name.startswith(".")]
+    remuxes = sorted(base.rglob(".*.remux.mp4"))  # a finishing step cut short: the part is still there
+    busy = open_elsewhere(parts + remuxes)
+    for tmp in remuxes:
+        if os.path.realpath(tmp) not in busy:
+            tmp.unlink(missing_ok=True)
+    for part in parts:
+        if os.path.realpath(part) in busy:
+            log.info("leaving %s: another process is writing it", part)
+            continue
         if not plays(part):
             log.warning("deleting %s left by an interrupted run: not one frame of it plays", part)
             part.unlink(missing_ok=True)

@@ -18,13 +18,21 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from . import procs
 from .errors import ConfigError
+from .recorder import ENV_SHARED_REAPER
+from .retention import prune
 from .settings import FIELDS, MACHINE_FILE, LoadedSettings, Settings, as_plain, home_dir, load_settings
 from .status import status_path
+from .threads import Supervised
 
 log = logging.getLogger("nvr_cli.run")
 
 ENV_PARENT = "NVR_CLI_SUPERVISOR_PID"
+# glibc gives each thread that allocates an arena of its own (up to 8 per core), and a worker starts
+# threads for every clip: over weeks the arenas fragment and the worker's memory creeps up. Two
+# arenas keep it flat (a worker's heavy lifting is in ffmpeg and OpenCV's own threads anyway).
+WORKER_ENV = {"MALLOC_ARENA_MAX": "2"}
 RESET_AFTER_SECS = 60.0  # a worker that ran this long without dying starts its backoff afresh
 
 
@@ -77,7 +85,8 @@ class Supervisor:
         return cmd
 
     def _spawn(self, w: Worker):
-        env = {**os.environ, ENV_PARENT: str(os.getpid()), "NVR_CLI_HOME": str(home_dir())}
+        env = {**WORKER_ENV, **os.environ, ENV_PARENT: str(os.getpid()), "NVR_CLI_HOME": str(home_dir()),
+               ENV_SHARED_REAPER: "1"}
         try:
             w.proc = subprocess.Popen(self._command(w.name), env=env, stdin=subprocess.DEVNULL,
                                       start_new_session=True)
@@ -108,7 +117,11 @@ class Supervisor:
     def _check(self, w: Worker):
         now = time.monotonic()
         if w.proc is not None and not w.alive:
-            code, w.proc = w.proc.returncode, None
+            code, pid, w.proc = w.proc.returncode, w.proc.pid, None
+            # whatever it started and did not end (it was SIGKILLed, or a hook outlived it) ends with it
+            left = procs.kill_owned_by(pid)
+            if left:
+                log.warning("camera %s: ended %d process(es) its worker %d left behind", w.name, left, pid)
             if w.stop_deadline is not None:  # we asked it to stop
                 w.stop_deadline = None
                 log.info("camera %s: worker stopped (exit %d)", w.name, code)
@@ -192,9 +205,27 @@ class Supervisor:
             if names) or "no cameras")
 
     # -- the loop --------------------------------------------------------------------------------
+    def reap(self):
+        """Retention, from one thread for every storage root (workers do not run their own): each
+        root with each of its cameras' limits in turn, so the strictest applies, as when every
+        worker pruned."""
+        while not self.stop.is_set():
+            passes = {}
+            for s in self.loaded.cameras.values():
+                limits = tuple(getattr(s, k) for k in FIELDS if k.startswith("RETENTION_"))
+                passes.setdefault((str(Path(s.PATH_FOR_VIDEO).resolve()), limits), s)
+            for (root, _), s in passes.items():
+                try:
+                    prune(Path(root), s)
+                except Exception as e:  # noqa: BLE001 - retention must never take recording down
+                    log.error("retention check of %s failed: %s", root, e)
+            every = min(s.RETENTION_CHECK_SECONDS for s in self.loaded.cameras.values())
+            self.stop.wait(every)
+
     def run(self) -> int:
         for name, s in self.loaded.cameras.items():
             self.workers[name] = Worker(name, s)
+        Supervised("reaper", self.reap, self.stop).start()
         observer = _watch(self.watched_files(), self.file_changed)
         log.info("running %d camera(s): %s; watching %s for changes", len(self.workers), ", ".join(self.workers),
                  ", ".join(str(p) for p in self.watched_files()))

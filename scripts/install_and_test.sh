@@ -5,9 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages: ffmpeg/ffprobe, the zbar library, and GStreamer's RTSP server, which the tests
-# start on 127.0.0.1 as a real camera (it runs under Debian's /usr/bin/python3).
+# start on 127.0.0.1 as a real camera (it runs under Debian's /usr/bin/python3), and faketime
+# (libfaketime), which the clock tests preload to cross a DST change and to step the clock.
 DEBS="ffmpeg libzbar0 python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools gstreamer1.0-plugins-base
-      gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly"
+      gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly faketime"
 missing=""
 for p in $DEBS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

@@ -33,6 +33,12 @@ def scene_cache(tmp_path_factory, ffmpeg):
 
 
 @pytest.fixture
+def walking(scene_cache):
+    """Someone is always walking: every connect to a camera showing it quickly becomes an event."""
+    return scene_cache("walking", seconds=12, walkers=[(0, 4), (4, 8), (8, 12)])
+
+
+@pytest.fixture
 def rtsp_server():
     if not rtsp_available():
         if os.environ.get("NVR_CLI_REQUIRE_RTSP"):

@@ -177,6 +177,16 @@ def check_clip(path) -> int:
     return len(frames)
 
 
+def start_recorder(url, out, *extra, name="gate", group=False):
+    """`nvr-cli record` of a camera showing the walking scene, tuned for quick events; returns
+    (process, LineCollector of its stderr). ``group``: in a session of its own."""
+    cmd = [sys.executable, "-m", "nvr_cli", "record", url, "--output", str(out), "--name", name,
+           "--mask", NUMBER_MASK, "--initial-wait", "0.5", "--pre-alarm", "1", "--motion-duration", "1",
+           "--post-capture", "0.5", "--read-timeout", "3", "--open-timeout", "5", *map(str, extra)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=group)
+    return proc, LineCollector(proc.stderr)
+
+
 def run_until(proc, predicate, timeout, message):
     """Wait for ``predicate`` while ``proc`` records, then stop it with SIGTERM; returns its (stdout, stderr)."""
     try:

@@ -199,6 +199,8 @@ def test_no_reencode_makes_the_cut_the_clip(tmp_path, scene_cache, rtsp_server):
     clip = event_clips(out)[0]
     side = json.loads(clip.with_suffix(".json").read_text())
     assert side["clip"] == clip.name and side["lossless"]["file"] == clip.name
+    # the event's own facts survive the cut (the export's sidecar must not replace them)
+    assert side["camera"] and side["start"] and side["trigger"] and "settings" in side
     assert clip.with_suffix(".jpg").exists()
     nums = numbers(clip)
     assert nums == list(range(nums[0], nums[-1] + 1)) and nums[0] <= 120 + 10 - 2 * 15

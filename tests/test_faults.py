@@ -6,13 +6,12 @@ faults injected, clips checked, worst resume time and frames lost is printed at 
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 from click.testing import CliRunner
 
-from helpers import (FAULTS, NUMBER_MASK, LineCollector, check_clip, clips, decode_all, ffprobe, mount_tmpfs,
+from helpers import (FAULTS, start_recorder, check_clip, clips, decode_all, ffprobe, mount_tmpfs,
                      power_cut, record_fault, run_cli, unmount, wait_for)
 from nvr_cli.cli import cli
 from nvr_cli.settings import FIELDS
@@ -21,18 +20,8 @@ from nvr_cli.synthetic import read_frame_number
 PASSWORD = "F4ult-pa55word"
 
 
-@pytest.fixture
-def walking(scene_cache):
-    """Someone is always walking: every connect quickly becomes an event."""
-    return scene_cache("walking", seconds=12, walkers=[(0, 4), (4, 8), (8, 12)])
-
-
 def recorder(url, out, *extra, group=False):
-    cmd = [sys.executable, "-m", "nvr_cli", "record", url, "--output", str(out), "--name", "gate",
-           "--mask", NUMBER_MASK, "--initial-wait", "0.5", "--pre-alarm", "1", "--motion-duration", "1",
-           "--post-capture", "0.5", "--read-timeout", "3", "--open-timeout", "5", *map(str, extra)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=group)
-    return proc, LineCollector(proc.stderr)
+    return start_recorder(url, out, *extra, name="gate", group=group)
 
 
 def stop(proc, log):
@@ -185,21 +174,48 @@ def test_full_disk_over_rtsp_keeps_trying_and_records_when_space_returns(tmp_pat
 
 def test_wrong_password_retries_with_backoff_and_never_shows_it(tmp_path, walking, rtsp_server):
     server = rtsp_server(walking, user="admin", password=PASSWORD)
-    url = server.url.replace(PASSWORD, PASSWORD + "x")
-    proc, log = recorder(url, tmp_path / "v", "--log-level", "DEBUG")
-    time.sleep(6)
-    record_fault()
-    assert proc.poll() is None, "record must keep retrying a camera that refuses it"
-    code, stdout = stop(proc, log)
-    text = log.text()
-    assert code == 0
-    assert text.count("unavailable: wrong user name or password") == 1
-    attempts = [t for t, line in log.lines if "reconnect attempt" in line]
-    assert 2 <= len(attempts) <= 5  # 1 s, 2 s, 3 s apart: backing off, not hammering
-    gaps = [b - a for a, b in zip(attempts, attempts[1:])]
-    assert all(g >= 0.9 for g in gaps)
-    no_password_anywhere(text, stdout)
-    assert PASSWORD + "x" not in text
+    host = server.url.rsplit("@", 1)[1]  # 127.0.0.1:port/cam
+    # every form a password takes in a URL, each refused, at once; (URL, why, what the logs show of it)
+    forms = {
+        "plain": (server.url.replace(PASSWORD, PASSWORD + "x"), "wrong user name or password", f"admin:***@{host}"),
+        # a raw "@" in the password: ffmpeg splits at the last "@", so the server sees a wrong password
+        "at": (f"rtsp://admin:p@{PASSWORD}x@{host}", "wrong user name or password", f"admin:***@{host}"),
+        "query": (f"rtsp://{host}?user=admin&password={PASSWORD}x", "wrong user name or password",
+                  f"{host}?user=admin&password=***"),
+        # "@" and "/": ffmpeg ends the host at the "/", so it looks for camera.invalid
+        "at-slash": (f"rtsp://admin:p@camera.invalid/{PASSWORD}x@{host}", "unknown host", f"admin:***@{host}"),
+    }
+    runs = {}
+    for kind, (url, _, _) in forms.items():
+        (tmp_path / kind).mkdir()
+        runs[kind] = recorder(url, tmp_path / kind / "v", "--log-level", "DEBUG",
+                              "--log-file", tmp_path / kind / "nvr.log")
+    try:
+        assert wait_for(lambda: all(" unavailable: " in log.text() for _, log in runs.values()), timeout=15)
+        time.sleep(6)
+        record_fault()
+        for kind, (proc, _) in runs.items():
+            assert proc.poll() is None, f"{kind}: record must keep retrying a camera that refuses it"
+        results = {kind: stop(proc, log) for kind, (proc, log) in runs.items()}
+    finally:
+        for proc, _ in runs.values():
+            if proc.poll() is None:
+                proc.kill()
+    for kind, (url, why, shown) in forms.items():
+        code, stdout = results[kind]
+        log = runs[kind][1]
+        text = log.text()
+        assert code == 0, kind
+        assert text.count(f"unavailable: {why}") == 1, (kind, text[-1500:])
+        attempts = [t for t, line in log.lines if "reconnect attempt" in line]
+        assert 2 <= len(attempts) <= 5, kind  # 1 s, 2 s, 3 s apart: backing off, not hammering
+        gaps = [b - a for a, b in zip(attempts, attempts[1:])]
+        assert all(g >= 0.9 for g in gaps), kind
+        log_file = (tmp_path / kind / "nvr.log").read_text()
+        assert shown in text and shown in log_file, (kind, shown, text[-1500:])
+        # stderr, stdout, the log file and the status files (the JSON in the output folder)
+        no_password_anywhere(text, stdout, log_file, folder=tmp_path / kind)
+        assert list((tmp_path / kind).rglob("*.json")), kind
 
 
 @pytest.mark.parametrize("source_kind, words", [
@@ -209,8 +225,11 @@ def test_wrong_password_retries_with_backoff_and_never_shows_it(tmp_path, walkin
     ("garbage", "not a video file"),
 ])
 def test_one_shot_bad_sources(tmp_path, source_kind, words, ffmpeg):
-    if source_kind == "unknown host":
-        source = f"rtsp://admin:{PASSWORD}@camera.invalid/stream"
+    sources = None
+    if source_kind == "unknown host":  # the password as userinfo, with a raw "@" and "/", in the query
+        sources = [f"rtsp://admin:{PASSWORD}@camera.invalid/stream", f"rtsp://admin:p@ss/{PASSWORD}@camera.invalid/s",
+                   f"rtsp://camera.invalid/stream?user=admin&password={PASSWORD}"]
+        source = sources[0]
     elif source_kind == "directory":
         source = tmp_path
     elif source_kind == "audio only":
@@ -219,7 +238,7 @@ def test_one_shot_bad_sources(tmp_path, source_kind, words, ffmpeg):
     else:
         source = tmp_path / "garbage.mp4"
         source.write_bytes(os.urandom(50000))
-    commands = [["probe", source, "--no-snapshot"]]
+    commands = [["probe", s, "--no-snapshot"] for s in sources or [source]]
     if source_kind != "unknown host":  # scan takes files only
         commands.append(["scan", source])
     for cmd in commands:

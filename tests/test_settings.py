@@ -1,13 +1,15 @@
 """Settings: layering, provenance, validation with one-line errors (exit 2)."""
 import runpy
 import stat
+from types import MappingProxyType
 
 import pytest
 from click.testing import CliRunner
 
-from helpers import ROOT
+from helpers import ROOT, run_cli
 from nvr_cli.cli import cli
 from nvr_cli.errors import ConfigError
+from nvr_cli.geometry import parse_polygon
 from nvr_cli.settings import FIELDS, Settings, load_settings
 
 
@@ -107,3 +109,61 @@ def test_settings_are_frozen():
         Settings().CAMERA_NAME = "x"
     with pytest.raises(ConfigError):
         load_settings(overrides={"NOPE": 1})
+
+
+def test_settings_made_in_code_are_validated_and_typed():
+    with pytest.raises(ConfigError, match=r"^MOTION_BLUR_SIZE: must be odd"):
+        Settings(MOTION_BLUR_SIZE=4)
+    with pytest.raises(ConfigError, match=r"^PRE_ALARM_RECORDING_SECONDS: must be at least 0"):
+        Settings().replace(PRE_ALARM_RECORDING_SECONDS=-1)
+    with pytest.raises(ConfigError, match=r"^MASKS: .*at least 3 points"):
+        Settings(MASKS=["0,0 10,10"])
+    s = Settings().replace(ON_EVENT_END=["/bin/true", "-x"], MASKS=["0,0 10,0 10,10"], scaleFrameTo=[320, 240],
+                           OBJECT_LABELS_OF_INTEREST="person, car", APP_LOG_LEVEL="debug",
+                           PRE_ALARM_RECORDING_SECONDS=3,
+                           OBJECT_LABEL_OVERRIDES={"car": {"min_score": 1}}, CAMERAS={"front": {"cam": "rtsp://h/x"}})
+    assert s.ON_EVENT_END == ("/bin/true", "-x") and s.scaleFrameTo == (320, 240)
+    assert s.MASKS == (parse_polygon("0,0 10,0 10,10"),) and s.OBJECT_LABELS_OF_INTEREST == ("person", "car")
+    assert s.APP_LOG_LEVEL == "DEBUG" and type(s.PRE_ALARM_RECORDING_SECONDS) is float
+    assert isinstance(s.OBJECT_LABEL_OVERRIDES, MappingProxyType)
+    assert s.OBJECT_LABEL_OVERRIDES["car"]["min_score"] == 1.0
+    assert isinstance(s.CAMERAS["front"], MappingProxyType)
+    # every checker takes its own output: a typed Settings made again is the same
+    again = Settings(**{name: getattr(s, name) for name in FIELDS})
+    assert again == s and s.replace() == s
+    assert Settings().replace(CAMERA_NAME="x").CAMERA_NAME == "x"
+
+
+def test_typed_settings_from_files_keep_their_origin_in_errors(tmp_path):
+    cfg = tmp_path / "c.py"
+    cfg.write_text("MOTION_BLUR_SIZE = 4\n")
+    with pytest.raises(ConfigError, match=rf"^{cfg}: MOTION_BLUR_SIZE: must be odd"):
+        load_settings(str(cfg))
+
+
+MISSPELT_FUNCTION = "def subFolderNameGeneratorFun(dts):\n    return dts.strftime('%Y')\n"
+
+
+def test_misspelt_config_function_is_an_unknown_setting(tmp_path):
+    cfg = tmp_path / "c.py"
+    cfg.write_text(MISSPELT_FUNCTION)
+    with pytest.raises(ConfigError) as e:
+        load_settings(str(cfg))
+    assert str(e.value) == (f"{cfg}: unknown setting 'subFolderNameGeneratorFun'; "
+                            "did you mean subFolderNameGeneratorFunc?")
+    proc = run_cli("config", "check", "--config", cfg)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [f"nvr-cli: error: {e.value}"]
+
+
+def test_helper_functions_and_lambdas_with_other_names_are_allowed(tmp_path):
+    cfg = tmp_path / "c.py"
+    cfg.write_text("def folder_for(dts):\n    return dts.strftime('%Y')\n"
+                   "def subFolderNameGeneratorFunc(dts):\n    return folder_for(dts)\n"
+                   "def camera(n):\n    return f'rtsp://10.0.0.{n}/s'\n"
+                   "scale = lambda w: (w, w * 9 // 16)\ncam = camera(5)\nscaleFrameTo = scale(320)\n")
+    s = load_settings(str(cfg)).settings
+    assert s.cam == "rtsp://10.0.0.5/s" and s.scaleFrameTo == (320, 180)
+    assert s.subFolderNameGeneratorFunc.__name__ == "subFolderNameGeneratorFunc"
+    out = invoke("config", "check", "--config", str(cfg))
+    assert out.exit_code == 0, out.output
