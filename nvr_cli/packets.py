@@ -42,7 +42,8 @@ class PacketClip(FfmpegStderr):
         self.ring = ring
         self.start_ts = start_ts  # arrival (monotonic) time of its first keyframe; None until it has one
         self.frames = 0
-        self.error: Optional[str] = None
+        self.error: Optional[str] = None  # why the clip stopped taking packets (a stuck writer)
+        self._broken = False  # ffmpeg stopped reading: its stderr says why (a full disk ...)
         cmd = [ring.ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
                # the first keyframe tells all there is to know: don't wait 5 s of stream to start the file
                "-analyzeduration", "1000000", "-f", "mpegts", "-i", "-",
@@ -66,7 +67,7 @@ class PacketClip(FfmpegStderr):
 
     def feed(self, data: bytes):
         with self._wake:
-            if self._closed or self.error:
+            if self._closed or self.error or self._broken:
                 return
             if self._queued + len(data) > self.max_queued:
                 self.error = (f"the clip's writer stopped taking packets ({self._queued / 2**20:.0f} MB waiting): "
@@ -89,12 +90,17 @@ class PacketClip(FfmpegStderr):
                     break
                 data = self._queue.popleft()
                 self._queued -= len(data)
-            if self.error:
+            if self.error or self._broken:
                 continue
             try:
-                self.proc.stdin.write(data)
+                view = memoryview(data)
+                while view:  # unbuffered: one write(2) may take only part of it
+                    n = self.proc.stdin.write(view)
+                    if not n:
+                        raise BrokenPipeError
+                    view = view[n:]
             except (BrokenPipeError, OSError):
-                self.error = self.error or "ffmpeg stopped"
+                self._broken = True
         try:
             self.proc.stdin.close()
         except OSError:
@@ -102,7 +108,7 @@ class PacketClip(FfmpegStderr):
 
     def write(self, image):
         """Frames are not needed (the clip is the camera's packets); says when ffmpeg failed (a full disk)."""
-        if self.error or self.proc.poll() is not None:
+        if self.error or self._broken or self.proc.poll() is not None:
             raise StorageError(f"writing {self.path.name} failed: {self.error or self._why()}")
 
     def end_input(self):
@@ -119,7 +125,7 @@ class PacketClip(FfmpegStderr):
     def close(self):
         self._finish()
         rc = self.proc.wait(timeout=120)
-        if rc != 0 or self.error:
+        if rc != 0 or self.error or self._broken:
             raise StorageError(f"finishing {self.path.name} failed: {self.error or self._why()}")
 
     def abort(self):
