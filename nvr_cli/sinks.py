@@ -211,15 +211,6 @@ class ClipSink(EventLogSink):
         """What to add to a frame time for the wall clock, now."""
         return self.source.wall_offset() if self.source else 0.0
 
-    # kept for callers that look at the open clip
-    @property
-    def final(self) -> Optional[Path]:
-        return self.clip.final
-
-    @property
-    def failed(self) -> Optional[str]:
-        return self.clip.failed
-
     def _clip_fps(self, frames: list) -> float:
         src = self.source
         if not src.live:
