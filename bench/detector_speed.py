@@ -11,11 +11,11 @@ from pathlib import Path
 
 import cv2
 
-from nvr_cli.objects import ObjectDetector
-from nvr_cli.pipeline import Pipeline
-from nvr_cli.settings import Settings
-from nvr_cli.sinks import EventLogSink
-from nvr_cli.source import parse_source
+from nvr_cli.analysis.objects import ObjectDetector
+from nvr_cli.runtime.pipeline import Pipeline
+from nvr_cli.config.settings import Settings
+from nvr_cli.output.sinks import EventLogSink
+from nvr_cli.source.capture import parse_source
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 MODELS = [("ssd_mobilenet_v1_1_metadata_1.tflite", "labelmap.txt"), ("yolox_nano.tflite", "yolox_coco80_labels.txt")]

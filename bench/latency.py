@@ -19,10 +19,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers import Server, ffmpeg, say  # noqa: E402
 
 from nvr_cli import events  # noqa: E402
-from nvr_cli.geometry import parse_polygon  # noqa: E402
-from nvr_cli.recorder import Recorder  # noqa: E402
-from nvr_cli.settings import Settings  # noqa: E402
-from nvr_cli.synthetic import NUMBER_MASK, Scene  # noqa: E402
+from nvr_cli.core.geometry import parse_polygon  # noqa: E402
+from nvr_cli.runtime.recorder import Recorder  # noqa: E402
+from nvr_cli.config.settings import Settings  # noqa: E402
+from nvr_cli.runtime.synthetic import NUMBER_MASK, Scene  # noqa: E402
 
 MOTION_WINDOW, POST = 1.0, 1.0
 
@@ -88,7 +88,7 @@ def run_mode(url, packets: bool, events_wanted=2) -> list:
 
 
 def run():
-    from nvr_cli.ffmpeg import find_ffmpeg
+    from nvr_cli.ffmpeg.binary import find_ffmpeg
 
     clip = Path(mkdtemp()) / "scene.mp4"
     Scene(seconds=30, fps=15, size=(1280, 720)).write(clip, find_ffmpeg())

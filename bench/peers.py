@@ -53,7 +53,7 @@ def motion() -> str:
 
 
 def ffmpeg() -> str:
-    from nvr_cli.ffmpeg import find_ffmpeg
+    from nvr_cli.ffmpeg.binary import find_ffmpeg
 
     return find_ffmpeg()
 
@@ -72,7 +72,7 @@ def stream_file(width: int, height: int, fps: int, source: Path = None) -> Path:
 
 def quiet_file(width: int, height: int, fps: int, seconds: float = 20.0) -> Path:
     """A still scene (noise, a frame counter in the corner): a camera on which nothing happens."""
-    from nvr_cli.synthetic import Scene
+    from nvr_cli.runtime.synthetic import Scene
 
     out = CACHE / f"quiet_{height}p{fps}.mp4"
     if not out.exists():

@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers import CpuMeter, Server, ffmpeg, motion, pss_mb, quiet_file, say, tree  # noqa: E402
 
-from nvr_cli.synthetic import NUMBER_MASK  # noqa: E402
+from nvr_cli.runtime.synthetic import NUMBER_MASK  # noqa: E402
 
 W, H, FPS = 1920, 1080, 25
 

@@ -85,7 +85,7 @@ def say(msg: str = ""):
 
 def make_scene(path: Path, size: tuple, fps: float, period: float, walk: float, qr: bool) -> dict:
     """A --period second scene, looped by the server: one walker, and a QR code while it walks."""
-    from nvr_cli.synthetic import Scene, qr_image
+    from nvr_cli.runtime.synthetic import Scene, qr_image
 
     w, h = size
     start = round(period * 0.4, 2)
@@ -148,7 +148,7 @@ def free_port() -> int:
 
 
 def write_config(path: Path, url: str, work: Path, period: float, walk: float, hooklog: Path) -> dict:
-    from nvr_cli.synthetic import NUMBER_MASK
+    from nvr_cli.runtime.synthetic import NUMBER_MASK
 
     # never run through a shell by nvr-cli: this runs /bin/sh itself; $0 is the log file
     hook = ["/bin/sh", "-c", 'echo "$NVR_HOOK $NVR_EVENT $(date +%s)" >> "$0"', str(hooklog)]

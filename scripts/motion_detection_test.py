@@ -7,10 +7,10 @@ import argparse
 import signal
 import sys
 
-from nvr_cli.errors import NvrError
-from nvr_cli.motion import MotionDetector
-from nvr_cli.settings import load_settings
-from nvr_cli.source import VideoSource, parse_source
+from nvr_cli.core.errors import NvrError
+from nvr_cli.analysis.motion import MotionDetector
+from nvr_cli.config.settings import load_settings
+from nvr_cli.source.capture import VideoSource, parse_source
 
 
 def main():

@@ -11,8 +11,8 @@ import sys
 import click
 
 from nvr_cli.cli import NvrGroup, _load, settings_options
-from nvr_cli.debugview import render_debug_video
-from nvr_cli.ffmpeg import find_ffmpeg
+from nvr_cli.output.debug_video import render_debug_video
+from nvr_cli.ffmpeg.binary import find_ffmpeg
 
 
 @click.group(cls=NvrGroup, invoke_without_command=True, add_help_option=False)

@@ -11,8 +11,8 @@ from pathlib import Path
 import cv2
 import pytest
 
-from nvr_cli.ffmpeg import find_ffmpeg  # noqa: F401  (re-exported for conftest)
-from nvr_cli.synthetic import NUMBER_MASK, Scene  # noqa: F401  (re-exported for the tests)
+from nvr_cli.ffmpeg.binary import find_ffmpeg  # noqa: F401  (re-exported for conftest)
+from nvr_cli.runtime.synthetic import NUMBER_MASK, Scene  # noqa: F401  (re-exported for the tests)
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"

@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 
 from helpers import NUMBER_MASK, LineCollector, clips, decode_all, ffprobe, wait_for
-from nvr_cli import storage
-from nvr_cli.continuous import read_index
+import nvr_cli.storage.paths as storage
+from nvr_cli.storage.segments import read_index
 
 BERLIN = "Europe/Berlin"
 UTC = dt.timezone.utc

@@ -10,10 +10,10 @@ import pytest
 
 from helpers import (NUMBER_MASK, clips, decode_all, ffprobe, mount_tmpfs, power_cut, run_cli, run_until, unmount,
                      wait_for)
-from nvr_cli.continuous import read_index
-from nvr_cli.retention import GB, plan
-from nvr_cli.settings import Settings
-from nvr_cli.synthetic import read_frame_number
+from nvr_cli.storage.segments import read_index
+from nvr_cli.storage.retention import GB, plan
+from nvr_cli.config.settings import Settings
+from nvr_cli.runtime.synthetic import read_frame_number
 
 pytestmark = pytest.mark.rtsp
 
@@ -309,8 +309,8 @@ def test_audio_is_copied_where_mp4_allows_it_else_dropped_with_a_warning(tmp_pat
 def test_time_forms():
     from datetime import datetime
 
-    from nvr_cli.errors import ConfigError
-    from nvr_cli.export import parse_time
+    from nvr_cli.core.errors import ConfigError
+    from nvr_cli.storage.export import parse_time
 
     now = datetime(2026, 11, 21, 15, 30, 0).timestamp()
     assert parse_time("now", now) == now

@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from nvr_cli.events import EventController
-from nvr_cli.frames import Frame
-from nvr_cli.motion import MotionResult
-from nvr_cli.prealarm import PreAlarmBuffer
-from nvr_cli.settings import Settings
+from nvr_cli.events.controller import EventController
+from nvr_cli.core.frames import Frame
+from nvr_cli.analysis.motion import MotionResult
+from nvr_cli.events.prealarm import PreAlarmBuffer
+from nvr_cli.config.settings import Settings
 
 FPS = 10
 
@@ -131,7 +131,7 @@ def test_pre_alarm_seconds_setting(secs):
 def test_a_burst_after_connecting_does_not_speed_up_the_clip():
     """Frames read in a burst right after a connect look like a faster camera; a camera that truly
     sends fewer frames than it claims is believed."""
-    from nvr_cli.sinks import ClipSink, SourceInfo
+    from nvr_cli.output.sinks import ClipSink, SourceInfo
 
     sink = ClipSink(Settings(), ffmpeg=None)
     sink.set_source(SourceInfo("cam", (64, 48), 25.0, True))

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from helpers import pid_alive, wait_for
-from nvr_cli.hooks import HookRunner, hook_env
-from nvr_cli.settings import Settings
+from nvr_cli.runtime.hooks import HookRunner, hook_env
+from nvr_cli.config.settings import Settings
 
 PROBE = str(Path(__file__).parent / "support" / "hook_probe.py")
 
@@ -22,7 +22,7 @@ def hook_log():
         def emit(self, record):
             records.append(record.getMessage())
 
-    logger = logging.getLogger("nvr_cli.hooks")
+    logger = logging.getLogger("nvr_cli.runtime.hooks")
     h = Keep(level=logging.DEBUG)
     logger.addHandler(h)
     old = logger.level

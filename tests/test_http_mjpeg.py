@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 from helpers import NUMBER_MASK, clips, decode_all, ffprobe, free_port, wait_for
-from nvr_cli.synthetic import read_frame_number
+from nvr_cli.runtime.synthetic import read_frame_number
 
 SERVER = __import__("pathlib").Path(__file__).parent / "support" / "mjpeg_server.py"
 

@@ -10,9 +10,9 @@ from click.testing import CliRunner
 
 from helpers import free_port, run_cli
 from nvr_cli.cli import cli
-from nvr_cli.logs import setup_logging
-from nvr_cli.redact import redact
-from nvr_cli.settings import Settings
+from nvr_cli.runtime.logs import setup_logging
+from nvr_cli.core.redact import redact
+from nvr_cli.config.settings import Settings
 
 PASSWORD = "hunter2-pass"
 

@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from nvr_cli.geometry import parse_polygon
-from nvr_cli.motion import MotionDetector
-from nvr_cli.settings import Settings
-from nvr_cli.synthetic import Scene
+from nvr_cli.core.geometry import parse_polygon
+from nvr_cli.analysis.motion import MotionDetector
+from nvr_cli.config.settings import Settings
+from nvr_cli.runtime.synthetic import Scene
 
 W, H = 640, 360
 

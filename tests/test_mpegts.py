@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nvr_cli.mpegts import TS, TsError, TsParser, keyframe_starts, pmt_pid_of, video_pid_of
+from nvr_cli.ffmpeg.mpegts import TS, TsError, TsParser, keyframe_starts, pmt_pid_of, video_pid_of
 
 FUZZ = settings(max_examples=200, deadline=None, database=None,
                 # the autouse isolated_home fixture is function-scoped; nothing here depends on it

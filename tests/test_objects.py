@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from helpers import NUMBER_MASK, clips, run_cli, shared
-from nvr_cli.errors import ConfigError
-from nvr_cli.objects import ObjectDetector, expand_to_aspect, load_labels, model_kind
+from nvr_cli.core.errors import ConfigError
+from nvr_cli.analysis.objects import ObjectDetector, expand_to_aspect, load_labels, model_kind
 
 
 def ssd():
@@ -164,8 +164,8 @@ def test_tag_mode_records_everything_and_lists_labels(scene_cache):
 @pytest.fixture(scope="module")
 def still_person(tmp_path_factory):
     """A real frame with a person standing still, and a small square moving far from them."""
-    from nvr_cli.clipwriter import FfmpegWriter
-    from nvr_cli.ffmpeg import find_ffmpeg
+    from nvr_cli.output.encoders import FfmpegWriter
+    from nvr_cli.ffmpeg.binary import find_ffmpeg
 
     base = frame_of("one-by-one-person-detection.mp4", 9.0)  # someone stands at the right (SSD: 0.67)
     path = tmp_path_factory.mktemp("still") / "still_person.mp4"

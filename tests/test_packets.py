@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from helpers import NUMBER_MASK, clips, decode_all, ffprobe, wait_for
-from nvr_cli.synthetic import read_frame_number
+from nvr_cli.runtime.synthetic import read_frame_number
 
 pytestmark = pytest.mark.rtsp
 FPS = 15  # the generated scene: 1 keyframe a second, walkers at 8-12 s and 19-22 s

@@ -9,7 +9,7 @@ import time
 import cv2
 
 from helpers import NUMBER_MASK, clips, decode_all, ffprobe, power_cut, run_cli, wait_for
-from nvr_cli.synthetic import read_frame_number
+from nvr_cli.runtime.synthetic import read_frame_number
 
 FPS = 15
 # the default scene: 30 s at 15 fps, walkers at 8-12 s and 19-22 s

@@ -9,7 +9,7 @@ import cv2
 import pytest
 
 from helpers import NUMBER_MASK, clips, decode_all, ffprobe, run_cli, wait_for
-from nvr_cli.synthetic import read_frame_number
+from nvr_cli.runtime.synthetic import read_frame_number
 
 pytestmark = pytest.mark.rtsp
 PASSWORD = "Sup3r-s3cret"

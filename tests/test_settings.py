@@ -8,9 +8,9 @@ from click.testing import CliRunner
 
 from helpers import ROOT, run_cli
 from nvr_cli.cli import cli
-from nvr_cli.errors import ConfigError
-from nvr_cli.geometry import parse_polygon
-from nvr_cli.settings import FIELDS, Settings, load_settings
+from nvr_cli.core.errors import ConfigError
+from nvr_cli.core.geometry import parse_polygon
+from nvr_cli.config.settings import FIELDS, Settings, load_settings
 
 
 def invoke(*args):

@@ -15,16 +15,16 @@ import pytest
 
 from helpers import (NUMBER_MASK, LineCollector, clips, decode_all, descendants, mount_tmpfs, pid_alive,
                      start_recorder, terminate, unmount, wait_for)
-from nvr_cli import storage
-from nvr_cli.analysers import QrScanner
-from nvr_cli.continuous import INDEX, append_index, index_folders, read_index
-from nvr_cli.errors import StorageError
-from nvr_cli.frames import Frame
-from nvr_cli.logs import setup_logging
-from nvr_cli.packets import PacketClip, PacketRing
-from nvr_cli.settings import Settings
-from nvr_cli.source import parse_source
-from nvr_cli.threads import Supervised
+import nvr_cli.storage.paths as storage
+from nvr_cli.analysis.analysers import QrScanner
+from nvr_cli.storage.segments import INDEX, append_index, index_folders, read_index
+from nvr_cli.core.errors import StorageError
+from nvr_cli.core.frames import Frame
+from nvr_cli.runtime.logs import setup_logging
+from nvr_cli.source.packets import PacketClip, PacketRing
+from nvr_cli.config.settings import Settings
+from nvr_cli.source.capture import parse_source
+from nvr_cli.core.supervised import Supervised
 
 
 def recorder(url, out, *extra, config=None):

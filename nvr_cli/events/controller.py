@@ -1,0 +1,192 @@
+"""When an event starts, goes on, splits and ends. Pure logic: frames in, calls to a sink out."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Optional, Protocol
+
+from nvr_cli.core.frames import Frame
+from nvr_cli.analysis.motion import MotionResult
+from nvr_cli.events.prealarm import PreAlarmBuffer
+from nvr_cli.config.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Event:
+    """One motion event; a long one is written as several parts."""
+
+    number: int
+    trigger_ts: float
+    first_motion_ts: float
+    last_motion_ts: float
+    part: int = 1
+    peak_score: float = 0.0
+    peak_frame: Optional[Frame] = None
+    peak_boxes: list = field(default_factory=list)
+    motion_frames: int = 0
+    union_box: Optional[list] = None  # [x0, y0, x1, y1] over all motion boxes
+    kind: str = "motion"  # or "qr": started by a new QR code
+    objects: dict = field(default_factory=dict)  # label -> ObjectSeen, wanted objects only
+    best_object: Optional[tuple] = None  # (frame, [detections]) where the best wanted object was seen
+    qr: list = field(default_factory=list)  # QrSighting
+
+    @property
+    def motion_seconds(self) -> float:
+        return self.last_motion_ts - self.first_motion_ts
+
+    def note_motion(self, frame: Frame, result: MotionResult):
+        self.motion_frames += 1
+        self.last_motion_ts = max(self.last_motion_ts, frame.ts)
+        for x, y, w, h in result.boxes:
+            if self.union_box is None:
+                self.union_box = [x, y, x + w, y + h]
+            else:
+                u = self.union_box
+                u[0], u[1], u[2], u[3] = min(u[0], x), min(u[1], y), max(u[2], x + w), max(u[3], y + h)
+        if result.score > self.peak_score:
+            self.peak_score, self.peak_frame, self.peak_boxes = result.score, frame, list(result.boxes)
+
+
+    def note_objects(self, frame: Frame, detections: list):
+        for d in detections:
+            seen = self.objects.get(d.label)
+            if seen is None:
+                self.objects[d.label] = seen = ObjectSeen(d.label, d.score, d.box, frame.ts)
+            elif d.score > seen.score:
+                seen.score, seen.box = d.score, d.box
+            best = self.best_object
+            if best is None or d.score > max(x.score for x in best[1]):
+                self.best_object = (frame, list(detections))
+
+
+@dataclass
+class ObjectSeen:
+    label: str
+    score: float  # best score
+    box: tuple  # where it had that score, (x, y, w, h) source pixels
+    first_seen: float  # ts
+
+
+class Sink(Protocol):
+    def open(self, event: Event, frames: list) -> None: ...
+    def write(self, frame: Frame) -> None: ...
+    def close(self, event: Event, keep: bool, reason: str) -> None: ...
+
+
+class EventController:
+    """Feeds every frame either to the pre-alarm buffer or to the open clip."""
+
+    def __init__(self, settings: Settings, sink: Sink, *, confirm: bool = False):
+        self.s = settings
+        self.sink = sink
+        self.confirm_required = confirm and settings.OBJECT_CONFIRM == "require"
+        self.unconfirmed_events = 0
+        self._recent: list = []  # (ts, frame, detections, qr) while idle, for the next event
+        self.buffer = PreAlarmBuffer(settings.PRE_ALARM_RECORDING_SECONDS, settings.PRE_ALARM_MAX_MB,
+                                     keep_images=getattr(sink, "needs_images", True))
+        self.event: Optional[Event] = None
+        self.events_started = 0
+        self.dropped_events = 0
+        self._armed_at = float("-inf")
+        self._run: list = []  # consecutive motion frames with their results, before a trigger
+        self._clip_start = 0.0
+
+    @property
+    def recording(self) -> bool:
+        return self.event is not None
+
+    def connected(self, ts: float):
+        """A (re)connect at ``ts``: start the settle-down wait and forget the old pre-alarm frames."""
+        self._armed_at = ts + self.s.INITIAL_WAIT_INTERVAL_BEFORE_MOTION_DETECTION_SECS
+        self._run.clear()
+        self._recent.clear()
+        self.buffer.clear()
+
+    def armed(self, ts: float) -> bool:
+        return ts >= self._armed_at
+
+    def step(self, frame: Frame, result: Optional[MotionResult], detections: Optional[list] = None, qr=()):
+        motion = result is not None and result.motion and frame.ts >= self._armed_at
+        ev = self.event
+        if ev is None:
+            self.buffer.push(frame)
+            if detections or qr:
+                self._remember(frame, detections, qr)
+            if qr and self.s.QR_STARTS_EVENT and frame.ts >= self._armed_at:
+                self._start(frame, kind="qr")
+                return
+            if result is not None and result.duplicate:
+                return  # a repeated frame neither continues nor breaks a run of motion
+            if not motion:
+                self._run.clear()
+                return
+            self._run.append((frame, result))
+            if len(self._run) >= self.s.MOTION_TRIGGER_FRAMES:
+                self._start(frame)
+            return
+        if motion:
+            ev.note_motion(frame, result)
+        if detections:
+            ev.note_objects(frame, detections)
+        if qr:
+            ev.qr.extend(qr)
+        if frame.ts > ev.last_motion_ts + self.s.MINIMAL_MOTION_DURATION + self.s.POST_CAPTURE_SECONDS:
+            self._finish("motion ended")
+            self.buffer.push(frame)  # not part of this clip: it may be pre-alarm of the next one
+        elif frame.ts - self._clip_start >= self.s.MAX_CLIP_SECONDS:
+            self.sink.close(ev, True, "maximum clip length")
+            ev.part += 1
+            self._clip_start = frame.ts
+            self.sink.open(ev, [frame])
+        else:
+            self.sink.write(frame)
+
+    def _remember(self, frame, detections, qr):
+        horizon = frame.ts - max(self.s.PRE_ALARM_RECORDING_SECONDS, 1.0)
+        self._recent = [r for r in self._recent if r[0] >= horizon]
+        self._recent.append((frame.ts, frame, detections or [], list(qr)))
+
+    def _start(self, frame: Frame, kind: str = "motion"):
+        self.events_started += 1
+        first = self._run[0][0].ts if self._run else frame.ts
+        ev = Event(number=self.events_started, trigger_ts=frame.ts, first_motion_ts=first, last_motion_ts=first,
+                   kind=kind)
+        for f, r in self._run:
+            ev.note_motion(f, r)
+        self._run.clear()
+        frames = self.buffer.drain()
+        self._clip_start = frames[0].ts if frames else frame.ts
+        if not frames or frames[-1] is not frame:
+            frames.append(frame)
+        for ts, f, dets, qr in self._recent:  # seen in what is now the pre-alarm part of the clip
+            if ts >= self._clip_start:
+                ev.note_objects(f, dets)
+                ev.qr.extend(qr)
+        self._recent.clear()
+        self.event = ev
+        log.info("event %d triggered by %s (score %.4f, %d boxes)", ev.number, kind, ev.peak_score, len(ev.peak_boxes))
+        self.sink.open(ev, frames)
+
+    def _finish(self, reason: str):
+        ev, self.event = self.event, None
+        keep = ev.kind != "motion" or ev.motion_seconds >= self.s.MIN_EVENT_SECONDS
+        if not keep:
+            self.dropped_events += 1
+            log.info("event %d dropped: motion lasted %.2f s, less than MIN_EVENT_SECONDS %.2f",
+                     ev.number, ev.motion_seconds, self.s.MIN_EVENT_SECONDS)
+        elif self.confirm_required and ev.kind == "motion" and not ev.objects:
+            keep = False
+            self.unconfirmed_events += 1
+            log.info("event %d not kept: no %s seen (OBJECT_CONFIRM = require)", ev.number,
+                     " or ".join(self.s.OBJECT_LABELS_OF_INTEREST) or "object")
+        self.sink.close(ev, keep, reason)
+
+    def finish(self, reason: str):
+        """The source ended or was lost, or we were asked to stop: close the open clip."""
+        if self.event is not None:
+            self._finish(reason)
+        self._run.clear()
+        self._recent.clear()
+        self.buffer.clear()

@@ -1,0 +1,243 @@
+"""One camera, from its settings to clips, segments, status file and hooks, until stopped.
+
+What ``nvr-cli record`` and each worker of ``nvr-cli run`` do; the CLI only parses and calls.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import nvr_cli.storage.paths as storage
+from nvr_cli.core.errors import ConfigError, NvrError, SourceError
+from nvr_cli.ffmpeg.binary import find_ffmpeg
+from nvr_cli.runtime.hooks import HookRunner
+from nvr_cli.runtime.pipeline import Observer, Pipeline, RunStats
+from nvr_cli.storage.retention import Reaper
+from nvr_cli.config.settings import Settings
+from nvr_cli.output.sinks import ClipSink, EventRecord
+from nvr_cli.source.capture import SourceSpec, VideoSource, parse_source
+from nvr_cli.runtime.status import CameraStatus, StatusWriter, status_path
+from nvr_cli.core.supervised import Supervised
+
+ENV_SHARED_REAPER = "NVR_CLI_SHARED_REAPER"  # set by `run`: it reaps each storage root once for all workers
+
+log = logging.getLogger(__name__)
+
+
+class _Watch(Observer):
+    """Pipeline news -> status counters and camera hooks."""
+
+    def __init__(self, rec: "Recorder"):
+        self.rec = rec
+
+    def connected(self, src: VideoSource, after_outage):
+        st = self.rec.status
+        st.source_fps = src.fps
+        st.set_state("connected")
+        if after_outage is not None:
+            self.rec.hooks.fire("camera_found", {"source": src.spec.display, "away_seconds": round(after_outage, 3)})
+
+    def lost(self, why: str, first_connect: bool):
+        self.rec.status.set_state("connecting" if first_connect else "lost", error=why)
+        self.rec.status.event_ended()
+        self.rec.hooks.fire("camera_lost", {"source": self.rec.spec.display, "reason": why,
+                                            "never_connected": first_connect,
+                                            "time": storage.iso(time.time(), self.rec.s.LOCAL_TIME)})
+
+    def frame(self, ts: float, dropped: int, index: Optional[int] = None):
+        self.rec.status.frame(ts, dropped, index)
+
+    def qr(self, sightings: list):
+        s, rec = self.rec.s, self.rec
+        off = rec.sink.clock_offset if rec.sink else 0.0
+        for q in sightings:
+            rec.hooks.fire("qr_code", {"payload": q.payload, "box": [int(v) for v in q.box],
+                                       "time": storage.iso(q.ts + off, s.LOCAL_TIME),
+                                       "event": rec.status.event["event"] if rec.status.event else None})
+
+
+class Recorder:
+    """Records one camera as its settings say: events, continuous segments or both."""
+
+    def __init__(self, s: Settings, *, stop: Optional[threading.Event] = None, realtime: bool = False,
+                 on_clip: Optional[Callable[[EventRecord], None]] = None, parent_pid: Optional[int] = None):
+        if not (s.cam or (s.DETECT_SOURCE and s.RECORD_SOURCE)):
+            raise ConfigError("no source: give SOURCE or set `cam` in the config")
+        if not s.MOTION_DETECTION and not s.CONTINUOUS_RECORDING:
+            raise ConfigError("--no-motion without --continuous: nothing to record")
+        self.s = s
+        self.stop = stop or threading.Event()
+        self.realtime = realtime
+        self.on_clip = on_clip
+        self.parent_pid = parent_pid  # a worker of `run`: stop when that process is gone
+        self.spec: SourceSpec = parse_source(s.DETECT_SOURCE or s.cam)
+        self.record_spec = parse_source(s.RECORD_SOURCE or s.cam) if s.CONTINUOUS_RECORDING else None
+        self.hooks = HookRunner(s)
+        # continuous only: the recorded stream is the camera; otherwise the analysed one
+        self.status = CameraStatus(s, (self.spec if s.MOTION_DETECTION else self.record_spec).display)
+        self.segmenter = None
+        self.sink: Optional[ClipSink] = None
+        self.fatal: Optional[str] = None  # a component that could not recover: the camera must restart
+        self.shared_reaper = bool(os.environ.get(ENV_SHARED_REAPER))
+
+    def _fatal(self, why: str):
+        """A component keeps failing: stop, and make `record` exit non-zero so it is restarted whole."""
+        if self.fatal is None:
+            self.fatal = why
+            self.status.set_state("failed", error=why)
+        self.stop.set()
+
+    # -- callbacks from the sink -----------------------------------------------------------------
+    def _event_started(self, event, clip: Path, first_ts: float, off: float):
+        s = self.s
+        info = {"event": event.number, "kind": event.kind, "source": self.spec.display,
+                "start": storage.iso(first_ts + off, s.LOCAL_TIME),
+                "trigger": storage.iso(event.trigger_ts + off, s.LOCAL_TIME),
+                "clip": str(clip) if clip else None, "thumbnail": str(clip.with_suffix(".jpg")) if clip else None,
+                "score": round(event.peak_score, 5), "labels": sorted(event.objects),
+                "qr": [q.payload for q in event.qr]}
+        self.status.event_started({k: info[k] for k in ("event", "kind", "start", "trigger", "clip")})
+        self.hooks.fire("event_start", info)
+
+    def _event_ended(self, rec: EventRecord):
+        s, off = self.s, rec.clock_offset
+        if rec.reason != "maximum clip length":
+            self.status.event_ended(rec.event)
+        clip = rec.clip if rec.kept else None
+        if clip is not None:
+            size = sum(p.stat().st_size for p in (clip, clip.with_suffix(".json"), clip.with_suffix(".jpg"))
+                       if p.exists())
+            self.status.written(size, event=rec.part == 1)
+        thumb = clip.with_suffix(".jpg") if clip is not None else None
+        self.hooks.fire("event_end", {
+            "event": rec.event, "part": rec.part, "kind": rec.kind, "kept": rec.kept and clip is not None,
+            "source": self.spec.display, "reason": rec.reason,
+            "start": storage.iso(rec.start + off, s.LOCAL_TIME), "end": storage.iso(rec.end + off, s.LOCAL_TIME),
+            "trigger": storage.iso(rec.trigger + off, s.LOCAL_TIME),
+            "duration": round(rec.end - rec.start, 3), "pre_alarm_seconds": round(rec.pre_alarm, 3),
+            "frames": rec.frames, "score": round(rec.peak_score, 5),
+            "clip": str(clip) if clip else None, "sidecar": str(clip.with_suffix(".json")) if clip else None,
+            "thumbnail": str(thumb) if thumb is not None and thumb.exists() else None,
+            "labels": [o.label for o in rec.objects],
+            "objects": [{"label": o.label, "score": round(o.score, 4)} for o in rec.objects],
+            "qr": [q.payload for q in rec.qr]})
+
+    def _segment_written(self, seg):
+        self.status.written(seg.size)
+
+    # -- housekeeping ----------------------------------------------------------------------------
+    def _tick(self):
+        if self.parent_pid and os.getppid() != self.parent_pid:
+            log.error("the `nvr-cli run` that started this worker is gone: stopping")
+            self.stop.set()
+        seg = self.segmenter
+        if seg is not None and not self.s.MOTION_DETECTION:  # continuous only: ffmpeg's progress is the pulse
+            fresh = seg.last_beat is not None and time.monotonic() - seg.last_beat < self.s.READ_TIMEOUT_SECS
+            if fresh:
+                self.status.heartbeat(time.time() - (time.monotonic() - seg.last_beat))
+            self.status.set_state("connected" if fresh else ("lost" if seg.last_beat else "connecting"))
+
+    # -- the run ---------------------------------------------------------------------------------
+    def _supervised(self, name: str, target) -> Supervised:
+        return Supervised(name, target, self.stop, on_fatal=self._fatal).start()
+
+    def run(self) -> Optional[RunStats]:
+        s = self.s
+        ffmpeg = find_ffmpeg(s.FFMPEG_PATH, required=False)
+        if not ffmpeg:
+            log.warning("no ffmpeg found: clips are written by OpenCV as MPEG-4 part 2, which browsers do not play")
+        if s.CONTINUOUS_RECORDING and not ffmpeg:
+            raise NvrError("continuous recording needs ffmpeg: install Debian's ffmpeg or `pip install imageio-ffmpeg`")
+        root = Path(s.PATH_FOR_VIDEO) / s.CAMERA_NAME
+        storage.make_dirs(root)
+        storage.recover_parts(Path(s.PATH_FOR_VIDEO), s.CAMERA_NAME, ffmpeg)
+        live = (self.record_spec or self.spec).live
+        writer = StatusWriter(self.status, status_path(s) if live else None, self.stop, s.STATUS_INTERVAL_SECS)
+        writer.ticks.append(self._tick)
+        self._supervised("status writer", writer.run)
+        reaper = Reaper(Path(s.PATH_FOR_VIDEO), s, self.stop)
+        if not self.shared_reaper:  # under `run`, one reaper per storage root runs there
+            self._supervised("reaper", reaper.run)
+        stats = None
+        try:
+            stats = self._record(ffmpeg, reaper, root)
+        except SourceError as e:
+            self.status.set_state("failed", error=str(e))
+            raise
+        finally:
+            ended_by_itself = not self.stop.is_set()
+            self.stop.set()
+            if self.status.state != "failed":
+                self.status.set_state("stopped")
+            self.status.event_ended()
+            writer.write()
+            if not self.hooks.wait(s.HOOK_TIMEOUT_SECS + 1):
+                log.warning("hooks still running at exit were left to finish on their own")
+        if self.fatal:
+            raise NvrError(f"recording of {s.CAMERA_NAME} stopped: {self.fatal}")
+        if live and ended_by_itself:
+            # a live camera is recorded until we are asked to stop: ending by itself is a failure,
+            # and exit 0 would tell `run` and systemd that nothing needs restarting
+            raise NvrError(f"recording of {s.CAMERA_NAME} ended without being asked to stop")
+        return stats
+
+    def _record(self, ffmpeg, reaper: Reaper, root: Path) -> Optional[RunStats]:
+        s = self.s
+        worker = None
+        if s.CONTINUOUS_RECORDING:
+            from nvr_cli.storage.segments import Segmenter
+
+            self.segmenter = Segmenter(s, self.record_spec, ffmpeg, self.stop, on_disk_full=reaper.now)
+            self.segmenter.written_cb = self._segment_written
+            worker = self._supervised("segmenter", self.segmenter.run)
+            log.info("continuous recording of %s into %s-second segments", self.record_spec.display,
+                     f"{s.SEGMENT_SECONDS:g}")
+        if not s.MOTION_DETECTION:
+            while worker.is_alive():
+                worker.join(timeout=0.5)
+            log.info("done: %d segments", self.segmenter.written)
+            return None
+        cutter = None
+        if self.segmenter is not None and s.LOSSLESS_EVENT_CLIPS:
+            from nvr_cli.output.event_cut import EventCutter
+
+            cutter = EventCutter(self.segmenter, ffmpeg, s, self.stop, on_fatal=self._fatal)
+        packets = None
+        if s.EVENT_REENCODE is not True and cutter is None:
+            spec = parse_source(s.RECORD_SOURCE or s.cam)
+            if ffmpeg and spec.kind == "rtsp":
+                from nvr_cli.source.packets import PacketRing
+
+                packets = PacketRing(spec, ffmpeg, s.PRE_ALARM_RECORDING_SECONDS, threading.Event(),
+                                     rtsp_transport=s.RTSP_TRANSPORT, max_mb=s.PRE_ALARM_MAX_MB,
+                                     retry_delay=s.RECONNECT_DELAY_SECS, max_retry_delay=s.RECONNECT_MAX_DELAY_SECS,
+                                     on_fatal=self._fatal)
+                log.info("clips are the camera's own packets (no re-encode); pre-alarm kept as packets")
+            elif s.EVENT_REENCODE is False:
+                log.warning("EVENT_REENCODE = False needs an RTSP camera and ffmpeg, or continuous recording: "
+                            "clips are re-encoded")
+        self.sink = ClipSink(s, ffmpeg=ffmpeg, on_clip=self.on_clip, on_disk_full=reaper.now, cutter=cutter,
+                             on_event_start=self._event_started, on_event_end=self._event_ended, packets=packets,
+                             on_fatal=self._fatal)
+        log.info("recording %s as %r into %s", self.spec.display, s.CAMERA_NAME, root)
+        try:
+            stats = Pipeline(s, self.spec, self.sink, stop=self.stop, realtime=self.realtime,
+                             observer=_Watch(self)).run()
+        finally:
+            self.sink.shutdown(timeout=120)
+            if worker is not None:
+                self.stop.set()
+                worker.join(timeout=30)  # it writes its last segment first
+            if cutter is not None:
+                cutter.close(timeout=60)
+            if packets is not None:
+                packets.close()
+        log.info("done: %d frames, %d clips written, %d events dropped (%s)",
+                 stats.frames, self.sink.clips_written, stats.dropped_events, stats.reason or "stopped")
+        if stats.error:
+            raise SourceError(stats.error)
+        return stats
