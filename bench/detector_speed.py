@@ -13,7 +13,7 @@ import cv2
 
 from nvr_cli.analysis.objects import ObjectDetector
 from nvr_cli.runtime.pipeline import Pipeline
-from nvr_cli.config.settings import Settings
+from nvr_cli.config import Settings
 from nvr_cli.output.sinks import EventLogSink
 from nvr_cli.source.capture import parse_source
 

@@ -21,7 +21,7 @@ from peers import Server, ffmpeg, say  # noqa: E402
 from nvr_cli import events  # noqa: E402
 from nvr_cli.core.geometry import parse_polygon  # noqa: E402
 from nvr_cli.runtime.recorder import Recorder  # noqa: E402
-from nvr_cli.config.settings import Settings  # noqa: E402
+from nvr_cli.config import Settings  # noqa: E402
 from nvr_cli.runtime.synthetic import NUMBER_MASK, Scene  # noqa: E402
 
 MOTION_WINDOW, POST = 1.0, 1.0

@@ -6,7 +6,7 @@ files, threads and processes stay flat while events, clips, segments and hooks k
     python3 bench/soak.py --minutes 3 --warmup-minutes 1 --sample-seconds 15   # a short trial
     python3 bench/soak.py --json > soak.json                # the same, plus samples and summary as JSON
 
-The camera is a generated scene (nvr_cli.synthetic.Scene: a still room with sensor noise, a walker
+The camera is a generated scene (nvr_cli.runtime.synthetic.Scene: a still room with sensor noise, a walker
 crossing it for --walk-seconds every --period seconds, a QR code shown while the walker is there)
 served in a loop by the tests' GStreamer RTSP server on 127.0.0.1 (its own process, not measured).
 `nvr-cli run --config CONFIG` records it with everything on: event clips (re-encoded from the frames,

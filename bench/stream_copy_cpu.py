@@ -60,7 +60,7 @@ def main():
     print(server.stdout.readline().strip())
     url = f"rtsp://127.0.0.1:{port}/cam"
     out = tempfile.mkdtemp()
-    ffmpeg = subprocess.run([sys.executable, "-c", "from nvr_cli.ffmpeg import find_ffmpeg; print(find_ffmpeg())"],
+    ffmpeg = subprocess.run([sys.executable, "-c", "from nvr_cli.ffmpeg.binary import find_ffmpeg; print(find_ffmpeg())"],
                             capture_output=True, text=True).stdout.strip()
     rows = [
         ("nvr-cli record --continuous --no-motion", [sys.executable, "-m", "nvr_cli", "record", url, "--continuous",

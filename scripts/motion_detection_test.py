@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Print the motion score of every frame of SOURCE (a thin wrapper over nvr_cli.motion).
+"""Print the motion score of every frame of SOURCE (a thin wrapper over nvr_cli.analysis.motion).
 
     python scripts/motion_detection_test.py SOURCE [--every N]
 """
@@ -9,7 +9,7 @@ import sys
 
 from nvr_cli.core.errors import NvrError
 from nvr_cli.analysis.motion import MotionDetector
-from nvr_cli.config.settings import load_settings
+from nvr_cli.config import load_settings
 from nvr_cli.source.capture import VideoSource, parse_source
 
 
@@ -24,7 +24,7 @@ def main():
         src = VideoSource(parse_source(args.source)).open()
     except NvrError as e:
         sys.exit(f"error: {e}")
-    det = MotionDetector(s, src.size)
+    det = MotionDetector(s.motion, src.size)
     print("frame\ttime\tscore\tmotion\tlighting\tboxes")
     try:
         for f in src.frames():

@@ -12,7 +12,7 @@ from helpers import (NUMBER_MASK, clips, decode_all, ffprobe, mount_tmpfs, power
                      wait_for)
 from nvr_cli.storage.segments import read_index
 from nvr_cli.storage.retention import GB, plan
-from nvr_cli.config.settings import Settings
+from nvr_cli.config import Settings
 from nvr_cli.runtime.synthetic import read_frame_number
 
 pytestmark = pytest.mark.rtsp
@@ -237,7 +237,7 @@ def deleted(root, files, **limits):
     base = dict(RETENTION_SEGMENT_DAYS=0, RETENTION_EVENT_DAYS=0, RETENTION_MIN_FREE_GB=0)
     base.update(limits)
     free = base.pop("free", None)
-    doomed = plan(root, Settings(**base), free_bytes=free)
+    doomed = plan(root, Settings(**base).retention, free_bytes=free)
     names = {v: k for k, v in files.items()}
     return [names[i.path] for i, _ in doomed]
 

@@ -6,7 +6,7 @@ from nvr_cli.events.controller import EventController
 from nvr_cli.core.frames import Frame
 from nvr_cli.analysis.motion import MotionResult
 from nvr_cli.events.prealarm import PreAlarmBuffer
-from nvr_cli.config.settings import Settings
+from nvr_cli.config import Settings
 
 FPS = 10
 
@@ -28,7 +28,7 @@ class ListSink:
 def drive(settings, motion_at, seconds, sink=None):
     """motion_at(t) -> bool; one tiny frame every 1/FPS s."""
     sink = sink or ListSink()
-    ctl = EventController(settings, sink)
+    ctl = EventController(settings.events, sink)
     ctl.connected(0.0)
     img = np.zeros((4, 4, 3), np.uint8)
     for i in range(int(seconds * FPS)):

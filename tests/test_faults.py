@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from helpers import (FAULTS, start_recorder, check_clip, clips, decode_all, ffprobe, mount_tmpfs,
                      power_cut, record_fault, run_cli, unmount, wait_for)
 from nvr_cli.cli import cli
-from nvr_cli.config.settings import FIELDS
+from nvr_cli.config import FIELDS
 from nvr_cli.runtime.synthetic import read_frame_number
 
 PASSWORD = "F4ult-pa55word"

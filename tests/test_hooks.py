@@ -9,7 +9,7 @@ import pytest
 
 from helpers import pid_alive, wait_for
 from nvr_cli.runtime.hooks import HookRunner, hook_env
-from nvr_cli.config.settings import Settings
+from nvr_cli.config import Settings
 
 PROBE = str(Path(__file__).parent / "support" / "hook_probe.py")
 
@@ -37,7 +37,7 @@ def hook_log():
 def test_hook_gets_env_and_json_without_a_shell(tmp_path, hook_log):
     # an argument with shell syntax arrives as it is: nothing ever goes through a shell
     s = Settings().replace(CAMERA_NAME="front", ON_EVENT_END=(sys.executable, PROBE, str(tmp_path), "$(touch x); *"))
-    runner = HookRunner(s)
+    runner = HookRunner(s.hooks, s.CAMERA_NAME)
     payload = {"event": 7, "clip": "/v/front/a.mp4", "labels": ["person", "dog"], "score": 0.0125, "kept": True,
                "objects": [{"label": "person", "score": 0.9}]}
     t = runner.fire("event_end", payload)
@@ -58,7 +58,7 @@ def test_hanging_hook_and_its_children_are_killed_at_the_timeout(tmp_path, hook_
     s = Settings().replace(ON_CAMERA_LOST=(sys.executable, PROBE, str(tmp_path), "--hang", "300"),
                            HOOK_TIMEOUT_SECS=1.5)
     t0 = time.monotonic()
-    t = HookRunner(s).fire("camera_lost", {"reason": "timeout"})
+    t = HookRunner(s.hooks, s.CAMERA_NAME).fire("camera_lost", {"reason": "timeout"})
     assert wait_for(lambda: list(tmp_path.glob("camera_lost-*.json")), timeout=10)
     got = json.loads(next(tmp_path.glob("camera_lost-*.json")).read_text())
     t.join(10)
@@ -75,7 +75,7 @@ def test_failing_missing_and_too_many_hooks_are_logged(tmp_path, hook_log):
                            ON_CAMERA_FOUND=(str(tmp_path / "no-such-program"),),
                            ON_EVENT_START=(sys.executable, PROBE, str(tmp_path), "--hang", "3"),
                            HOOK_MAX_RUNNING=2)
-    runner = HookRunner(s)
+    runner = HookRunner(s.hooks, s.CAMERA_NAME)
     runner.fire("qr_code", {"payload": "hello"}).join(10)
     runner.fire("camera_found", {}).join(10)
     assert any("ON_QR_CODE" in m and "exited with 3" in m and "probe failed on purpose" in m for m in hook_log)

@@ -12,7 +12,7 @@ from helpers import free_port, run_cli
 from nvr_cli.cli import cli
 from nvr_cli.runtime.logs import setup_logging
 from nvr_cli.core.redact import redact
-from nvr_cli.config.settings import Settings
+from nvr_cli.config import Settings
 
 PASSWORD = "hunter2-pass"
 
@@ -107,7 +107,7 @@ def log_to_file(tmp_path, monkeypatch):
     monkeypatch.setattr(threading, "excepthook", threading.excepthook)
     monkeypatch.setattr(sys, "excepthook", sys.excepthook)
     log = tmp_path / "nvr.log"
-    setup_logging(Settings(LOG_FILE_PATH=str(log), LOG_TO_CONSOLE=False))
+    setup_logging(Settings(LOG_FILE_PATH=str(log), LOG_TO_CONSOLE=False).logging)
     yield log
     logging.captureWarnings(False)
     for name in ("nvr_cli", "py.warnings"):

@@ -4,7 +4,7 @@ import pytest
 
 from nvr_cli.core.geometry import parse_polygon
 from nvr_cli.analysis.motion import MotionDetector
-from nvr_cli.config.settings import Settings
+from nvr_cli.config import Settings
 from nvr_cli.runtime.synthetic import Scene
 
 W, H = 640, 360
@@ -25,14 +25,14 @@ MASK = (parse_polygon("0,0 330,0 330,26 0,26"),)
 
 def test_noise_alone_is_not_motion_but_the_number_strip_is_without_its_mask():
     imgs = frames(walkers=[])
-    assert not any(r.motion for r in run(MotionDetector(Settings(MASKS=MASK), (W, H)), imgs))
+    assert not any(r.motion for r in run(MotionDetector(Settings(MASKS=MASK).motion, (W, H)), imgs))
     # the strip changes every frame: unmasked it is (correctly) motion
-    assert any(r.motion for r in run(MotionDetector(Settings(), (W, H)), imgs))
+    assert any(r.motion for r in run(MotionDetector(Settings().motion, (W, H)), imgs))
 
 
 def test_walker_is_motion_with_a_box_around_it():
     imgs = frames(walkers=[(0.5, 2.5)])
-    res = run(MotionDetector(Settings(MASKS=MASK), (W, H)), imgs)
+    res = run(MotionDetector(Settings(MASKS=MASK).motion, (W, H)), imgs)
     moving = [r for r in res[8:22] if r.motion]
     assert len(moving) >= 12
     r = max(moving, key=lambda r: r.score)
@@ -44,19 +44,19 @@ def test_walker_is_motion_with_a_box_around_it():
 
 def test_lighting_change_is_not_motion():
     imgs = frames(walkers=[], lighting=[(1.5, 3.0, 40)])
-    res = run(MotionDetector(Settings(MASKS=MASK), (W, H)), imgs)
+    res = run(MotionDetector(Settings(MASKS=MASK).motion, (W, H)), imgs)
     assert res[15].lighting and not res[15].motion
     assert not any(r.motion for r in res)
     # without rejection the same jump is (wrongly) motion
-    res = run(MotionDetector(Settings(MASKS=MASK, LIGHTING_REJECT=False), (W, H)), imgs)
+    res = run(MotionDetector(Settings(MASKS=MASK, LIGHTING_REJECT=False).motion, (W, H)), imgs)
     assert res[15].motion
 
 
 def test_mask_and_region_limit_where_motion_counts():
     imgs = frames(walkers=[(0.0, 3.0)])  # walks across the whole width
     left = parse_polygon(f"0,0 {W // 2},0 {W // 2},{H} 0,{H}")
-    masked = run(MotionDetector(Settings(MASKS=MASK + (left,)), (W, H)), imgs)
-    region = run(MotionDetector(Settings(MASKS=MASK, REGIONS=(left,)), (W, H)), imgs)
+    masked = run(MotionDetector(Settings(MASKS=MASK + (left,)).motion, (W, H)), imgs)
+    region = run(MotionDetector(Settings(MASKS=MASK, REGIONS=(left,)).motion, (W, H)), imgs)
     for res, inside in ((masked, lambda x: x >= W // 2 - 40), (region, lambda x: x + 0 <= W // 2 + 40)):
         boxes = [b for r in res for b in r.boxes]
         assert boxes and all(inside(b[0]) for b in boxes)
@@ -66,14 +66,14 @@ def test_mask_and_region_limit_where_motion_counts():
 
 
 def test_analysis_size_follows_scaleFrameTo_or_width():
-    assert MotionDetector(Settings(), (1920, 1080)).size == (500, 281)
-    assert MotionDetector(Settings(scaleFrameTo=(320, 240)), (1920, 1080)).size == (320, 240)
-    assert MotionDetector(Settings(MOTION_FRAME_WIDTH=800), (640, 360)).size == (640, 360)
+    assert MotionDetector(Settings().motion, (1920, 1080)).size == (500, 281)
+    assert MotionDetector(Settings(scaleFrameTo=(320, 240)).motion, (1920, 1080)).size == (320, 240)
+    assert MotionDetector(Settings(MOTION_FRAME_WIDTH=800).motion, (640, 360)).size == (640, 360)
 
 
 def test_everything_masked_is_an_error():
     with pytest.raises(ValueError):
-        MotionDetector(Settings(MASKS=(parse_polygon(f"0,0 {W},0 {W},{H} 0,{H}"),)), (W, H))
+        MotionDetector(Settings(MASKS=(parse_polygon(f"0,0 {W},0 {W},{H} 0,{H}"),)).motion, (W, H))
 
 
 def test_regions_are_analysed_cropped_with_the_same_result():
@@ -83,8 +83,8 @@ def test_regions_are_analysed_cropped_with_the_same_result():
 
     path = shared("video", "traffic_camera.mp4")
     s = Settings(REGIONS=(parse_polygon("631,532 841,532 841,659 631,659"),))
-    cropped = MotionDetector(s, (1280, 720))
-    whole = MotionDetector(s, (1280, 720), keep_stages=True)  # the debug view needs whole frames
+    cropped = MotionDetector(s.motion, (1280, 720))
+    whole = MotionDetector(s.motion, (1280, 720), keep_stages=True)  # the debug view needs whole frames
     assert cropped.crop is not None and whole.crop is None
     cap = cv2.VideoCapture(str(path))
     agree = moving = 0

@@ -1,4 +1,5 @@
 """Settings: layering, provenance, validation with one-line errors (exit 2)."""
+import dataclasses
 import runpy
 import stat
 from types import MappingProxyType
@@ -10,19 +11,33 @@ from helpers import ROOT, run_cli
 from nvr_cli.cli import cli
 from nvr_cli.core.errors import ConfigError
 from nvr_cli.core.geometry import parse_polygon
-from nvr_cli.config.settings import FIELDS, Settings, load_settings
+from nvr_cli.config import FIELDS, SECTION_OF, SECTIONS, Settings, load_settings
 
 
 def invoke(*args):
     return CliRunner().invoke(cli, list(args))
 
 
-def test_config_py_documents_exactly_the_schema_defaults():
-    names = {k: v for k, v in runpy.run_path(str(ROOT / "config.py")).items() if not k.startswith("_")}
-    assert set(names) == set(FIELDS), set(names) ^ set(FIELDS)
-    typed = load_settings().settings  # isolated home: schema defaults only
-    for name in FIELDS:
-        assert FIELDS[name].metadata["check"](names[name]) == getattr(typed, name), name
+def test_defaults_are_written_once_in_the_documented_file_in_section_order():
+    # the root's config.py is the package's defaults file, not a copy of it
+    assert (ROOT / "config.py").resolve() == (ROOT / "nvr_cli" / "config" / "defaults.py").resolve()
+    names = [k for k in runpy.run_path(str(ROOT / "config.py")) if not k.startswith("_")]
+    assert sorted(names) == sorted(FIELDS)
+    # its blocks are the schema's sections, in the same order, so the file reads as the stages do
+    assert [SECTION_OF[n] for n in names] == [SECTION_OF[n] for n in FIELDS]
+    assert names == list(FIELDS)
+
+
+def test_each_stage_gets_its_own_section_and_flat_names_read_through():
+    s = Settings(PRE_ALARM_RECORDING_SECONDS=3, MOTION_BLUR_SIZE=5)
+    assert s.events.PRE_ALARM_RECORDING_SECONDS == 3.0 == s.PRE_ALARM_RECORDING_SECONDS
+    assert s.motion.MOTION_BLUR_SIZE == 5 and not hasattr(s.motion, "PRE_ALARM_RECORDING_SECONDS")
+    assert set(FIELDS) == {f for section in SECTIONS for f in dataclasses.fields(getattr(s, section))
+                           for f in [f.name]}
+    with pytest.raises(ConfigError, match="unknown setting 'PRE_ALARM_SECONDS'; did you mean PRE_ALARM_RECORDING_SECONDS"):
+        Settings(PRE_ALARM_SECONDS=3)
+    with pytest.raises(ConfigError, match="MOTION_BLUR_SIZE: must be odd"):
+        s.replace(MOTION_BLUR_SIZE=4)
 
 
 def test_machine_file_overrides_config_and_options_override_both(isolated_home):

@@ -22,7 +22,7 @@ from nvr_cli.core.errors import StorageError
 from nvr_cli.core.frames import Frame
 from nvr_cli.runtime.logs import setup_logging
 from nvr_cli.source.packets import PacketClip, PacketRing
-from nvr_cli.config.settings import Settings
+from nvr_cli.config import Settings
 from nvr_cli.source.capture import parse_source
 from nvr_cli.core.supervised import Supervised
 
@@ -56,7 +56,7 @@ def names(pids) -> list:
 
 def test_a_crashing_component_is_logged_with_its_traceback_restarted_then_declared_fatal(tmp_path):
     log_file = tmp_path / "nvr.log"
-    setup_logging(Settings(LOG_FILE_PATH=str(log_file), LOG_TO_CONSOLE=False))
+    setup_logging(Settings(LOG_FILE_PATH=str(log_file), LOG_TO_CONSOLE=False).logging)
     stop = threading.Event()
     calls = []
 
@@ -172,7 +172,7 @@ def test_a_clip_writer_that_stops_reading_ends_that_clip_not_the_memory(tmp_path
 
 def test_qr_payloads_seen_long_ago_are_forgotten():
     s = Settings(QR_ENABLED=True, QR_EVERY_SECONDS=0, QR_REPEAT_WINDOW_SECS=5)
-    scanner = QrScanner(s)
+    scanner = QrScanner(s.qr)
     enc = cv2.QRCodeEncoder.create()
     for i in range(150):  # a delivery code a minute for 2.5 hours
         code = cv2.resize(enc.encode(f"parcel-{i}"), None, fx=6, fy=6, interpolation=cv2.INTER_NEAREST)

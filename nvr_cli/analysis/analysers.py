@@ -16,7 +16,7 @@ from nvr_cli.core.errors import ConfigError, NvrError
 from nvr_cli.core.frames import Frame
 from nvr_cli.analysis.motion import MotionResult
 from nvr_cli.analysis.objects import Detection, ObjectDetector, expand_to_aspect
-from nvr_cli.config.settings import Settings
+from nvr_cli.config import ObjectSettings, QrSettings
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class ObjectAnalyser:
     """Runs the detector on motion (the motion region grown to the model's shape), at most
     OBJECT_MAX_RATE a second, and every DETECT_EVERY_SECONDS without motion; keeps wanted objects."""
 
-    def __init__(self, settings: Settings, source_size, detector: Optional[ObjectDetector] = None):
+    def __init__(self, settings: ObjectSettings, source_size, detector: Optional[ObjectDetector] = None):
         s = self.s = settings
         if not s.OBJECT_LABELS:
             raise ConfigError("OBJECT_MODEL is set but OBJECT_LABELS is not: give --labels")
@@ -125,7 +125,7 @@ def decode_qr(decode, image) -> list:
 class QrScanner:
     """Looks for QR codes at most every QR_EVERY_SECONDS; reports each payload once per window."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: QrSettings):
         self.s = settings
         self.decode = load_zbar()
         self._last = float("-inf")

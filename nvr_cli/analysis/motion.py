@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from nvr_cli.core.geometry import rasterize
-from nvr_cli.config.settings import Settings
+from nvr_cli.config import MotionSettings
 
 # Mean grey-level difference below which a frame repeats the previous one. Exports and some
 # cameras repeat frames irregularly (seen: 15 fps footage at 29.97 fps): real frames differ by
@@ -26,7 +26,7 @@ class MotionResult:
     brightness: float = 0.0
 
 
-def analysis_size(settings: Settings, source_size) -> tuple:
+def analysis_size(settings: MotionSettings, source_size) -> tuple:
     """(w, h) the detector works at: scaleFrameTo, else MOTION_FRAME_WIDTH keeping the aspect."""
     if settings.scaleFrameTo:
         return tuple(settings.scaleFrameTo)
@@ -38,7 +38,7 @@ def analysis_size(settings: Settings, source_size) -> tuple:
 class MotionDetector:
     """Compares each frame with the previous one; one instance per source."""
 
-    def __init__(self, settings: Settings, source_size, keep_stages: bool = False):
+    def __init__(self, settings: MotionSettings, source_size, keep_stages: bool = False):
         self.s = settings
         self.source_size = tuple(source_size)
         self.size = analysis_size(settings, source_size)

@@ -24,7 +24,7 @@ from nvr_cli.core.geometry import parse_polygon
 from nvr_cli.runtime.logs import setup_logging
 from nvr_cli.runtime.pipeline import Pipeline
 from nvr_cli.core.redact import redact
-from nvr_cli.config.settings import FIELDS, Settings, as_plain, load_settings
+from nvr_cli.config import FIELDS, Settings, as_plain, load_settings
 from nvr_cli.output.sinks import ClipSink, EventLogSink
 from nvr_cli.source.capture import VideoSource, parse_source
 
@@ -124,7 +124,7 @@ def _load(config_path, opts, **extra) -> tuple:
     overrides.update({k: v for k, v in extra.items() if v is not None})
     loaded = load_settings(config_path, overrides)
     s = loaded.settings
-    setup_logging(s)
+    setup_logging(s.logging)
     for w in loaded.warnings:
         log.warning("%s", w)
     return s, overrides
@@ -207,7 +207,7 @@ def run(config_path, camera):
     applied while running: an invalid edit is reported and ignored, and only cameras whose
     settings changed are restarted. SIGINT/SIGTERM stop every worker, each finishing its open clip.
     """
-    from nvr_cli.config.settings import camera_settings
+    from nvr_cli.config import camera_settings
 
     loaded = load_settings(config_path)
     if camera:
@@ -216,7 +216,7 @@ def run(config_path, camera):
             # one rotating file per process: shared, each would rotate the others' lines away
             p = Path(s.LOG_FILE_PATH)
             s = s.replace(LOG_FILE_PATH=str(p.with_name(f"{p.stem}.{camera}{p.suffix}")))
-        setup_logging(s, prefix=f"[{camera}] ")
+        setup_logging(s.logging, prefix=f"[{camera}] ")
         for w in loaded.warnings:
             log.warning("%s", w)
         from nvr_cli.runtime.fleet import ENV_PARENT
@@ -232,7 +232,7 @@ def run(config_path, camera):
         return
     from nvr_cli.runtime.fleet import Supervisor
 
-    setup_logging(loaded.settings)
+    setup_logging(loaded.settings.logging)
     for w in loaded.warnings:
         log.warning("%s", w)
     stop = _stop_on_signals(patient=True)
@@ -253,7 +253,7 @@ def status(config_path, root, as_json, stale_after):
 
     loaded = load_settings(config_path, {"PATH_FOR_VIDEO": root} if root else {})
     s = loaded.settings
-    setup_logging(s, quiet=True)
+    setup_logging(s.logging, quiet=True)
     found = read_all(status_dir(s))
     expected = list(loaded.cameras) or ([s.CAMERA_NAME] if s.cam else [])
     for cam in loaded.cameras.values():  # a camera may keep its status elsewhere
@@ -302,7 +302,7 @@ def service(kind, cameras, config_path, user, write_dir):
     /etc/supervisor/conf.d/, then `supervisorctl reread && supervisorctl update`.
     """
     import nvr_cli.runtime.units as svc
-    from nvr_cli.config.settings import camera_settings, home_dir
+    from nvr_cli.config import camera_settings, home_dir
 
     loaded = load_settings(config_path)
     s = loaded.settings
@@ -478,7 +478,7 @@ def probe(source, config_path, snapshot, no_snapshot, as_json, open_timeout):
     import cv2
 
     s = load_settings(config_path, {"OPEN_TIMEOUT_SECS": open_timeout} if open_timeout else {}).settings
-    setup_logging(s, quiet=True)
+    setup_logging(s.logging, quiet=True)
     spec = parse_source(source)
     src = VideoSource(spec, rtsp_transport=s.RTSP_TRANSPORT, open_timeout=s.OPEN_TIMEOUT_SECS,
                       read_timeout=s.READ_TIMEOUT_SECS).open()
@@ -515,7 +515,7 @@ def demo(output, as_json):
     s = Settings().replace(CAMERA_NAME="demo", PATH_FOR_VIDEO=str(out), MASKS=(parse_polygon(NUMBER_MASK),),
                            PRE_ALARM_RECORDING_SECONDS=3.0, MINIMAL_MOTION_DURATION=2.0, POST_CAPTURE_SECONDS=1.0,
                            INITIAL_WAIT_INTERVAL_BEFORE_MOTION_DETECTION_SECS=2.0)
-    setup_logging(s, quiet=as_json)
+    setup_logging(s.logging, quiet=as_json)
     ffmpeg = find_ffmpeg(required=False)
     scene = Scene()
     src_file = scene.write(out / "demo_scene.mp4", ffmpeg)
@@ -668,7 +668,7 @@ def export_cmd(camera, outfile, from_, to, allow_gaps, root, config_path, progre
     from nvr_cli.storage.export import export, parse_time
 
     s = load_settings(config_path, {"PATH_FOR_VIDEO": root} if root else {}).settings
-    setup_logging(s, quiet=True)
+    setup_logging(s.logging, quiet=True)
     start, end = parse_time(from_), parse_time(to)
     bar = _Progress(Path(outfile).name, int((end - start) * 10)) if (
         progress or (progress is None and sys.stderr.isatty())) else None
@@ -694,8 +694,8 @@ def prune(dry_run, root, config_path, as_json):
     from nvr_cli.storage.retention import prune as do_prune
 
     s = load_settings(config_path, {"PATH_FOR_VIDEO": root} if root else {}).settings
-    setup_logging(s, quiet=True)
-    done = do_prune(Path(s.PATH_FOR_VIDEO), s, dry_run=dry_run)
+    setup_logging(s.logging, quiet=True)
+    done = do_prune(Path(s.PATH_FOR_VIDEO), s.retention, dry_run=dry_run)
     for item, reason in done:
         if as_json:
             click.echo(json.dumps({"file": str(item.path), "kind": item.kind, "bytes": item.size,

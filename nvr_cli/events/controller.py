@@ -8,7 +8,7 @@ from typing import Optional, Protocol
 from nvr_cli.core.frames import Frame
 from nvr_cli.analysis.motion import MotionResult
 from nvr_cli.events.prealarm import PreAlarmBuffer
-from nvr_cli.config.settings import Settings
+from nvr_cli.config import EventSettings
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +78,15 @@ class Sink(Protocol):
 class EventController:
     """Feeds every frame either to the pre-alarm buffer or to the open clip."""
 
-    def __init__(self, settings: Settings, sink: Sink, *, confirm: bool = False):
+    def __init__(self, settings: EventSettings, sink: Sink, *, require_object: bool = False,
+                 wanted: tuple = ("person",), qr_starts_events: bool = False):
+        """``require_object``: keep only events that showed one of ``wanted`` (OBJECT_CONFIRM = require);
+        ``qr_starts_events``: a new QR code starts an event without motion (QR_STARTS_EVENT)."""
         self.s = settings
         self.sink = sink
-        self.confirm_required = confirm and settings.OBJECT_CONFIRM == "require"
+        self.confirm_required = require_object
+        self.wanted = tuple(wanted)
+        self.qr_starts_events = qr_starts_events
         self.unconfirmed_events = 0
         self._recent: list = []  # (ts, frame, detections, qr) while idle, for the next event
         self.buffer = PreAlarmBuffer(settings.PRE_ALARM_RECORDING_SECONDS, settings.PRE_ALARM_MAX_MB,
@@ -114,7 +119,7 @@ class EventController:
             self.buffer.push(frame)
             if detections or qr:
                 self._remember(frame, detections, qr)
-            if qr and self.s.QR_STARTS_EVENT and frame.ts >= self._armed_at:
+            if qr and self.qr_starts_events and frame.ts >= self._armed_at:
                 self._start(frame, kind="qr")
                 return
             if result is not None and result.duplicate:
@@ -180,7 +185,7 @@ class EventController:
             keep = False
             self.unconfirmed_events += 1
             log.info("event %d not kept: no %s seen (OBJECT_CONFIRM = require)", ev.number,
-                     " or ".join(self.s.OBJECT_LABELS_OF_INTEREST) or "object")
+                     " or ".join(self.wanted) or "object")
         self.sink.close(ev, keep, reason)
 
     def finish(self, reason: str):

@@ -12,7 +12,7 @@ import numpy as np
 
 from nvr_cli.output.encoders import open_writer
 from nvr_cli.analysis.motion import MotionDetector
-from nvr_cli.config.settings import Settings
+from nvr_cli.config import Settings
 from nvr_cli.source.capture import VideoSource, parse_source
 
 
@@ -46,7 +46,7 @@ def render_debug_video(settings: Settings, source: str, out: Path, *, ffmpeg=Non
     """Write the four-panel video of ``source`` to ``out``; returns the number of frames."""
     src = VideoSource(parse_source(source), open_timeout=settings.OPEN_TIMEOUT_SECS,
                       read_timeout=settings.READ_TIMEOUT_SECS).open()
-    det = MotionDetector(settings, src.size, keep_stages=True)
+    det = MotionDetector(settings.motion, src.size, keep_stages=True)
     w, h = det.size
     writer = open_writer(Path(out), (2 * w, 2 * h), src.fps or 15.0, ffmpeg=ffmpeg, fragmented=False)
     n = 0

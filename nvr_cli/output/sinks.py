@@ -17,7 +17,7 @@ from nvr_cli.output.encoders import open_writer
 from nvr_cli.core.errors import StorageError
 from nvr_cli.events.controller import Event
 from nvr_cli.core.frames import Frame
-from nvr_cli.config.settings import Settings, as_plain
+from nvr_cli.config import Settings, as_plain
 from nvr_cli.core.supervised import Supervised
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ import nvr_cli.core.processes as procs
 from nvr_cli.core.errors import ConfigError
 from nvr_cli.runtime.recorder import ENV_SHARED_REAPER
 from nvr_cli.storage.retention import prune
-from nvr_cli.config.settings import FIELDS, MACHINE_FILE, LoadedSettings, Settings, as_plain, home_dir, load_settings
+from nvr_cli.config import FIELDS, MACHINE_FILE, LoadedSettings, Settings, as_plain, home_dir, load_settings
 from nvr_cli.runtime.status import status_path
 from nvr_cli.core.supervised import Supervised
 
@@ -212,11 +212,10 @@ class Supervisor:
         while not self.stop.is_set():
             passes = {}
             for s in self.loaded.cameras.values():
-                limits = tuple(getattr(s, k) for k in FIELDS if k.startswith("RETENTION_"))
-                passes.setdefault((str(Path(s.PATH_FOR_VIDEO).resolve()), limits), s)
-            for (root, _), s in passes.items():
+                passes.setdefault((str(Path(s.PATH_FOR_VIDEO).resolve()), s.retention), s.retention)
+            for (root, _), limits in passes.items():
                 try:
-                    prune(Path(root), s)
+                    prune(Path(root), limits)
                 except Exception as e:  # noqa: BLE001 - retention must never take recording down
                     log.error("retention check of %s failed: %s", root, e)
             every = min(s.RETENTION_CHECK_SECONDS for s in self.loaded.cameras.values())

@@ -19,7 +19,7 @@ from typing import Optional
 import nvr_cli.core.processes as procs
 from nvr_cli.core.redact import redact
 from nvr_cli.core.supervised import log_crash
-from nvr_cli.config.settings import Settings
+from nvr_cli.config import HookSettings
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,9 @@ def hook_env(payload: dict) -> dict:
 class HookRunner:
     """Starts the configured command for a hook in the background, with a timeout."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: HookSettings, camera: str):
         self.s = settings
+        self.camera = camera
         self._running: set = set()
         self._lock = threading.Lock()
 
@@ -71,7 +72,7 @@ class HookRunner:
 
     def _run(self, hook: str, argv: tuple, payload: dict):
         name = HOOKS[hook]
-        payload = {"hook": hook, "camera": self.s.CAMERA_NAME, **payload}
+        payload = {"hook": hook, "camera": self.camera, **payload}
         fd, path = tempfile.mkstemp(prefix=f"nvr-{hook}-", suffix=".json")
         try:
             with os.fdopen(fd, "w") as f:

@@ -10,10 +10,10 @@ from pathlib import Path
 
 from nvr_cli.core.errors import ConfigError
 from nvr_cli.core.redact import RedactingFormatter, redact
-from nvr_cli.config.settings import Settings
+from nvr_cli.config import LogSettings
 
 
-def setup_logging(s: Settings, *, quiet: bool = False, prefix: str = "") -> logging.Logger:
+def setup_logging(s: LogSettings, *, quiet: bool = False, prefix: str = "") -> logging.Logger:
     """``prefix`` goes before each message (a worker of `run` names its camera)."""
     root = logging.getLogger("nvr_cli")
     for h in list(root.handlers):

@@ -11,7 +11,7 @@ from nvr_cli.analysis.analysers import ObjectAnalyser, QrScanner
 from nvr_cli.core.errors import ConfigError, SourceError
 from nvr_cli.events.controller import EventController
 from nvr_cli.analysis.motion import MotionDetector
-from nvr_cli.config.settings import Settings
+from nvr_cli.config import Settings
 from nvr_cli.output.sinks import EventLogSink, SourceInfo
 from nvr_cli.source.capture import SourceSpec, VideoSource, file_start_time
 
@@ -67,11 +67,14 @@ class Pipeline:
         self.on_frame = on_frame
         self.observer = observer or Observer()
         self.objects = None  # made on the first open, when the frame size is known
-        self.qr = QrScanner(settings) if settings.QR_ENABLED else None
+        self.qr = QrScanner(settings.qr) if settings.QR_ENABLED else None
         self.use_objects = bool(settings.OBJECT_MODEL) and settings.OBJECT_CONFIRM != "off"
         if settings.OBJECT_CONFIRM == "require" and not settings.OBJECT_MODEL:
             raise ConfigError("OBJECT_CONFIRM = require needs a model: give --model and --labels")
-        self.controller = EventController(settings, sink, confirm=self.use_objects)
+        self.controller = EventController(settings.events, sink,
+                                          require_object=self.use_objects and settings.OBJECT_CONFIRM == "require",
+                                          wanted=settings.OBJECT_LABELS_OF_INTEREST,
+                                          qr_starts_events=settings.QR_STARTS_EVENT)
         self.stats = RunStats()
 
     def _open(self, diagnose: bool) -> VideoSource:
@@ -153,9 +156,9 @@ class Pipeline:
                  src.fps, src.codec or "?", f"; analysing every {src.stride} frames" if src.stride > 1 else "")
         if self.on_open:
             self.on_open(src)
-        detector = MotionDetector(self.s, src.size)
+        detector = MotionDetector(self.s.motion, src.size)
         if self.use_objects and (self.objects is None or self.objects.size != tuple(src.size)):
-            self.objects = ObjectAnalyser(self.s, src.size, self.objects.detector if self.objects else None)
+            self.objects = ObjectAnalyser(self.s.objects, src.size, self.objects.detector if self.objects else None)
         objects, qr = self.objects, self.qr
         controller, observer = self.controller, self.observer
         started = False

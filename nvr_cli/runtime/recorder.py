@@ -17,7 +17,7 @@ from nvr_cli.ffmpeg.binary import find_ffmpeg
 from nvr_cli.runtime.hooks import HookRunner
 from nvr_cli.runtime.pipeline import Observer, Pipeline, RunStats
 from nvr_cli.storage.retention import Reaper
-from nvr_cli.config.settings import Settings
+from nvr_cli.config import Settings
 from nvr_cli.output.sinks import ClipSink, EventRecord
 from nvr_cli.source.capture import SourceSpec, VideoSource, parse_source
 from nvr_cli.runtime.status import CameraStatus, StatusWriter, status_path
@@ -76,7 +76,7 @@ class Recorder:
         self.parent_pid = parent_pid  # a worker of `run`: stop when that process is gone
         self.spec: SourceSpec = parse_source(s.DETECT_SOURCE or s.cam)
         self.record_spec = parse_source(s.RECORD_SOURCE or s.cam) if s.CONTINUOUS_RECORDING else None
-        self.hooks = HookRunner(s)
+        self.hooks = HookRunner(s.hooks, s.CAMERA_NAME)
         # continuous only: the recorded stream is the camera; otherwise the analysed one
         self.status = CameraStatus(s, (self.spec if s.MOTION_DETECTION else self.record_spec).display)
         self.segmenter = None
@@ -159,7 +159,7 @@ class Recorder:
         writer = StatusWriter(self.status, status_path(s) if live else None, self.stop, s.STATUS_INTERVAL_SECS)
         writer.ticks.append(self._tick)
         self._supervised("status writer", writer.run)
-        reaper = Reaper(Path(s.PATH_FOR_VIDEO), s, self.stop)
+        reaper = Reaper(Path(s.PATH_FOR_VIDEO), s.retention, self.stop)
         if not self.shared_reaper:  # under `run`, one reaper per storage root runs there
             self._supervised("reaper", reaper.run)
         stats = None

@@ -17,7 +17,7 @@ from typing import Optional
 
 import nvr_cli.storage.paths as storage
 from nvr_cli.core.errors import StorageError
-from nvr_cli.config.settings import Settings
+from nvr_cli.config import Settings
 
 DOWN_STATES = ("connecting", "lost", "stopped", "failed")
 

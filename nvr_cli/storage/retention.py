@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nvr_cli.storage.segments import SEG_SUFFIX, STAGING
-from nvr_cli.config.settings import Settings
+from nvr_cli.config import RetentionSettings
 from nvr_cli.storage.paths import PART_SUFFIX
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def inventory(root: Path) -> list:
     return sorted(items, key=lambda i: (i.kind == "event", i.mtime))  # segments first, then oldest first
 
 
-def plan(root: Path, s: Settings, now: float | None = None, free_bytes: int | None = None) -> list:
+def plan(root: Path, s: RetentionSettings, now: float | None = None, free_bytes: int | None = None) -> list:
     """(Item, reason) to delete, in order, to meet every limit."""
     now = time.time() if now is None else now
     items = inventory(root)
@@ -104,7 +104,7 @@ def plan(root: Path, s: Settings, now: float | None = None, free_bytes: int | No
 LOCK = ".reaper.lock"
 
 
-def prune(root: Path, s: Settings, *, dry_run=False, wait=True) -> list:
+def prune(root: Path, s: RetentionSettings, *, dry_run=False, wait=True) -> list:
     """Delete what ``plan`` says; returns the plan. Logs each deletion (or would-be deletion).
     Processes that share a storage root (workers, cron's `prune`) take turns: one plans and
     deletes at a time, so two never count or delete the same files. ``wait=False``: if another
@@ -128,7 +128,7 @@ def prune(root: Path, s: Settings, *, dry_run=False, wait=True) -> list:
         os.close(fd)
 
 
-def _prune(root: Path, s: Settings, dry_run: bool) -> list:
+def _prune(root: Path, s: RetentionSettings, dry_run: bool) -> list:
     doomed = plan(root, s)
     for item, reason in doomed:
         if dry_run:
@@ -165,7 +165,7 @@ class Reaper:
 
     FULL_LOG_EVERY = 3600.0  # a disk that stays full is said once an hour, not at every retry
 
-    def __init__(self, root: Path, s: Settings, stop: threading.Event):
+    def __init__(self, root: Path, s: RetentionSettings, stop: threading.Event):
         self.root, self.s, self.stop = root, s, stop
         self._lock = threading.Lock()
         self._full_said = float("-inf")

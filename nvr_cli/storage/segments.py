@@ -24,7 +24,7 @@ import nvr_cli.core.processes as procs
 import nvr_cli.storage.paths as storage
 from nvr_cli.core.errors import ConfigError, StorageError
 from nvr_cli.core.redact import redact
-from nvr_cli.config.settings import Settings
+from nvr_cli.config import Settings
 from nvr_cli.source.capture import SourceSpec
 
 log = logging.getLogger(__name__)
