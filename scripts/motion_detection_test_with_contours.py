@@ -10,7 +10,8 @@ import sys
 
 import click
 
-from nvr_cli.cli import NvrGroup, _load, settings_options
+from nvr_cli.cli.app import NvrGroup
+from nvr_cli.cli.options import load_with_options, settings_options
 from nvr_cli.output.debug_video import render_debug_video
 from nvr_cli.ffmpeg.binary import find_ffmpeg
 
@@ -26,7 +27,7 @@ def _wrapper():
 @click.option("--max-frames", type=int, default=0, help="stop after this many frames (0: all)")
 @settings_options
 def render(source, out, max_frames, config_path, **opts):
-    s, _ = _load(config_path, opts)
+    s, _ = load_with_options(config_path, opts)
     n = render_debug_video(s, source, out, ffmpeg=find_ffmpeg(s.FFMPEG_PATH, required=False), max_frames=max_frames)
     click.echo(f"{out}: {n} frames, four panels")
 

@@ -187,3 +187,39 @@ def test_fast_files_are_analysed_at_most_max_analysis_fps(scene_cache):
         # entering no later (here up to half a second sooner), and the same end
         assert -0.6 <= a["trigger"] - b["trigger"] <= 0.1 and abs(a["end"] - b["end"]) <= 0.1
         assert abs(a["frames"] - b["frames"]) <= 0.6 * 30  # frames the event spans, analysed or not
+
+
+# --- the library function behind `scan` -------------------------------------------------------
+
+def test_scan_file_returns_a_typed_result(walking):
+    from nvr_cli.config import Settings
+    from nvr_cli.core.errors import SourceError
+    from nvr_cli.core.geometry import parse_polygon
+    from nvr_cli.runtime.scan import ScanResult, scan_file
+
+    s = Settings().replace(MASKS=(parse_polygon(NUMBER_MASK),), MINIMAL_MOTION_DURATION=1.0,
+                           POST_CAPTURE_SECONDS=0.0, PRE_ALARM_RECORDING_SECONDS=0.0,
+                           INITIAL_WAIT_INTERVAL_BEFORE_MOTION_DETECTION_SECS=0)
+    seen = []
+
+    class Bar:
+        done = 0
+
+        def update(self, n=1):
+            self.done += n
+
+        def close(self):
+            seen.append(self.done)
+
+    result = scan_file(s, str(walking), progress=lambda label, total: seen.append((label, total)) or Bar())
+    assert isinstance(result, ScanResult) and result.file == str(walking) and not result.error
+    assert abs(result.duration - 12.0) < 0.1 and result.frames == result.analysed_frames == 180
+    assert result.fps == 15.0 and seen == [("walking.mp4", 180), 180]
+    (event,) = result.events  # someone walks the whole 12 s: one event
+    assert 0 <= event["start"] <= event["trigger"] < 1.0 and event["end"] >= 11.5 and event["peak_score"] > 0
+    assert result.as_dict() == {"file": str(walking), "duration": result.duration, "frames": 180,
+                                "analysed_frames": 180, "fps": 15.0, "events": result.events}
+    with pytest.raises(SourceError, match="scan takes video files"):
+        scan_file(s, "rtsp://127.0.0.1:1/x")
+    with pytest.raises(SourceError, match="no such file"):
+        scan_file(s, str(walking.parent / "missing.mp4"))

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Optional
 
 import nvr_cli.storage.paths as storage
-from nvr_cli.core.errors import StorageError
-from nvr_cli.config import Settings
+from nvr_cli.core.errors import NvrError, StorageError
+from nvr_cli.config import LoadedSettings, Settings
 
 DOWN_STATES = ("connecting", "lost", "stopped", "failed")
 
@@ -211,3 +211,20 @@ def read_all(folder: Path) -> dict:
         except (OSError, ValueError):
             out[p.stem] = None  # half-written by a dying disk: treated as missing
     return out
+
+
+def fleet_status(loaded: LoadedSettings, stale_after: Optional[float] = None) -> list:
+    """A Verdict for every camera: those of CAMERAS (or `cam`'s CAMERA_NAME) first, then any other
+    with a status file. ``stale_after``: seconds without news that make a camera stale
+    [STATUS_STALE_SECS]. Raises NvrError if there is no camera at all."""
+    s = loaded.settings
+    found = read_all(status_dir(s))
+    expected = list(loaded.cameras) or ([s.CAMERA_NAME] if s.cam else [])
+    for cam in loaded.cameras.values():  # a camera may keep its status elsewhere
+        if cam.CAMERA_NAME not in found:
+            found.update({k: v for k, v in read_all(status_dir(cam)).items() if k == cam.CAMERA_NAME})
+    names = expected + sorted(n for n in found if n not in expected)
+    if not names:
+        raise NvrError(f"no cameras: no CAMERAS or cam in the config and no status files in {status_dir(s)}")
+    limit = stale_after or s.STATUS_STALE_SECS
+    return [judge(n, found.get(n), limit) for n in names]

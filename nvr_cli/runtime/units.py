@@ -86,3 +86,21 @@ def supervisor_program(camera: Optional[str], *, config: Optional[str], home: st
         "redirect_stderr=true",
     ]
     return "\n".join(lines) + "\n"
+
+
+def service_files(kind: str, cameras: tuple, *, settings, config: Optional[str], home: str,
+                  user: Optional[str]) -> list:
+    """(file name, text) of each systemd unit (``kind`` "systemd") or supervisor program ("supervisor"):
+    one per camera of ``cameras``, or one for all cameras if there are none."""
+    out = []
+    for cam in cameras or (None,):
+        if kind == "systemd":
+            text = systemd_unit(cam, config=config, home=home, user=user, stop_timeout=settings.STOP_TIMEOUT_SECS,
+                                restarts_per_hour=settings.RESTARTS_PER_HOUR)
+            name = unit_name(cam)
+        else:
+            text = supervisor_program(cam, config=config, home=home, user=user,
+                                      stop_timeout=settings.STOP_TIMEOUT_SECS)
+            name = f"nvr-cli-{cam}.conf" if cam else "nvr-cli.conf"
+        out.append((name, text))
+    return out
