@@ -206,7 +206,7 @@ def test_without_system_ffmpeg_the_one_imageio_ffmpeg_ships_is_used(tmp_path, sc
     assert "no ffmpeg found" not in proc.stderr
     files = clips(tmp_path / "d" / "demo")
     assert len(files) == 2 and ffprobe(files[0])["streams"][0]["codec_name"] == "h264"
-    probe = subprocess.run([sys.executable, "-c", "from nvr_cli.ffmpeg import find_ffmpeg; print(find_ffmpeg())"],
+    probe = subprocess.run([sys.executable, "-c", "from nvr_cli.ffmpeg.binary import find_ffmpeg; print(find_ffmpeg())"],
                            env=dict(os.environ, **env), capture_output=True, text=True)
     assert probe.stdout.strip() == imageio_ffmpeg.get_ffmpeg_exe()
 
