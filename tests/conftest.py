@@ -13,6 +13,34 @@ def isolated_home(tmp_path_factory, monkeypatch):
     return home
 
 
+@pytest.fixture(autouse=True)
+def restored_logging():
+    """A test that sets up nvr-cli's logging (in-process CliRunner commands do) leaves the next test the
+    logging it found: otherwise records stop reaching caplog (propagate off) depending on test order."""
+    import logging
+    import sys
+    import threading
+
+    saved = []
+    for name in ("nvr_cli", "py.warnings"):
+        lg = logging.getLogger(name)
+        saved.append((lg, list(lg.handlers), lg.level, lg.propagate))
+    hooks = threading.excepthook, sys.excepthook
+    yield
+    for lg, handlers, level, propagate in saved:
+        for h in list(lg.handlers):
+            if h not in handlers:
+                lg.removeHandler(h)
+                h.close()
+        for h in handlers:
+            if h not in lg.handlers:
+                lg.addHandler(h)
+        lg.setLevel(level)
+        lg.propagate = propagate
+    logging.captureWarnings(False)
+    threading.excepthook, sys.excepthook = hooks
+
+
 @pytest.fixture(scope="session")
 def ffmpeg():
     return find_ffmpeg()

@@ -81,11 +81,13 @@ def rtsp_available() -> bool:
 class RtspServer:
     """GStreamer's RTSP server in its own process, serving a file in a loop at real-time pace."""
 
-    def __init__(self, clip, user=None, password=None, path="/cam"):
+    def __init__(self, clip, user=None, password=None, path="/cam", protocols=None):
         self.port = free_port()
         self.cmd = [DEBIAN_PYTHON, str(RTSP_SERVER), "--file", str(clip), "--port", str(self.port), "--path", path]
         if user:
             self.cmd += ["--user", user, "--password", password]
+        if protocols:  # "tcp" or "udp": the only RTSP transport it accepts
+            self.cmd += ["--protocols", protocols]
         self.start()
         cred = f"{user}:{password}@" if user else ""
         self.url = f"rtsp://{cred}127.0.0.1:{self.port}{path}"

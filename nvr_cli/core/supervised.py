@@ -14,6 +14,8 @@ import threading
 import time
 from typing import Callable, Optional
 
+from nvr_cli.core.backoff import Backoff
+
 log = logging.getLogger(__name__)
 
 
@@ -46,7 +48,7 @@ class Supervised:
 
     def _run(self):
         recent: collections.deque = collections.deque()
-        delay = self.first_delay
+        backoff = Backoff(self.first_delay, self.max_delay)
         while True:
             try:
                 self.target()
@@ -65,10 +67,10 @@ class Supervised:
                     if self.on_fatal:
                         self.on_fatal(self.fatal)
                     return
+                delay = backoff.next()
                 log.error("%s crashed (%s); restarting it in %.0f s", self.name, why, delay, exc_info=True)
             if self.stop.wait(delay):
                 return
-            delay = min(delay * 2, self.max_delay)
 
 
 def log_crash(name: str, target: Callable, *args):

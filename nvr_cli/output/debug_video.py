@@ -13,7 +13,8 @@ import numpy as np
 from nvr_cli.output.encoders import open_writer
 from nvr_cli.analysis.motion import MotionDetector
 from nvr_cli.config import Settings
-from nvr_cli.source.capture import VideoSource, parse_source
+from nvr_cli.source.capture import VideoSource
+from nvr_cli.source.spec import parse_source
 
 
 def _label(img, text, color=(255, 255, 255)):

@@ -12,14 +12,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-import nvr_cli.core.processes as procs
+import nvr_cli.ffmpeg.process as ffproc
 from nvr_cli.core.errors import StorageError
-from nvr_cli.ffmpeg.process import FfmpegStderr
 
 log = logging.getLogger(__name__)
 
 
-class FfmpegWriter(FfmpegStderr):
+class FfmpegWriter:
     def __init__(self, path: Path, size, fps: float, *, ffmpeg: str, crf=23, preset="veryfast", fragmented=True):
         self.path = Path(path)
         self.size = tuple(size)
@@ -29,8 +28,8 @@ class FfmpegWriter(FfmpegStderr):
         # ffmpeg's BGR input path costs the encoder 4 ms a 1080p frame (measured: 26 -> 22 ms, and
         # nearer the source's colours)
         self.i420 = not (w % 2 or h % 2)
-        cmd = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-f", "rawvideo",
-               "-pix_fmt", "yuv420p" if self.i420 else "bgr24", "-s", f"{w}x{h}", "-r", f"{fps:.6g}", "-i", "-", "-an"]
+        cmd = ffproc.base(ffmpeg) + ["-y", "-f", "rawvideo", "-pix_fmt", "yuv420p" if self.i420 else "bgr24",
+                                     "-s", f"{w}x{h}", "-r", f"{fps:.6g}", "-i", "-", "-an"]
         if w % 2 or h % 2:  # yuv420p needs even sides
             cmd += ["-vf", "crop=trunc(iw/2)*2:trunc(ih/2)*2:0:0"]
         # No B-frames and a short lookahead: the encoder holds back ~5 frames instead of ~30, so a
@@ -48,10 +47,9 @@ class FfmpegWriter(FfmpegStderr):
             # its own session: a terminal's Ctrl-C reaches the whole process group, and an ffmpeg
             # interrupted there leaves the clip unfinished; we close its input and it ends the file
             # no death signal: the end of its input (our death included) makes it finish the file
-            self.proc = procs.popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0, death_signal=None)
+            self.proc = ffproc.FfmpegProcess(cmd, stdin=subprocess.PIPE, bufsize=0, death_signal=None, tail=20)
         except OSError as e:
             raise StorageError(f"cannot start ffmpeg ({ffmpeg}): {e}") from None
-        self._drain_stderr()
         self.frames = 0
 
     def write(self, image: np.ndarray):
@@ -69,7 +67,7 @@ class FfmpegWriter(FfmpegStderr):
                 data = data[n:]
         except (BrokenPipeError, OSError):
             self.proc.wait(timeout=10)
-            raise StorageError(f"writing {self.path.name} failed: {self._why()}") from None
+            raise StorageError(f"writing {self.path.name} failed: {self.proc.why()}") from None
         self.frames += 1
 
     def close(self):
@@ -79,7 +77,7 @@ class FfmpegWriter(FfmpegStderr):
             pass
         rc = self.proc.wait(timeout=120)
         if rc != 0:
-            raise StorageError(f"finishing {self.path.name} failed: {self._why()}")
+            raise StorageError(f"finishing {self.path.name} failed: {self.proc.why()}")
 
     def abort(self):
         try:

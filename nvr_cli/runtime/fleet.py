@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Optional
 
 import nvr_cli.core.processes as procs
+from nvr_cli.core.backoff import Backoff
 from nvr_cli.core.errors import ConfigError
 from nvr_cli.runtime.recorder import ENV_SHARED_REAPER
 from nvr_cli.storage.retention import prune
@@ -53,11 +54,15 @@ class Worker:
         self.proc: Optional[subprocess.Popen] = None
         self.started = 0.0
         self.next_start = 0.0  # monotonic time of the next (re)start; 0: now
-        self.delay = settings.RESTART_DELAY_SECS
+        self.backoff = Backoff(settings.RESTART_DELAY_SECS, settings.RESTART_MAX_DELAY_SECS)
         self.restarts: collections.deque = collections.deque()  # monotonic times, last hour
         self.stop_deadline: Optional[float] = None
         self.then: Optional[str] = None  # after stopping: "start" (a changed camera) or "remove"
         self.planned = False  # the next start was asked for (a reload), not a death: not counted
+
+    def reset_backoff(self):
+        """The next restart comes after the first delay (of the current settings: a reload may change them)."""
+        self.backoff = Backoff(self.settings.RESTART_DELAY_SECS, self.settings.RESTART_MAX_DELAY_SECS)
 
     @property
     def alive(self) -> bool:
@@ -100,7 +105,7 @@ class Supervisor:
     def _schedule(self, w: Worker, why: str):
         now = time.monotonic()
         if now - w.started > RESET_AFTER_SECS:
-            w.delay = w.settings.RESTART_DELAY_SECS
+            w.reset_backoff()
         while w.restarts and now - w.restarts[0] > 3600:
             w.restarts.popleft()
         limit = w.settings.RESTARTS_PER_HOUR
@@ -110,9 +115,9 @@ class Supervisor:
                          "not restarting it for %.0f min; look at its log", w.name, why, len(w.restarts),
                          (w.next_start - now) / 60)
             return
-        w.next_start = now + w.delay
-        log.error("camera %s: %s; restarting in %.1f s", w.name, why, w.delay)
-        w.delay = min(w.delay * 2, w.settings.RESTART_MAX_DELAY_SECS)
+        delay = w.backoff.next()
+        w.next_start = now + delay
+        log.error("camera %s: %s; restarting in %.1f s", w.name, why, delay)
 
     def _check(self, w: Worker):
         now = time.monotonic()
@@ -126,7 +131,8 @@ class Supervisor:
                 w.stop_deadline = None
                 log.info("camera %s: worker stopped (exit %d)", w.name, code)
                 if w.then == "start":
-                    w.then, w.next_start, w.delay, w.planned = None, 0.0, w.settings.RESTART_DELAY_SECS, True
+                    w.then, w.next_start, w.planned = None, 0.0, True
+                    w.reset_backoff()
                 return
             if code == 0:  # a file source played to its end: nothing to restart
                 log.info("camera %s: worker finished", w.name)
@@ -150,7 +156,8 @@ class Supervisor:
     def _ask_to_stop(self, w: Worker, then: Optional[str]):
         w.then = then
         if not w.alive and then == "start":  # it was waiting to be restarted: start it now
-            w.proc, w.then, w.next_start, w.delay, w.planned = None, None, 0.0, w.settings.RESTART_DELAY_SECS, True
+            w.proc, w.then, w.next_start, w.planned = None, None, 0.0, True
+            w.reset_backoff()
             return
         if w.alive and w.stop_deadline is None:
             w.proc.send_signal(signal.SIGTERM)

@@ -8,12 +8,14 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from nvr_cli.analysis.analysers import ObjectAnalyser, QrScanner
+from nvr_cli.core.backoff import Backoff
 from nvr_cli.core.errors import ConfigError, SourceError
 from nvr_cli.events.controller import EventController
 from nvr_cli.analysis.motion import MotionDetector
 from nvr_cli.config import Settings
 from nvr_cli.output.sinks import EventLogSink, SourceInfo
-from nvr_cli.source.capture import SourceSpec, VideoSource, file_start_time
+from nvr_cli.source.capture import VideoSource, file_start_time
+from nvr_cli.source.spec import SourceSpec
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +89,8 @@ class Pipeline:
 
     def run(self) -> RunStats:
         s, spec = self.s, self.spec
-        failures, delay, outage_since, why = 0, s.RECONNECT_DELAY_SECS, None, ""
+        failures, outage_since, why = 0, None, ""
+        backoff = Backoff(s.RECONNECT_DELAY_SECS, s.RECONNECT_MAX_DELAY_SECS)
         while not self.stop.is_set():
             try:
                 # ask ffmpeg why only once an outage: the reason rarely changes between retries
@@ -108,13 +111,13 @@ class Pipeline:
                     log.debug("reconnect attempt %d to %s failed", failures, spec.display)
                 if s.RECONNECT_ATTEMPTS and failures >= s.RECONNECT_ATTEMPTS:
                     raise SourceError(f"{spec.display}: {why} (gave up after {failures} attempts)") from None
-                self.stop.wait(delay)
-                delay = min(delay * 2, s.RECONNECT_MAX_DELAY_SECS)
+                self.stop.wait(backoff.next())
                 continue
             away = None if outage_since is None else time.monotonic() - outage_since
             if away is not None:
                 log.warning("camera %s is back after %.1f s", spec.display, away)
-            failures, delay, outage_since = 0, s.RECONNECT_DELAY_SECS, None
+            failures, outage_since = 0, None
+            backoff.reset()
             self.stats.connects += 1
             try:
                 self._consume(src, away)

@@ -19,7 +19,8 @@ from nvr_cli.runtime.pipeline import Observer, Pipeline, RunStats
 from nvr_cli.storage.retention import Reaper
 from nvr_cli.config import Settings
 from nvr_cli.output.sinks import ClipSink, EventRecord
-from nvr_cli.source.capture import SourceSpec, VideoSource, parse_source
+from nvr_cli.source.capture import VideoSource
+from nvr_cli.source.spec import SourceSpec, parse_source
 from nvr_cli.runtime.status import CameraStatus, StatusWriter, status_path
 from nvr_cli.core.supervised import Supervised
 
@@ -210,12 +211,14 @@ class Recorder:
         if s.EVENT_REENCODE is not True and cutter is None:
             spec = parse_source(s.RECORD_SOURCE or s.cam)
             if ffmpeg and spec.kind == "rtsp":
+                from nvr_cli.output.packet_clip import PacketClips
                 from nvr_cli.source.packets import PacketRing
 
-                packets = PacketRing(spec, ffmpeg, s.PRE_ALARM_RECORDING_SECONDS, threading.Event(),
-                                     rtsp_transport=s.RTSP_TRANSPORT, max_mb=s.PRE_ALARM_MAX_MB,
-                                     retry_delay=s.RECONNECT_DELAY_SECS, max_retry_delay=s.RECONNECT_MAX_DELAY_SECS,
-                                     on_fatal=self._fatal)
+                packets = PacketClips(PacketRing(spec, ffmpeg, s.PRE_ALARM_RECORDING_SECONDS, threading.Event(),
+                                                 rtsp_transport=s.RTSP_TRANSPORT, max_mb=s.PRE_ALARM_MAX_MB,
+                                                 retry_delay=s.RECONNECT_DELAY_SECS,
+                                                 max_retry_delay=s.RECONNECT_MAX_DELAY_SECS, on_fatal=self._fatal,
+                                                 read_timeout=s.READ_TIMEOUT_SECS))
                 log.info("clips are the camera's own packets (no re-encode); pre-alarm kept as packets")
             elif s.EVENT_REENCODE is False:
                 log.warning("EVENT_REENCODE = False needs an RTSP camera and ffmpeg, or continuous recording: "

@@ -15,77 +15,60 @@ import re
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterator, Optional
 
 import cv2
 
-from nvr_cli.core.errors import SourceError, unreadable_file
+import nvr_cli.ffmpeg.process as ffproc
+from nvr_cli.core.errors import SourceError
 from nvr_cli.ffmpeg.binary import find_ffmpeg
 from nvr_cli.core.frames import Frame
 from nvr_cli.core.redact import redact
+from nvr_cli.source.spec import SourceSpec, ffmpeg_input_args, opencv_capture_options
+from nvr_cli.source.spec import parse_source  # noqa: F401  (the command line imports it from here)
 
 log = logging.getLogger(__name__)
 
-LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https")
+# OpenCV's ffmpeg takes its options (the RTSP transport among them) from this process-wide
+# variable, read while a capture opens. Two sources opening at once (threads) would each set it and one could open
+# with the other's options; this lock makes set-open-restore one step. It is held only for
+# the open of an ffmpeg-backed source (files open in milliseconds; a camera at most
+# OPEN_TIMEOUT_SECS), and a worker opens one camera, so nothing waits on it in practice.
+_CAPTURE_OPTIONS_LOCK = threading.Lock()
+CAPTURE_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
 
 
-@dataclass(frozen=True)
-class SourceSpec:
-    kind: str  # "rtsp", "http", "usb" or "file"
-    target: object  # URL, device index or path
-    text: str  # what the user typed
-
-    @property
-    def live(self) -> bool:
-        return self.kind != "file"
-
-    @property
-    def display(self) -> str:
-        return redact(self.text)
-
-
-def parse_source(text) -> SourceSpec:
-    """Classify a source string; a file that cannot be read is an error here, before any work."""
-    text = str(text).strip()
-    if not text:
-        raise SourceError("empty source: give an RTSP/HTTP URL, a camera index, /dev/videoN or a video file")
-    if text.isdigit():
-        return SourceSpec("usb", int(text), text)
-    if re.fullmatch(r"/dev/video\d+", text):
-        if not os.path.exists(text):
-            raise SourceError(f"{text}: no such camera device")
-        return SourceSpec("usb", text, text)
-    m = re.match(r"([a-zA-Z][a-zA-Z0-9+.-]*)://", text)
-    if m:
-        scheme = m.group(1).lower()
-        if scheme not in LIVE_SCHEMES:
-            raise SourceError(f"{redact(text)}: unsupported URL scheme {scheme!r} (use rtsp://, http:// or a file path)")
-        rest = text[m.end():]
-        host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
-        if not host or host.startswith(":"):
-            raise SourceError(f"{redact(text)}: URL has no host")
-        return SourceSpec("rtsp" if scheme.startswith("rtsp") else "http", text, text)
-    problem = unreadable_file(Path(text), "video file", "no such file (and not a URL or camera index)")
-    if problem:
-        raise SourceError(problem)
-    return SourceSpec("file", text, text)
+def open_capture(spec: SourceSpec, params: list, *, transport: str) -> "cv2.VideoCapture":
+    """``cv2.VideoCapture`` for a file or network ``spec`` with its own capture options (see above)."""
+    options = opencv_capture_options(spec, transport=transport)
+    with _CAPTURE_OPTIONS_LOCK:
+        before = os.environ.get(CAPTURE_OPTIONS_ENV)
+        if options:
+            os.environ[CAPTURE_OPTIONS_ENV] = options
+        try:
+            return cv2.VideoCapture(spec.target, cv2.CAP_FFMPEG, params)
+        finally:  # the next open (a file, say) must not inherit a camera's options
+            if options:
+                if before is None:
+                    os.environ.pop(CAPTURE_OPTIONS_ENV, None)
+                else:
+                    os.environ[CAPTURE_OPTIONS_ENV] = before
 
 
-def diagnose(spec: SourceSpec, timeout: float) -> str:
-    """Why a network source failed to open, in words a user can act on (asks ffmpeg)."""
+def diagnose_command(ffmpeg: str, spec: SourceSpec, timeout: float, transport: str = "tcp") -> list:
+    """ffmpeg reading one frame of ``spec``, as the decoder would open it."""
+    return (ffproc.base(ffmpeg) + ffmpeg_input_args(spec, transport=transport, timeout=timeout)
+            + ["-frames:v", "1", "-f", "null", "-"])
+
+
+def diagnose(spec: SourceSpec, timeout: float, transport: str = "tcp") -> str:
+    """Why a network source failed to open, in words a user can act on (asks ffmpeg, opening it
+    with the decoder's ``transport`` and open ``timeout``)."""
     ffmpeg = find_ffmpeg(required=False)
     if spec.kind not in ("rtsp", "http") or not ffmpeg:
         return "cannot open"
-    cmd = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error"]
-    if spec.kind == "rtsp":
-        cmd += ["-rtsp_transport", "tcp", "-timeout", str(int(timeout * 1e6))]
-    else:
-        cmd += ["-rw_timeout", str(int(timeout * 1e6))]
-    cmd += ["-i", spec.target, "-frames:v", "1", "-f", "null", "-"]
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 5).stderr
+        out = ffproc.run(diagnose_command(ffmpeg, spec, timeout, transport), timeout=timeout + 5).stderr
     except subprocess.TimeoutExpired:
         return "timed out (host unreachable or not answering)"
     # ffmpeg's lines start "[rtsp @ 0x55d0401...]": a status code must be a word of its own
@@ -113,8 +96,8 @@ def file_start_time(path: str, duration: float) -> float:
     ffmpeg = find_ffmpeg(required=False)
     if ffmpeg:
         try:
-            out = subprocess.run([ffmpeg, "-hide_banner", "-nostdin", "-i", path], capture_output=True,
-                                 text=True, timeout=20).stderr
+            # no output: ffmpeg lists the input's metadata (on stderr) and exits with an error
+            out = ffproc.run([ffmpeg, "-hide_banner", "-nostdin", "-i", path], timeout=20).stderr
         except subprocess.TimeoutExpired:
             out = ""
         m = re.search(r"creation_time\s*:\s*(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?)Z?", out)
@@ -163,18 +146,14 @@ class VideoSource:
         if spec.kind == "usb":
             cap = cv2.VideoCapture(spec.target, cv2.CAP_V4L2)
         else:
-            if spec.kind == "rtsp":
-                # 0.5 s of probing finds an RTSP stream's parameters: opens in 0.6 s instead of 1.6 s,
-                # which is most of the time a camera that comes back takes to record again
-                os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = f"rtsp_transport;{self.rtsp_transport}|analyzeduration;500000"
-            cap = cv2.VideoCapture(spec.target, cv2.CAP_FFMPEG, params)
+            cap = open_capture(spec, params, transport=self.rtsp_transport)
         if not cap.isOpened():
             cap.release()
             if spec.kind == "file":
                 raise SourceError(f"{spec.display}: not a video file OpenCV can decode (unsupported format or corrupt)")
             if spec.kind == "usb":
                 raise SourceError(f"camera {spec.display}: cannot open (no such device, or busy)")
-            why = diagnose(spec, self.open_timeout) if self.diagnose_errors else "cannot open"
+            why = diagnose(spec, self.open_timeout, self.rtsp_transport) if self.diagnose_errors else "cannot open"
             raise SourceError(f"{spec.display}: {why}")
         ok, first = cap.read()
         if not ok or first is None:

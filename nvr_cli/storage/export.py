@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-import nvr_cli.core.processes as procs
+import nvr_cli.ffmpeg.process as ffproc
 import nvr_cli.storage.paths as storage
 from nvr_cli.storage.segments import read_index
 from nvr_cli.core.errors import ConfigError, NvrError
@@ -78,18 +78,16 @@ def export(root, camera: str, start: float, end: float, out: Path, *, ffmpeg: st
             if i == len(chosen) - 1 and end < e["end"]:
                 lst.write(f"outpoint {end - e['start']:.3f}\n")
     tmp = out.with_name("." + out.name + ".part.mp4")
-    cmd = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-f", "concat", "-safe", "0",
-           "-i", lst.name, "-map", "0", "-c", "copy", "-movflags", "+faststart", "-progress", "pipe:1", "-f", "mp4",
-           str(tmp)]
+    cmd = ffproc.base(ffmpeg) + ["-y", "-f", "concat", "-safe", "0", "-i", lst.name, "-map", "0", "-c", "copy",
+                                 "-movflags", "+faststart", "-progress", "pipe:1", "-f", "mp4", str(tmp)]
     try:
-        proc = procs.popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = ffproc.FfmpegProcess(cmd, stdout=subprocess.PIPE, text=True)
         for line in proc.stdout:
             if line.startswith("out_time_us=") and progress and line.strip()[12:].isdigit():
                 progress(int(line.strip()[12:]) / 1e6)
-        err = proc.stderr.read()
         if proc.wait() != 0:
             tmp.unlink(missing_ok=True)
-            raise NvrError(f"export failed: {(err.strip().splitlines() or ['ffmpeg failed'])[-1]}")
+            raise NvrError(f"export failed: {proc.why(last=True)}")
     finally:
         os.unlink(lst.name)
     os.replace(tmp, out)

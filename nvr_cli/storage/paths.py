@@ -12,7 +12,7 @@ from typing import Callable, Optional
 
 import cv2
 
-import nvr_cli.core.processes as procs
+import nvr_cli.ffmpeg.process as ffproc
 from nvr_cli.core.errors import StorageError
 
 log = logging.getLogger(__name__)
@@ -94,15 +94,15 @@ def finalize(part: Path, ffmpeg: Optional[str]) -> tuple:
     final = final_path(part)
     if ffmpeg:
         tmp = final.with_name("." + final.stem + ".remux.mp4")
-        r = procs.run([ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", str(part),
-                       "-c", "copy", "-movflags", "+faststart", "-progress", "pipe:1", "-f", "mp4", str(tmp)])
+        r = ffproc.run(ffproc.base(ffmpeg) + ["-y", "-i", str(part), "-c", "copy", "-movflags", "+faststart",
+                                              "-progress", "pipe:1", "-f", "mp4", str(tmp)])
         if r.returncode == 0 and tmp.exists() and tmp.stat().st_size > 0:
             os.replace(tmp, final)
             part.unlink(missing_ok=True)
             return final, _progress_totals(r.stdout)[0]  # the remux read every packet: no second pass
         tmp.unlink(missing_ok=True)
         log.warning("could not remux %s (%s); keeping it as written (fragmented MP4, still playable)",
-                    part.name, (r.stderr.strip().splitlines() or ["?"])[-1])
+                    part.name, ffproc.why(r.stderr.splitlines(), r.returncode, last=True))
     os.replace(part, final)
     return final, (demux(ffmpeg, final).frames if ffmpeg else None)
 
@@ -116,8 +116,8 @@ class Demuxed:
 
 def demux(ffmpeg: str, path: Path) -> Demuxed:
     """Read every packet of ``path`` by stream copy to nowhere (no decoding): validity, frames, duration."""
-    r = procs.run([ffmpeg, "-hide_banner", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0",
-                   "-c", "copy", "-f", "null", "-progress", "pipe:1", "-"])
+    r = ffproc.run(ffproc.base(ffmpeg) + ["-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "null",
+                                          "-progress", "pipe:1", "-"])
     return Demuxed(r.returncode == 0 and not r.stderr.strip(), *_progress_totals(r.stdout))
 
 

@@ -20,12 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import nvr_cli.core.processes as procs
+import nvr_cli.ffmpeg.process as ffproc
+from nvr_cli.core.backoff import Backoff
 import nvr_cli.storage.paths as storage
 from nvr_cli.core.errors import ConfigError, StorageError
 from nvr_cli.core.redact import redact
 from nvr_cli.config import Settings
-from nvr_cli.source.capture import SourceSpec
+from nvr_cli.source.spec import SourceSpec, ffmpeg_input_args
 
 log = logging.getLogger(__name__)
 
@@ -136,15 +137,11 @@ class Segmenter:
     def _command(self) -> list:
         s, spec = self.s, self.spec
         # progress lines every second are the heartbeat that tells a stalled camera
-        cmd = [self.ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-stats_period", "1",
-               "-progress", "pipe:2"]
-        if spec.kind == "rtsp":
-            cmd += ["-rtsp_transport", s.RTSP_TRANSPORT, "-timeout", str(int(s.READ_TIMEOUT_SECS * 1e6))]
-        elif spec.kind == "http":
-            cmd += ["-rw_timeout", str(int(s.READ_TIMEOUT_SECS * 1e6))]
-        else:
+        cmd = ffproc.base(self.ffmpeg) + ["-stats_period", "1", "-progress", "pipe:2"]
+        if not spec.live:
             cmd += ["-re"]  # a file plays at its own pace, as a camera would
-        cmd += ["-i", str(spec.target), "-map", "0:v:0"]
+        cmd += ffmpeg_input_args(spec, transport=s.RTSP_TRANSPORT, timeout=s.READ_TIMEOUT_SECS)
+        cmd += ["-map", "0:v:0"]
         if self.audio:
             cmd += ["-map", "0:a:0?"]
         cmd += ["-c", "copy", "-f", "segment", "-segment_time", f"{s.SEGMENT_SECONDS:g}", "-reset_timestamps", "1",
@@ -164,7 +161,8 @@ class Segmenter:
 
     def _run(self):
         s = self.s
-        delay, outage_since = s.RECONNECT_DELAY_SECS, None
+        outage_since = None
+        backoff = Backoff(s.RECONNECT_DELAY_SECS, s.RECONNECT_MAX_DELAY_SECS)
         while not self.stop.is_set():
             self.recover_staging()
             produced, reason, stderr = self._run_once()
@@ -181,14 +179,14 @@ class Segmenter:
             if "No space left" in stderr and self.on_disk_full:
                 self.on_disk_full()
             if produced:  # it had been recording: a new outage begins
-                delay, outage_since = s.RECONNECT_DELAY_SECS, None
+                backoff.reset()
+                outage_since = None
             if outage_since is None:
                 outage_since = time.monotonic()
                 log.warning("continuous recording of %s stopped (%s); restarting with backoff", self.spec.display, why)
             else:
                 log.debug("continuous recording restart failed (%s)", why)
-            self.stop.wait(delay)
-            delay = min(delay * 2, s.RECONNECT_MAX_DELAY_SECS)
+            self.stop.wait(backoff.next())
         self.recover_staging()
 
     def _run_once(self):
@@ -197,25 +195,21 @@ class Segmenter:
             self.staging.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             return 0, f"cannot create {self.staging}: {e.strerror}", ""
-        proc = procs.popen(self._command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True, bufsize=1)
         lines: queue.Queue = queue.Queue()
-        err: collections.deque = collections.deque(maxlen=40)  # the last lines say why it ended
         beat = {"t": time.monotonic(), "out": None}
 
-        def read_stderr():
-            for line in proc.stderr:
-                key, _, value = line.strip().partition("=")
-                if key == "out_time_us":
-                    if value != beat["out"]:
-                        beat["t"], beat["out"] = time.monotonic(), value
-                        self.last_beat = time.monotonic()
-                elif not (_ and key.replace("_", "").isalnum()):  # not a progress line: an error
-                    err.append(line)
+        def progress(line: str) -> bool:
+            """ffmpeg's progress is the heartbeat; anything else is an error, kept to say why it ended."""
+            key, _, value = line.strip().partition("=")
+            if key == "out_time_us":
+                if value != beat["out"]:
+                    beat["t"], beat["out"] = time.monotonic(), value
+                    self.last_beat = time.monotonic()
+                return False
+            return not (_ and key.replace("_", "").isalnum())
 
+        proc = ffproc.FfmpegProcess(self._command(), stdout=subprocess.PIPE, text=True, bufsize=1, on_line=progress)
         threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout] and None, daemon=True).start()
-        t_err = threading.Thread(target=read_stderr, daemon=True)
-        t_err.start()
         produced, t0, reason = 0, None, "exited"
         try:
             while True:
@@ -239,20 +233,13 @@ class Segmenter:
                     log.warning("continuous recording stalled: no data for %.0f s; restarting", silent)
                     proc.kill()
         finally:  # whatever went wrong, this run's ffmpeg ends with it
-            if proc.poll() is None:
-                proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            proc.end(timeout=10)
         while not lines.empty():
             line = lines.get()
             if line.strip():
                 t0 = self._listed(line, t0)
                 produced += 1
-        t_err.join(timeout=2)
-        return produced, reason, "".join(err)
+        return produced, reason, proc.stderr()
 
     def _listed(self, line: str, t0: Optional[float]) -> float:
         """ffmpeg listed a finished segment ("name,start,end" in stream seconds): put it in place.

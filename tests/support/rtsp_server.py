@@ -6,7 +6,8 @@ it in a loop at real-time pace, so a test controls exactly what the "camera"
 shows. SIGUSR1 toggles a stall (the session stays up, no frames are sent);
 SIGTERM/SIGINT stops the server.
 
-Usage: rtsp_server.py --file clip.mp4 --port 8554 [--path /cam] [--user U --password P]
+Usage: rtsp_server.py --file clip.mp4 --port 8554 [--path /cam] [--user U --password P] [--protocols tcp|udp]
+(--protocols: the only lower transport it accepts, as some cameras do; both by default)
 Prints "READY rtsp://127.0.0.1:PORT/PATH" on stdout once it accepts clients.
 """
 import argparse
@@ -19,7 +20,8 @@ import gi
 
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+gi.require_version("GstRtsp", "1.0")
+from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
 
 def load_access_units(path):
@@ -92,6 +94,7 @@ def main():
     ap.add_argument("--fps", type=float, default=0, help="pace; default from the file's timestamps")
     ap.add_argument("--user")
     ap.add_argument("--password")
+    ap.add_argument("--protocols", choices=("tcp", "udp"))
     args = ap.parse_args()
 
     Gst.init(None)
@@ -105,6 +108,10 @@ def main():
     server.set_address("127.0.0.1")
     server.set_service(str(args.port))
     factory = LoopingFactory(units, caps, fps)
+    if args.protocols == "tcp":
+        factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP)
+    elif args.protocols == "udp":
+        factory.set_protocols(GstRtsp.RTSPLowerTrans.UDP)
     if args.user:
         auth = GstRtspServer.RTSPAuth()
         token = GstRtspServer.RTSPToken()
