@@ -369,7 +369,7 @@ def scan(files, config_path, as_json, csv_path, extract, progress, **opts):
             if as_json:
                 click.echo(json.dumps({"file": name, "error": redact(e), "events": []}))
             continue
-        events = [r.as_dict(result["origin"]) for r in sink.records]
+        events = _scan_events(sink, result["origin"])
         if as_json:
             line = {"file": name, "duration": result["duration"], "frames": result["frames"],
                     "analysed_frames": result["analysed_frames"],
@@ -418,6 +418,12 @@ class _Progress:
             sys.stderr.write("\n")
 
 
+def _scan_events(sink, origin: float) -> list:
+    """The events found in one file, as ``scan --json`` and ``--csv`` give them: the fields every
+    event output shares, times in seconds from the start of the file."""
+    return [r.as_dict(origin) for r in sink.records]
+
+
 def _scan_one(s, spec, sink, show_progress):
     info = {}
     bar = None
@@ -449,7 +455,7 @@ def _print_table(name, events, result):
         click.echo(f"  {'#':>3} {'start':>9} {'end':>9} {'length':>7} {'trigger':>9} {'peak':>7}  clip")
         for e in events:
             click.echo(f"  {e['event']:>3} {e['start']:>9.2f} {e['end']:>9.2f} {e['duration']:>7.2f} "
-                       f"{e['trigger']:>9.2f} {e['peak_score']:>7.4f}  {e.get('clip', '')}")
+                       f"{e['trigger']:>9.2f} {e['peak_score']:>7.4f}  {e['clip'] or ''}")
 
 
 def _write_csv(path, rows):
