@@ -52,7 +52,7 @@ def test_record_file_pre_alarm_prolongation_post_capture(tmp_path, scene_cache):
         assert nums[-1] <= (walk[1] + 3) * FPS + 2
         assert side["frames"] == len(nums) and side["camera"] == "cam1"
         assert side["start"][-6] in "+-" and side["fps"] == 15.0
-        assert side["motion"]["peak_boxes"] and side["peak_score"] > 0
+        assert side["peak_boxes"] and side["peak_score"] > 0
         thumb = cv2.imread(str(f.with_suffix(".jpg")))
         assert thumb is not None and thumb.shape[:2] == (360, 640)
     assert not list(out.rglob("*.part.mp4"))

@@ -21,7 +21,7 @@ from nvr_cli.storage.segments import INDEX, append_index, index_folders, read_in
 from nvr_cli.core.errors import StorageError
 from nvr_cli.core.frames import Frame
 from nvr_cli.runtime.logs import setup_logging
-from nvr_cli.output.packet_clip import PacketClip, PacketClips
+from nvr_cli.output.packet_clip import PacketClip, open_packet_clip
 from nvr_cli.source.packets import PacketRing
 from nvr_cli.config import Settings
 from nvr_cli.source.spec import parse_source
@@ -155,7 +155,7 @@ def test_a_clip_writer_that_stops_reading_ends_that_clip_not_the_memory(tmp_path
     try:
         assert wait_for(lambda: ring.span > 1, timeout=30)
         monkeypatch.setattr(PacketClip, "MAX_QUEUED_BYTES", 150_000)  # a few seconds of this small stream
-        clip = PacketClips(ring).open_clip(tmp_path / "c.part.mp4", time.monotonic())
+        clip = open_packet_clip(ring, tmp_path / "c.part.mp4", time.monotonic())
         os.kill(clip.proc.pid, signal.SIGSTOP)  # ffmpeg stops reading, as on a hung disk
         try:
             assert wait_for(lambda: clip.error, timeout=60), f"{clip._queued} bytes queued and growing"

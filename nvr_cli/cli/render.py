@@ -55,7 +55,7 @@ def print_scan_table(result: ScanResult) -> None:
         click.echo(f"  {'#':>3} {'start':>9} {'end':>9} {'length':>7} {'trigger':>9} {'peak':>7}  clip")
         for e in events:
             click.echo(f"  {e['event']:>3} {e['start']:>9.2f} {e['end']:>9.2f} {e['duration']:>7.2f} "
-                       f"{e['trigger']:>9.2f} {e['peak_score']:>7.4f}  {e.get('clip', '')}")
+                       f"{e['trigger']:>9.2f} {e['peak_score']:>7.4f}  {e['clip'] or ''}")
 
 
 SCAN_CSV_COLUMNS = ["file", "event", "part", "start", "end", "duration", "trigger", "pre_alarm_seconds",

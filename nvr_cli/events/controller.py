@@ -163,7 +163,8 @@ class EventController:
         self._run.clear()
         frames = self.buffer.drain()
         self._clip_start = frames[0].ts if frames else frame.ts
-        if not frames or frames[-1] is not frame:
+        # by number: a buffer that keeps times only holds a copy of the frame, not the frame
+        if not frames or frames[-1].index != frame.index:
             frames.append(frame)
         for ts, f, dets, qr in self._recent:  # seen in what is now the pre-alarm part of the clip
             if ts >= self._clip_start:

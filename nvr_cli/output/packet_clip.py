@@ -18,20 +18,12 @@ from nvr_cli.core.errors import StorageError
 from nvr_cli.source.packets import PacketRing
 
 
-class PacketClips:
-    """The clip sink's way to the ring: ``open_clip`` starts a clip's writer and has the ring feed it."""
-
-    def __init__(self, ring: PacketRing):
-        self.ring = ring
-
-    def open_clip(self, path: Path, start_ts: float) -> "PacketClip":
-        """A clip from the keyframe at or before ``start_ts`` (monotonic clock), fed live until closed."""
-        clip = PacketClip(self.ring, path)
-        self.ring.attach(clip, start_ts)
-        return clip
-
-    def close(self):
-        self.ring.close()
+def open_packet_clip(ring: PacketRing, path: Path, start_ts: float) -> "PacketClip":
+    """A clip from the keyframe at or before ``start_ts`` (monotonic clock), fed live by ``ring`` until
+    its input ends (the source layer cannot make output objects: it is handed them)."""
+    clip = PacketClip(ring, path)
+    ring.attach(clip, start_ts)
+    return clip
 
 
 class PacketClip:

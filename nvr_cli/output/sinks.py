@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import nvr_cli.storage.paths as storage
-from nvr_cli.output.encoders import open_writer
+from nvr_cli.output.clip_writers import ClipState, ClipWriter, choose_clip_writer
 from nvr_cli.core.errors import StorageError
 from nvr_cli.events.controller import Event
 from nvr_cli.core.frames import Frame
@@ -50,20 +50,21 @@ class SourceInfo:
 
 @dataclass
 class EventRecord:
-    """One finished clip (one part of an event), in source time."""
+    """One clip (one part of an event), in source time; at the event's start, what is known then
+    (``end``, ``frames``, ``reason`` and ``kept`` are None until the clip ends)."""
 
     event: int
     part: int
     start: float
-    end: float
+    end: Optional[float]
     trigger: float
-    frames: int
+    frames: Optional[int]
     peak_score: float
     motion_seconds: float
     motion_frames: int
     union_box: Optional[list]
-    reason: str
-    kept: bool
+    reason: Optional[str]
+    kept: Optional[bool]
     clip: Optional[Path] = None
     kind: str = "motion"
     frames_lost: int = 0  # written but not on disk (a write error found after the fact)
@@ -71,25 +72,43 @@ class EventRecord:
     qr: list = field(default_factory=list)  # QrSighting
     clock_offset: float = 0.0  # add to start/end/trigger for wall-clock time
     live: bool = False  # times are the monotonic clock's (a camera), not the file's
+    peak_boxes: list = field(default_factory=list)  # the motion boxes of the peak frame
 
     @property
     def pre_alarm(self) -> float:
         return max(0.0, self.trigger - self.start) if self.part == 1 else 0.0
 
-    def as_dict(self, origin: float = 0.0) -> dict:
-        d = {"event": self.event, "part": self.part,
-             "start": round(self.start - origin, 3), "end": round(self.end - origin, 3),
-             "trigger": round(self.trigger - origin, 3), "duration": round(self.end - self.start, 3),
-             "pre_alarm_seconds": round(self.pre_alarm, 3), "frames": self.frames,
-             "peak_score": round(self.peak_score, 5), "motion_seconds": round(self.motion_seconds, 3),
-             "motion_frames": self.motion_frames, "motion_box": self.union_box, "end_reason": self.reason,
-             "kind": self.kind, "labels": [o.label for o in self.objects],
-             "objects": [{"label": o.label, "score": round(o.score, 4), "box": [int(v) for v in o.box],
-                          "first_seen": round(o.first_seen - origin, 3)} for o in self.objects],
-             "qr": [{**q.as_dict(), "seen": round(q.ts - origin, 3)} for q in self.qr]}
-        if self.clip:
-            d["clip"] = str(self.clip)
-        return d
+    def as_dict(self, origin: float = 0.0, *, local_time: Optional[bool] = None) -> dict:
+        """The event's fields, under the one set of names that sidecars, hooks, ``scan --json`` and
+        ``record --json`` share (README: "Event fields").
+
+        Times (start, end, trigger, an object's first_seen, a QR code's seen) are ISO 8601 wall-clock
+        times when ``local_time`` is given (True: local, False: UTC), else seconds less ``origin``."""
+        def when(ts: Optional[float]):
+            if ts is None:
+                return None
+            if local_time is not None:
+                return storage.iso(ts + self.clock_offset, local_time)
+            return round(ts - origin, 3)
+
+        duration = round(self.end - self.start, 3) if self.end is not None else None
+        peak_score = round(self.peak_score, 5)
+        return {
+            "event": self.event, "part": self.part, "kind": self.kind, "kept": self.kept,
+            "start": when(self.start), "end": when(self.end), "trigger": when(self.trigger),
+            "duration_seconds": duration, "pre_alarm_seconds": round(self.pre_alarm, 3),
+            "frames": self.frames, "frames_lost": self.frames_lost, "peak_score": peak_score,
+            "motion_seconds": round(self.motion_seconds, 3), "motion_frames": self.motion_frames,
+            "motion_box": self.union_box, "peak_boxes": [[int(v) for v in b] for b in self.peak_boxes],
+            "end_reason": self.reason,
+            "labels": [o.label for o in self.objects],
+            "objects": [{"label": o.label, "score": round(o.score, 4), "box": [int(v) for v in o.box],
+                         "first_seen": when(o.first_seen)} for o in self.objects],
+            "qr": [{**q.as_dict(), "seen": when(q.ts)} for q in self.qr],
+            "clip": str(self.clip) if self.clip else None,
+            # older names, which the README promised before these: same values
+            "duration": duration, "score": peak_score,
+        }
 
 
 class EventLogSink:
@@ -135,12 +154,17 @@ class EventLogSink:
         if keep:
             self._keep(rec)
 
-    def _record(self, event: Event, keep: bool, reason: str) -> EventRecord:
+    def _record(self, event: Event, keep: Optional[bool], reason: Optional[str], *,
+                started: bool = False) -> EventRecord:
+        """The event as it is now: at its end (``started``: at its start, before its end is known)."""
         fps = self.source.fps or 15.0
-        # frames the event spans: with MAX_ANALYSIS_FPS not all of them came through here
-        frames = self._count if self.needs_images else max(self._count, self._last.index - self._first.index + 1)
+        end = frames = None
+        if not started:
+            end = self._last.ts + 1.0 / fps
+            # frames the event spans: with MAX_ANALYSIS_FPS not all of them came through here
+            frames = self._count if self.needs_images else max(self._count, self._last.index - self._first.index + 1)
         return EventRecord(event=event.number, part=event.part, start=self._first.ts,
-                           end=self._last.ts + 1.0 / fps, trigger=event.trigger_ts, frames=frames,
+                           end=end, trigger=event.trigger_ts, frames=frames,
                            peak_score=event.peak_score, motion_seconds=event.motion_seconds,
                            motion_frames=event.motion_frames,
                            union_box=list(event.union_box) if event.union_box else None, reason=reason, kept=keep,
@@ -148,26 +172,14 @@ class EventLogSink:
                            # copies: a long event's next part goes on updating its own
                            objects=[dataclasses.replace(o) for o in sorted(event.objects.values(),
                                                                             key=lambda o: -o.score)],
-                           qr=list(event.qr))
-
-
-@dataclass
-class _Clip:
-    """One clip's state, from open to finished: handed to the finisher when the event closes it."""
-
-    final: Optional[Path] = None
-    part: Optional[Path] = None
-    writer: object = None
-    failed: Optional[str] = None
-    fps: float = 0.0
-    slots: int = 0  # output frames written, incl. duplicates that keep file time = source time
-    t0: float = 0.0
-    offset: float = 0.0  # wall-clock offset of this clip's frame times
+                           qr=list(event.qr), peak_boxes=list(event.peak_boxes))
 
 
 class ClipSink(EventLogSink):
-    """Writes each event as an H.264 MP4 with a JSON sidecar and a thumbnail of the peak frame.
+    """Writes each event as an MP4 with a JSON sidecar and a thumbnail of the peak frame.
 
+    How the clip is made (re-encoded frames, the camera's packets, or cut from the continuous
+    segments) is one ClipWriter, chosen here once from what the recorder set up.
     Frames go to the clip's writer on the analysis thread; everything after an event's last frame
     (closing the writer, the remux, sidecar, thumbnail, callbacks) runs on a finisher thread, so
     finishing a long clip never makes the analysis fall behind a live camera."""
@@ -182,19 +194,16 @@ class ClipSink(EventLogSink):
         self.s = settings
         self.ffmpeg = ffmpeg
         self.on_clip = on_clip
-        # (event, planned clip path, wall-clock offset) when an event starts; (record) when each clip
+        # (record, with the planned clip path) when an event starts; (record) when each clip
         # (part) ends, kept or not, written or not
         self.on_event_start = on_event_start
         self.on_event_end = on_event_end
         self.on_disk_full = on_disk_full
-        self.cutter = cutter  # EventCutter: each kept event is also cut from the continuous segments
-        self.packets = packets  # PacketRing: clips are the camera's own packets, written live
-        # three ways to a clip: cut later from the continuous segments, the camera's packets copied
-        # live, or re-encoded from the decoded frames (the only one that needs them)
-        self.cut_only = settings.EVENT_REENCODE is False and cutter is not None
-        self.needs_images = not self.cut_only and packets is None
-        self.clip = _Clip()
-        self._prev: Optional[Frame] = None
+        # cutter (EventCutter): kept events are also cut from the continuous segments;
+        # packets (PacketRing): clips can be the camera's own packets, written live
+        self.writer: ClipWriter = choose_clip_writer(settings, ffmpeg=ffmpeg, cutter=cutter, packets=packets)
+        self.needs_images = self.writer.needs_images
+        self.clip = ClipState()
         self._jobs: queue.Queue = queue.Queue(maxsize=16)  # a stuck disk blocks here, not in memory
         self._busy = 0  # jobs queued or running
         self._idle = threading.Condition()
@@ -223,7 +232,7 @@ class ClipSink(EventLogSink):
         return measured or src.fps or 15.0
 
     def open(self, event: Event, frames: list):
-        c = self.clip = _Clip(fps=self._clip_fps(frames), t0=frames[0].ts, offset=self.source.wall_offset())
+        c = self.clip = ClipState(fps=self._clip_fps(frames), t0=frames[0].ts, offset=self.source.wall_offset())
         self._first, self._count = frames[0], 0
         wall = frames[0].ts + c.offset
         try:
@@ -232,20 +241,16 @@ class ClipSink(EventLogSink):
             storage.make_dirs(folder)
             c.final = storage.new_clip_path(folder, self.s.CAMERA_NAME, wall, self.s.LOCAL_TIME)
             c.part = storage.part_path(c.final)
-            if self.packets is not None:
-                c.writer = self.packets.open_clip(c.part, frames[0].ts)
-            elif self.needs_images:
-                c.writer = open_writer(c.part, self.source.size, c.fps, ffmpeg=self.ffmpeg,
-                                       crf=self.s.VIDEO_CRF, preset=self.s.VIDEO_PRESET)
-            else:
-                c.part = None  # the clip will be cut from the segments instead
+            self.writer.open(c, self.source.size, frames[0].ts)
         except StorageError as e:
             self._fail(e)
         log.info("recording %s (event %d part %d, %d pre-alarm frames)",
                  c.part.name if c.part else "-", event.number, event.part, len(frames))
         if self.on_event_start and event.part == 1:
+            rec = self._record(event, None, None, started=True)
+            rec.clip, rec.clock_offset, rec.live = c.final, c.offset, self.source.live
             # through the finisher's queue: an event's start is told after the previous one's end
-            self._submit(self.on_event_start, copy.copy(event), c.final, frames[0].ts, c.offset)
+            self._submit(self.on_event_start, rec)
         for f in frames:
             self.write(f)
 
@@ -256,8 +261,7 @@ class ClipSink(EventLogSink):
             self.on_disk_full()  # the reaper frees space for the next clip
         log.error("%s: this clip stops here, recording carries on", e)
         if c.writer is not None:
-            if hasattr(c.writer, "end_input"):
-                c.writer.end_input()
+            self.writer.end_input(c)
             self._submit(c.writer.abort)  # a writer stuck on a hung disk must not stall the analysis
         c.writer = None
 
@@ -267,23 +271,9 @@ class ClipSink(EventLogSink):
         if c.writer is None:
             return
         try:
-            if self.source.live:
-                c.writer.write(frame.image)
-                c.slots += 1
-                return
-            # files: place frames by presentation time, so variable-frame-rate footage keeps its timing
-            slot = int((frame.ts - c.t0) * c.fps + 0.5)
-            if slot < c.slots:
-                return
-            fill = min(slot - c.slots, int(c.fps * 2))
-            for _ in range(fill):
-                c.writer.write(self._prev.image)
-            c.writer.write(frame.image)
-            c.slots += fill + 1
+            self.writer.write(c, frame, self.source.live)
         except StorageError as e:
             self._fail(e)
-        finally:
-            self._prev = frame
 
     def close(self, event: Event, keep: bool, reason: str):
         """The event's last frame of this clip: the rest is the finisher's work."""
@@ -292,9 +282,8 @@ class ClipSink(EventLogSink):
         # the controller goes on with the same Event (the next part of a long one): keep this part's view
         snap = copy.copy(event)
         snap.peak_boxes = list(event.peak_boxes)
-        clip, self.clip = self.clip, _Clip()
-        if hasattr(clip.writer, "end_input"):
-            clip.writer.end_input()  # a packet clip takes no more packets from now on
+        clip, self.clip = self.clip, ClipState()
+        self.writer.end_input(clip)
         self._submit(self._finish, clip, snap, rec, keep, reason)
 
     def _submit(self, fn, *args):
@@ -340,84 +329,27 @@ class ClipSink(EventLogSink):
                     self._busy -= 1
                     self._idle.notify_all()
 
-    def _finish(self, clip: _Clip, event: Event, rec: EventRecord, keep: bool, reason: str):
+    def _finish(self, clip: ClipState, event: Event, rec: EventRecord, keep: bool, reason: str):
         try:
             self._close(clip, event, rec, keep, reason)
         finally:
             if self.on_event_end:
                 self.on_event_end(rec)
 
-    def _close(self, c: _Clip, event: Event, rec: EventRecord, keep: bool, reason: str):
-        part, writer = c.part, c.writer
-        if writer is not None:
-            try:
-                writer.close()
-            except StorageError as e:
-                c.failed = str(e)
-                log.error("%s", e)
-        if self.cut_only and keep and c.final is not None:
-            self._cut_only(c, event, rec)
-            return
-        if part is None or not part.exists():
-            return
-        if not keep:
-            part.unlink(missing_ok=True)
-            return
-        if c.failed:
-            # Not complete, so it keeps its .part name (the next start finishes it, as after a
-            # crash); a file of which nothing plays is not kept at all.
-            if storage.plays(part):
-                log.error("clip %s is incomplete (%s): kept as written, it plays up to where writing stopped",
-                          part, c.failed)
-            else:
-                part.unlink(missing_ok=True)
-                log.error("nothing of clip %s could be saved (%s)", part.name, c.failed)
-            return
-        try:
-            final, on_disk = storage.finalize(part, self.ffmpeg)
-        except OSError as e:
-            log.error("cannot finish %s: %s; it stays as %s (playable)", part.name, e.strerror, part.name)
+    def _close(self, c: ClipState, event: Event, rec: EventRecord, keep: bool, reason: str):
+        final = self.writer.finish(c, rec, keep)
+        if final is None:
+            rec.kept = False  # nothing kept under a final name (dropped, or failed: a .part at most)
             return
         rec.clip = final
-        if self.packets is not None and writer is not None:
-            # the clip is what the camera sent from the keyframe at or before the pre-alarm's start
-            # (or from the first keyframe after a connect)
-            if writer.start_ts is not None:
-                rec.start = writer.start_ts
-            rec.frames = on_disk if on_disk is not None else rec.frames
-            if on_disk and c.fps:  # it holds what the camera sent until the event's end reached it
-                rec.end = rec.start + on_disk / c.fps
-        elif on_disk is not None and on_disk < c.slots:
-            # a write error ffmpeg did not report (a disk that filled mid-fragment): say so, never claim it
-            c.failed = f"only {on_disk} of {c.slots} frames reached the disk"
-            log.error("clip %s: %s", final.name, c.failed)
-            rec.frames_lost = c.slots - on_disk
-            rec.frames = on_disk
         self._write_sidecar(c, final, event, rec)
-        if self.cutter is not None:
-            off = c.offset
-            self.cutter.submit(rec.start + off, rec.end + off, final.with_name(final.stem + ".lossless.mp4"),
-                               final.with_suffix(".json"))
+        self.writer.submit_cut(c, final, rec)
         self._keep(rec)
-        log.info("clip %s: %.1f s, %d frames, %.1f s pre-alarm (%s)",
-                 final, rec.end - rec.start, rec.frames, rec.pre_alarm, reason)
+        self.writer.log_finished(final, rec, reason)
         if self.on_clip:
             self.on_clip(rec)
 
-    def _cut_only(self, c: _Clip, event: Event, rec: EventRecord):
-        """EVENT_REENCODE off: the lossless cut is the clip; sidecar and thumbnail now, the cut when ready."""
-        final, off = c.final, c.offset
-        rec.clip = final
-        self._write_sidecar(c, final, event, rec)
-        self.cutter.submit(rec.start + off, rec.end + off, final, final.with_suffix(".json"))
-        self._keep(rec)
-        log.info("event %d: %.1f s, clip %s will be cut from the segments", event.number, rec.end - rec.start,
-                 final.name)
-        if self.on_clip:
-            self.on_clip(rec)
-
-    def _write_sidecar(self, c: _Clip, final: Path, event: Event, rec: EventRecord):
-        off, lt = c.offset, self.s.LOCAL_TIME
+    def _write_sidecar(self, c: ClipState, final: Path, event: Event, rec: EventRecord):
         thumb = final.with_suffix(".jpg")
         try:
             if event.best_object is not None:  # the best view of what was wanted, else the peak of motion
@@ -428,25 +360,13 @@ class ClipSink(EventLogSink):
                 storage.write_thumbnail(thumb, event.peak_frame.image, event.peak_boxes)
             data = {
                 "camera": self.s.CAMERA_NAME, "source": self.source.display,
-                "clip": None if self.cut_only else final.name,
+                **rec.as_dict(local_time=self.s.LOCAL_TIME),
+                # the files beside this one, by name: the folder can move
+                "clip": self.writer.sidecar_clip(final),
                 "thumbnail": thumb.name if thumb.exists() else None,
-                "event": event.number, "part": event.part,
-                "start": storage.iso(rec.start + off, lt), "end": storage.iso(rec.end + off, lt),
-                "trigger": storage.iso(rec.trigger + off, lt),
-                "duration_seconds": round(rec.end - rec.start, 3),
-                "pre_alarm_seconds": round(rec.pre_alarm, 3),
-                "frames": rec.frames, "frames_lost": rec.frames_lost, "fps": round(c.fps, 3),
-                "width": self.source.size[0], "height": self.source.size[1],
-                "peak_score": round(event.peak_score, 5),
-                "motion": {"frames": event.motion_frames, "seconds": round(event.motion_seconds, 3),
-                           "box": rec.union_box, "peak_boxes": [list(b) for b in event.peak_boxes]},
-                "kind": event.kind, "labels": [o.label for o in rec.objects],
-                "objects": [{"label": o.label, "score": round(o.score, 4), "box": [int(v) for v in o.box],
-                             "first_seen": storage.iso(o.first_seen + off, lt)} for o in rec.objects],
-                "qr": [{**q.as_dict(), "seen": storage.iso(q.ts + off, lt)} for q in rec.qr],
-                "end_reason": rec.reason, "error": c.failed,
-                "encoding": "re-encoded" if self.needs_images else "camera's own (stream copy)",
-                **({"lossless": {"status": "pending"}} if self.cutter is not None else {}),
+                "fps": round(c.fps, 3), "width": self.source.size[0], "height": self.source.size[1],
+                "error": c.failed, "encoding": self.writer.encoding,
+                **({"lossless": {"status": "pending"}} if self.writer.cutter is not None else {}),
                 "settings": {k: as_plain(getattr(self.s, k)) for k in EVENT_SETTINGS},
             }
             storage.write_json(final.with_suffix(".json"), data)

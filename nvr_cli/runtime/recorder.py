@@ -93,19 +93,19 @@ class Recorder:
         self.stop.set()
 
     # -- callbacks from the sink -----------------------------------------------------------------
-    def _event_started(self, event, clip: Path, first_ts: float, off: float):
-        s = self.s
-        info = {"event": event.number, "kind": event.kind, "source": self.spec.display,
-                "start": storage.iso(first_ts + off, s.LOCAL_TIME),
-                "trigger": storage.iso(event.trigger_ts + off, s.LOCAL_TIME),
-                "clip": str(clip) if clip else None, "thumbnail": str(clip.with_suffix(".jpg")) if clip else None,
-                "score": round(event.peak_score, 5), "labels": sorted(event.objects),
-                "qr": [q.payload for q in event.qr]}
+    def _event_payload(self, rec: EventRecord, clip: Optional[Path]) -> dict:
+        """A hook's event: the fields every event output shares (ISO times), the source, and the
+        files by their full paths (the clip's, sidecar's and thumbnail's planned ones at the start)."""
+        return {**rec.as_dict(local_time=self.s.LOCAL_TIME), "source": self.spec.display,
+                "clip": str(clip) if clip else None, "sidecar": str(clip.with_suffix(".json")) if clip else None,
+                "thumbnail": str(clip.with_suffix(".jpg")) if clip else None}
+
+    def _event_started(self, rec: EventRecord):
+        info = self._event_payload(rec, rec.clip)
         self.status.event_started({k: info[k] for k in ("event", "kind", "start", "trigger", "clip")})
         self.hooks.fire("event_start", info)
 
     def _event_ended(self, rec: EventRecord):
-        s, off = self.s, rec.clock_offset
         if rec.reason != "maximum clip length":
             self.status.event_ended(rec.event)
         clip = rec.clip if rec.kept else None
@@ -113,19 +113,10 @@ class Recorder:
             size = sum(p.stat().st_size for p in (clip, clip.with_suffix(".json"), clip.with_suffix(".jpg"))
                        if p.exists())
             self.status.written(size, event=rec.part == 1)
-        thumb = clip.with_suffix(".jpg") if clip is not None else None
-        self.hooks.fire("event_end", {
-            "event": rec.event, "part": rec.part, "kind": rec.kind, "kept": rec.kept and clip is not None,
-            "source": self.spec.display, "reason": rec.reason,
-            "start": storage.iso(rec.start + off, s.LOCAL_TIME), "end": storage.iso(rec.end + off, s.LOCAL_TIME),
-            "trigger": storage.iso(rec.trigger + off, s.LOCAL_TIME),
-            "duration": round(rec.end - rec.start, 3), "pre_alarm_seconds": round(rec.pre_alarm, 3),
-            "frames": rec.frames, "score": round(rec.peak_score, 5),
-            "clip": str(clip) if clip else None, "sidecar": str(clip.with_suffix(".json")) if clip else None,
-            "thumbnail": str(thumb) if thumb is not None and thumb.exists() else None,
-            "labels": [o.label for o in rec.objects],
-            "objects": [{"label": o.label, "score": round(o.score, 4)} for o in rec.objects],
-            "qr": [q.payload for q in rec.qr]})
+        info = self._event_payload(rec, clip)
+        if clip is not None and not clip.with_suffix(".jpg").exists():
+            info["thumbnail"] = None
+        self.hooks.fire("event_end", info)
 
     def _segment_written(self, seg):
         self.status.written(seg.size)
@@ -211,14 +202,12 @@ class Recorder:
         if s.EVENT_REENCODE is not True and cutter is None:
             spec = parse_source(s.RECORD_SOURCE or s.cam)
             if ffmpeg and spec.kind == "rtsp":
-                from nvr_cli.output.packet_clip import PacketClips
                 from nvr_cli.source.packets import PacketRing
 
-                packets = PacketClips(PacketRing(spec, ffmpeg, s.PRE_ALARM_RECORDING_SECONDS, threading.Event(),
-                                                 rtsp_transport=s.RTSP_TRANSPORT, max_mb=s.PRE_ALARM_MAX_MB,
-                                                 retry_delay=s.RECONNECT_DELAY_SECS,
-                                                 max_retry_delay=s.RECONNECT_MAX_DELAY_SECS, on_fatal=self._fatal,
-                                                 read_timeout=s.READ_TIMEOUT_SECS))
+                packets = PacketRing(spec, ffmpeg, s.PRE_ALARM_RECORDING_SECONDS, threading.Event(),
+                                     rtsp_transport=s.RTSP_TRANSPORT, max_mb=s.PRE_ALARM_MAX_MB,
+                                     retry_delay=s.RECONNECT_DELAY_SECS, max_retry_delay=s.RECONNECT_MAX_DELAY_SECS,
+                                     on_fatal=self._fatal, read_timeout=s.READ_TIMEOUT_SECS)
                 log.info("clips are the camera's own packets (no re-encode); pre-alarm kept as packets")
             elif s.EVENT_REENCODE is False:
                 log.warning("EVENT_REENCODE = False needs an RTSP camera and ffmpeg, or continuous recording: "
