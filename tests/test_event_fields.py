@@ -76,6 +76,5 @@ def test_sidecar_hooks_record_json_and_scan_json_agree(tmp_path, isolated_home, 
     (None, "cutter", None, ReencodedClips),  # re-encoded, with a lossless copy beside each clip
 ])
 def test_the_clip_mode_is_one_class_chosen_once(reencode, cutter, packets, mode):
-    w = choose_clip_writer(Settings().replace(EVENT_REENCODE=reencode), ffmpeg="ffmpeg", cutter=cutter,
-                           packets=packets)
+    w = choose_clip_writer(Settings().output, reencode=reencode, ffmpeg="ffmpeg", cutter=cutter, packets=packets)
     assert type(w) is mode and w.needs_images == (mode is ReencodedClips)

@@ -133,7 +133,7 @@ def test_a_burst_after_connecting_does_not_speed_up_the_clip():
     sends fewer frames than it claims is believed."""
     from nvr_cli.output.sinks import ClipSink, SourceInfo
 
-    sink = ClipSink(Settings(), ffmpeg=None)
+    sink = ClipSink.for_camera(Settings(), ffmpeg=None)
     sink.set_source(SourceInfo("cam", (64, 48), 25.0, True))
     burst = [Frame(None, 1000 + i / 35, i) for i in range(40)]
     slow = [Frame(None, 1000 + i / 10, i) for i in range(40)]

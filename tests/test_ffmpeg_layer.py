@@ -58,7 +58,7 @@ def test_every_camera_reader_uses_the_settings_transport_and_timeout(tmp_path, f
     ring.spec, ring.ffmpeg, ring.rtsp_transport, ring.read_timeout = spec, ffmpeg, s.RTSP_TRANSPORT, s.READ_TIMEOUT_SECS
     commands = {
         "packet buffer": ring._command(),
-        "segmenter": Segmenter(s, spec, ffmpeg, threading.Event())._command(),
+        "segmenter": Segmenter(s.source, s.continuous, s.output, spec, ffmpeg, threading.Event())._command(),
         "diagnose": diagnose_command(ffmpeg, spec, s.OPEN_TIMEOUT_SECS, s.RTSP_TRANSPORT),
     }
     for who, cmd in commands.items():
@@ -107,7 +107,7 @@ def test_the_packet_buffer_gives_up_on_a_silent_camera_after_the_read_timeout(si
 def test_continuous_recording_gives_up_on_a_silent_camera_after_the_read_timeout(silent_server, ffmpeg, tmp_path):
     url, _ = silent_server
     s = Settings(READ_TIMEOUT_SECS=1.0, PATH_FOR_VIDEO=str(tmp_path), CAMERA_NAME="cam")
-    seg = Segmenter(s, parse_source(url), ffmpeg, threading.Event())
+    seg = Segmenter(s.source, s.continuous, s.output, parse_source(url), ffmpeg, threading.Event())
     t = time.monotonic()
     produced, reason, stderr = seg._run_once()
     # ffmpeg itself timed out ("exited"), before the segmenter's own watchdog (READ_TIMEOUT_SECS + 2)
@@ -147,7 +147,7 @@ def test_udp_only_camera_works_for_every_reader_with_rtsp_transport_udp(udp_only
     # continuous recording
     s = Settings(RTSP_TRANSPORT="udp", SEGMENT_SECONDS=2, PATH_FOR_VIDEO=str(tmp_path), CAMERA_NAME="cam")
     stop = threading.Event()
-    seg = Segmenter(s, spec, ffmpeg, stop)
+    seg = Segmenter(s.source, s.continuous, s.output, spec, ffmpeg, stop)
     worker = threading.Thread(target=seg.run, daemon=True)
     worker.start()
     try:

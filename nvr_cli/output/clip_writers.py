@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Optional
 import nvr_cli.storage.paths as storage
 from nvr_cli.core.errors import StorageError
 from nvr_cli.core.frames import Frame
+from nvr_cli.config import OutputSettings
 from nvr_cli.output.encoders import open_writer
 from nvr_cli.output.packet_clip import open_packet_clip
 
@@ -52,7 +53,7 @@ class ClipWriter:
     needs_images = True  # whether the pre-alarm buffer and the pipeline must keep decoded images
     encoding = ""  # the sidecar's "encoding"
 
-    def __init__(self, settings, *, ffmpeg: Optional[str] = None, cutter=None):
+    def __init__(self, settings: OutputSettings, *, ffmpeg: Optional[str] = None, cutter=None):
         self.s = settings
         self.ffmpeg = ffmpeg
         self.cutter = cutter
@@ -170,7 +171,7 @@ class PacketClips(_FileClips):
     needs_images = False
     encoding = "camera's own (stream copy)"
 
-    def __init__(self, settings, *, packets, ffmpeg: Optional[str] = None, cutter=None):
+    def __init__(self, settings: OutputSettings, *, packets, ffmpeg: Optional[str] = None, cutter=None):
         super().__init__(settings, ffmpeg=ffmpeg, cutter=cutter)
         self.ring = packets
 
@@ -222,10 +223,11 @@ class SegmentCutClips(ClipWriter):
                  final.name)
 
 
-def choose_clip_writer(settings, *, ffmpeg: Optional[str], cutter=None, packets=None) -> ClipWriter:
+def choose_clip_writer(settings: OutputSettings, *, reencode: Optional[bool] = None, ffmpeg: Optional[str],
+                       cutter=None, packets=None) -> ClipWriter:
     """The mode for what the recorder set up: a cutter with EVENT_REENCODE = False cuts the clips
     from the segments; a packet ring copies the camera's packets; anything else re-encodes frames."""
-    if settings.EVENT_REENCODE is False and cutter is not None:
+    if reencode is False and cutter is not None:
         return SegmentCutClips(settings, ffmpeg=ffmpeg, cutter=cutter)
     if packets is not None:
         return PacketClips(settings, packets=packets, ffmpeg=ffmpeg, cutter=cutter)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import nvr_cli.storage.paths as storage
-from nvr_cli.storage.segments import index_folders
+from nvr_cli.storage.segments import Segmenter, index_folders
 from nvr_cli.core.errors import NvrError
 from nvr_cli.storage.export import export
 from nvr_cli.core.supervised import Supervised
@@ -23,8 +23,10 @@ log = logging.getLogger(__name__)
 
 
 class EventCutter:
-    def __init__(self, segmenter, ffmpeg: str, settings, stop: threading.Event, on_fatal=None):
-        self.segmenter, self.ffmpeg, self.s, self.stop = segmenter, ffmpeg, settings, stop
+    def __init__(self, segmenter: Segmenter, ffmpeg: str, stop: threading.Event, on_fatal=None):
+        """Cuts from ``segmenter``'s segments, so where they are and how long they run are its settings."""
+        self.segmenter, self.ffmpeg, self.stop = segmenter, ffmpeg, stop
+        self.out, self.camera = segmenter.out, segmenter.camera
         self.jobs: queue.Queue = queue.Queue()
         self.done = 0
         # its own stop: it finishes the queued cuts after the recorder's stop is set
@@ -51,7 +53,7 @@ class EventCutter:
             self.done += 1
 
     def _one(self, start, end, out, sidecar, on_done):
-        deadline = time.monotonic() + self.s.SEGMENT_SECONDS * 2 + 15
+        deadline = time.monotonic() + self.segmenter.segment_seconds * 2 + 15
         while not self._covered(end) and time.monotonic() < deadline:
             if self.stop.is_set() and not self.segmenter_alive():
                 break  # the segmenter has written its last segment
@@ -66,13 +68,13 @@ class EventCutter:
         return getattr(self.segmenter, "running", False)
 
     def _cut(self, start, end, out) -> dict:
-        lt = self.s.LOCAL_TIME
+        lt = self.out.LOCAL_TIME
         req = {"requested_start": storage.iso(start, lt), "requested_end": storage.iso(end, lt)}
         try:
             # only the days the event can touch: a cut must not cost more as the history grows
-            days = index_folders(self.s.PATH_FOR_VIDEO, self.s.CAMERA_NAME, start, end, lt,
-                                 self.s.subFolderNameGeneratorFunc)
-            info, (actual_start, actual_end) = export(self.s.PATH_FOR_VIDEO, self.s.CAMERA_NAME, start, end, out,
+            days = index_folders(self.out.PATH_FOR_VIDEO, self.camera, start, end, lt,
+                                 self.out.subFolderNameGeneratorFunc)
+            info, (actual_start, actual_end) = export(self.out.PATH_FOR_VIDEO, self.camera, start, end, out,
                                                       ffmpeg=self.ffmpeg, allow_gaps=True, local_time=lt,
                                                       folders=days, write_sidecar=False)
         except NvrError as e:

@@ -17,18 +17,23 @@ from nvr_cli.output.clip_writers import ClipState, ClipWriter, choose_clip_write
 from nvr_cli.core.errors import StorageError
 from nvr_cli.events.controller import Event
 from nvr_cli.core.frames import Frame
-from nvr_cli.config import Settings, as_plain
+from nvr_cli.config import OutputSettings, Settings, as_plain
 from nvr_cli.core.supervised import Supervised
 
 log = logging.getLogger(__name__)
 
 # settings that shape an event, recorded in every sidecar
-EVENT_SETTINGS = ("MOTION_FRAME_WIDTH", "scaleFrameTo", "MOTION_BLUR_SIZE", "MOTION_PIXEL_THRESHOLD",
+SIDECAR_SETTINGS = ("MOTION_FRAME_WIDTH", "scaleFrameTo", "MOTION_BLUR_SIZE", "MOTION_PIXEL_THRESHOLD",
                   "MOTION_DILATE_ITERATIONS", "MOTION_ERODE_ITERATIONS", "MOTION_MIN_SCORE",
                   "MOTION_MIN_CONTOUR_AREA", "MOTION_TRIGGER_FRAMES", "LIGHTING_REJECT",
                   "MASKS", "REGIONS", "MINIMAL_MOTION_DURATION", "PRE_ALARM_RECORDING_SECONDS",
                   "POST_CAPTURE_SECONDS", "MIN_EVENT_SECONDS", "MAX_CLIP_SECONDS", "OBJECT_MODEL",
                   "OBJECT_CONFIRM", "OBJECT_LABELS_OF_INTEREST", "OBJECT_MIN_SCORE", "QR_ENABLED")
+
+
+def sidecar_settings(s: Settings) -> dict:
+    """The settings that shaped a camera's events, as its sidecars record them."""
+    return {k: as_plain(getattr(s, k)) for k in SIDECAR_SETTINGS}
 
 
 @dataclass
@@ -186,12 +191,19 @@ class ClipSink(EventLogSink):
 
     MAX_RECORDS = 200  # live: the latest records only (counters count them all)
 
-    def __init__(self, settings: Settings, *, ffmpeg: Optional[str], on_clip: Optional[Callable] = None,
+    def __init__(self, settings: OutputSettings, *, camera: str, ffmpeg: Optional[str],
+                 reencode: Optional[bool] = None, shaped_by: Optional[dict] = None,
+                 on_clip: Optional[Callable] = None,
                  on_disk_full: Optional[Callable] = None, cutter=None,
                  on_event_start: Optional[Callable] = None, on_event_end: Optional[Callable] = None,
                  packets=None, on_fatal: Optional[Callable[[str], None]] = None):
+        """``settings``: where clips go and how they are encoded; ``reencode``: EVENT_REENCODE (with a
+        ``cutter``, False makes the cut the clip); ``shaped_by``: the settings each sidecar records
+        (``sidecar_settings(settings)``)."""
         super().__init__()
         self.s = settings
+        self.camera = camera
+        self.shaped_by = dict(shaped_by or {})
         self.ffmpeg = ffmpeg
         self.on_clip = on_clip
         # (record, with the planned clip path) when an event starts; (record) when each clip
@@ -201,7 +213,7 @@ class ClipSink(EventLogSink):
         self.on_disk_full = on_disk_full
         # cutter (EventCutter): kept events are also cut from the continuous segments;
         # packets (PacketRing): clips can be the camera's own packets, written live
-        self.writer: ClipWriter = choose_clip_writer(settings, ffmpeg=ffmpeg, cutter=cutter, packets=packets)
+        self.writer: ClipWriter = choose_clip_writer(settings, reencode=reencode, ffmpeg=ffmpeg, cutter=cutter, packets=packets)
         self.needs_images = self.writer.needs_images
         self.clip = ClipState()
         self._jobs: queue.Queue = queue.Queue(maxsize=16)  # a stuck disk blocks here, not in memory
@@ -209,6 +221,11 @@ class ClipSink(EventLogSink):
         self._idle = threading.Condition()
         self._stop = threading.Event()
         self._finisher = Supervised("clip finisher", self._finish_loop, self._stop, on_fatal=on_fatal).start()
+
+    @classmethod
+    def for_camera(cls, s: Settings, **kwargs) -> "ClipSink":
+        """A sink for one camera's settings: it is handed its own slices of them."""
+        return cls(s.output, camera=s.CAMERA_NAME, reencode=s.EVENT_REENCODE, shaped_by=sidecar_settings(s), **kwargs)
 
     def set_source(self, info: SourceInfo):
         super().set_source(info)
@@ -236,10 +253,10 @@ class ClipSink(EventLogSink):
         self._first, self._count = frames[0], 0
         wall = frames[0].ts + c.offset
         try:
-            folder = storage.clip_dir(self.s.PATH_FOR_VIDEO, self.s.CAMERA_NAME, wall,
+            folder = storage.clip_dir(self.s.PATH_FOR_VIDEO, self.camera, wall,
                                       self.s.LOCAL_TIME, self.s.subFolderNameGeneratorFunc)
             storage.make_dirs(folder)
-            c.final = storage.new_clip_path(folder, self.s.CAMERA_NAME, wall, self.s.LOCAL_TIME)
+            c.final = storage.new_clip_path(folder, self.camera, wall, self.s.LOCAL_TIME)
             c.part = storage.part_path(c.final)
             self.writer.open(c, self.source.size, frames[0].ts)
         except StorageError as e:
@@ -359,7 +376,7 @@ class ClipSink(EventLogSink):
             elif event.peak_frame is not None and event.peak_frame.image is not None:
                 storage.write_thumbnail(thumb, event.peak_frame.image, event.peak_boxes)
             data = {
-                "camera": self.s.CAMERA_NAME, "source": self.source.display,
+                "camera": self.camera, "source": self.source.display,
                 **rec.as_dict(local_time=self.s.LOCAL_TIME),
                 # the files beside this one, by name: the folder can move
                 "clip": self.writer.sidecar_clip(final),
@@ -367,7 +384,7 @@ class ClipSink(EventLogSink):
                 "fps": round(c.fps, 3), "width": self.source.size[0], "height": self.source.size[1],
                 "error": c.failed, "encoding": self.writer.encoding,
                 **({"lossless": {"status": "pending"}} if self.writer.cutter is not None else {}),
-                "settings": {k: as_plain(getattr(self.s, k)) for k in EVENT_SETTINGS},
+                "settings": self.shaped_by,
             }
             storage.write_json(final.with_suffix(".json"), data)
         except StorageError as e:

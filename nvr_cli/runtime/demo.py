@@ -31,6 +31,6 @@ def run_demo(s: Settings, out: Path) -> list:
     src_file = scene.write(out / "demo_scene.mp4", ffmpeg)
     log.info("generated %s: %.0f s with people walking through at %s s", src_file, scene.seconds,
              ", ".join(f"{a:g}-{b:g}" for a, b in scene.walkers))
-    sink = ClipSink(s, ffmpeg=ffmpeg)
+    sink = ClipSink.for_camera(s, ffmpeg=ffmpeg)
     Pipeline(s, parse_source(str(src_file)), sink).run()
     return list(sink.records)

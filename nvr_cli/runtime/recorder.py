@@ -183,7 +183,7 @@ class Recorder:
         if s.CONTINUOUS_RECORDING:
             from nvr_cli.storage.segments import Segmenter
 
-            self.segmenter = Segmenter(s, self.record_spec, ffmpeg, self.stop, on_disk_full=reaper.now)
+            self.segmenter = Segmenter(s.source, s.continuous, s.output, self.record_spec, ffmpeg, self.stop, on_disk_full=reaper.now)
             self.segmenter.written_cb = self._segment_written
             worker = self._supervised("segmenter", self.segmenter.run)
             log.info("continuous recording of %s into %s-second segments", self.record_spec.display,
@@ -197,7 +197,7 @@ class Recorder:
         if self.segmenter is not None and s.LOSSLESS_EVENT_CLIPS:
             from nvr_cli.output.event_cut import EventCutter
 
-            cutter = EventCutter(self.segmenter, ffmpeg, s, self.stop, on_fatal=self._fatal)
+            cutter = EventCutter(self.segmenter, ffmpeg, self.stop, on_fatal=self._fatal)
         packets = None
         if s.EVENT_REENCODE is not True and cutter is None:
             spec = parse_source(s.RECORD_SOURCE or s.cam)
@@ -212,7 +212,7 @@ class Recorder:
             elif s.EVENT_REENCODE is False:
                 log.warning("EVENT_REENCODE = False needs an RTSP camera and ffmpeg, or continuous recording: "
                             "clips are re-encoded")
-        self.sink = ClipSink(s, ffmpeg=ffmpeg, on_clip=self.on_clip, on_disk_full=reaper.now, cutter=cutter,
+        self.sink = ClipSink.for_camera(s, ffmpeg=ffmpeg, on_clip=self.on_clip, on_disk_full=reaper.now, cutter=cutter,
                              on_event_start=self._event_started, on_event_end=self._event_ended, packets=packets,
                              on_fatal=self._fatal)
         log.info("recording %s as %r into %s", self.spec.display, s.CAMERA_NAME, root)

@@ -62,7 +62,7 @@ def scan_file(s: Settings, path: str, *, extract: bool = False, ffmpeg: Optional
     spec = parse_source(path)
     if spec.live:
         raise SourceError(f"{spec.display}: scan takes video files; use `record` for cameras")
-    sink = ClipSink(s, ffmpeg=ffmpeg) if extract else EventLogSink()
+    sink = ClipSink.for_camera(s, ffmpeg=ffmpeg) if extract else EventLogSink()
     info = {}
     bar = None
 

@@ -25,7 +25,7 @@ from nvr_cli.core.backoff import Backoff
 import nvr_cli.storage.paths as storage
 from nvr_cli.core.errors import ConfigError, StorageError
 from nvr_cli.core.redact import redact
-from nvr_cli.config import Settings
+from nvr_cli.config import ContinuousSettings, OutputSettings, SourceSettings
 from nvr_cli.source.spec import SourceSpec, ffmpeg_input_args
 
 log = logging.getLogger(__name__)
@@ -111,13 +111,17 @@ def last_indexed_end(camera_root: Path) -> Optional[float]:
 class Segmenter:
     """Runs (and re-runs) ffmpeg for one camera until ``stop`` is set."""
 
-    def __init__(self, settings: Settings, spec: SourceSpec, ffmpeg: str, stop: threading.Event,
-                 on_disk_full=None):
+    def __init__(self, source: SourceSettings, continuous: ContinuousSettings, output: OutputSettings,
+                 spec: SourceSpec, ffmpeg: str, stop: threading.Event, on_disk_full=None):
+        """``spec``: the stream recorded (RECORD_SOURCE or cam); ``source``: how to read it, the camera's name."""
         if spec.kind == "usb":
             raise ConfigError("continuous recording stream-copies a network camera or a file; a USB camera "
                               "has no encoded stream to copy")
-        self.s, self.spec, self.ffmpeg, self.stop = settings, spec, ffmpeg, stop
-        self.root = Path(settings.PATH_FOR_VIDEO) / settings.CAMERA_NAME
+        self.src, self.cont, self.out = source, continuous, output
+        self.spec, self.ffmpeg, self.stop = spec, ffmpeg, stop
+        self.camera = source.CAMERA_NAME
+        self.segment_seconds = continuous.SEGMENT_SECONDS
+        self.root = Path(output.PATH_FOR_VIDEO) / self.camera
         self.staging = self.root / STAGING
         self.audio = True
         # the latest segments, for callers (tests); a long run must not grow with its history
@@ -135,16 +139,16 @@ class Segmenter:
 
     # -- ffmpeg ----------------------------------------------------------------------------------
     def _command(self) -> list:
-        s, spec = self.s, self.spec
+        spec = self.spec
         # progress lines every second are the heartbeat that tells a stalled camera
         cmd = ffproc.base(self.ffmpeg) + ["-stats_period", "1", "-progress", "pipe:2"]
         if not spec.live:
             cmd += ["-re"]  # a file plays at its own pace, as a camera would
-        cmd += ffmpeg_input_args(spec, transport=s.RTSP_TRANSPORT, timeout=s.READ_TIMEOUT_SECS)
+        cmd += ffmpeg_input_args(spec, transport=self.src.RTSP_TRANSPORT, timeout=self.src.READ_TIMEOUT_SECS)
         cmd += ["-map", "0:v:0"]
         if self.audio:
             cmd += ["-map", "0:a:0?"]
-        cmd += ["-c", "copy", "-f", "segment", "-segment_time", f"{s.SEGMENT_SECONDS:g}", "-reset_timestamps", "1",
+        cmd += ["-c", "copy", "-f", "segment", "-segment_time", f"{self.cont.SEGMENT_SECONDS:g}", "-reset_timestamps", "1",
                 "-strftime", "1", "-segment_format", "mp4",
                 # each fragment reaches the disk as it is cut: a killed run loses about a second
                 "-segment_format_options", "movflags=+frag_keyframe+empty_moov+default_base_moof:flush_packets=1",
@@ -160,9 +164,8 @@ class Segmenter:
             self.running = False
 
     def _run(self):
-        s = self.s
         outage_since = None
-        backoff = Backoff(s.RECONNECT_DELAY_SECS, s.RECONNECT_MAX_DELAY_SECS)
+        backoff = Backoff(self.src.RECONNECT_DELAY_SECS, self.src.RECONNECT_MAX_DELAY_SECS)
         while not self.stop.is_set():
             self.recover_staging()
             produced, reason, stderr = self._run_once()
@@ -228,7 +231,7 @@ class Segmenter:
                     proc.terminate()  # ffmpeg closes the open segment and lists it
                     continue
                 silent = time.monotonic() - beat["t"]
-                if silent > self.s.READ_TIMEOUT_SECS + 2:
+                if silent > self.src.READ_TIMEOUT_SECS + 2:
                     reason = "stalled"
                     log.warning("continuous recording stalled: no data for %.0f s; restarting", silent)
                     proc.kill()
@@ -261,9 +264,9 @@ class Segmenter:
     def _finish(self, staged: Path, start: float, end: float, partial: bool = False):
         if not staged.exists():
             return
-        folder = storage.clip_dir(self.s.PATH_FOR_VIDEO, self.s.CAMERA_NAME, start, self.s.LOCAL_TIME,
-                                  self.s.subFolderNameGeneratorFunc)
-        stem = f"{self.s.CAMERA_NAME}_{storage.name_stamp(start, self.s.LOCAL_TIME)}"
+        folder = storage.clip_dir(self.out.PATH_FOR_VIDEO, self.camera, start, self.out.LOCAL_TIME,
+                                  self.out.subFolderNameGeneratorFunc)
+        stem = f"{self.camera}_{storage.name_stamp(start, self.out.LOCAL_TIME)}"
         final = folder / f"{stem}{SEG_SUFFIX}"
         n = 1
         while final.exists():
