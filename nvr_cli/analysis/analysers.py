@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from nvr_cli.config import ObjectSettings, QrSettings
 log = logging.getLogger(__name__)
 
 
-def union_box(boxes):
+def union_box(boxes: Sequence[tuple[int, int, int, int]]) -> tuple[int, int, int, int]:
     x0 = min(b[0] for b in boxes)
     y0 = min(b[1] for b in boxes)
     x1 = max(b[0] + b[2] for b in boxes)
@@ -33,7 +33,8 @@ class ObjectAnalyser:
     """Runs the detector on motion (the motion region grown to the model's shape), at most
     OBJECT_MAX_RATE a second, and every DETECT_EVERY_SECONDS without motion; keeps wanted objects."""
 
-    def __init__(self, settings: ObjectSettings, source_size, detector: Optional[ObjectDetector] = None):
+    def __init__(self, settings: ObjectSettings, source_size: tuple[int, int],
+                 detector: Optional[ObjectDetector] = None):
         s = self.s = settings
         if not s.OBJECT_LABELS:
             raise ConfigError("OBJECT_MODEL is set but OBJECT_LABELS is not: give --labels")
@@ -98,7 +99,7 @@ class QrSighting:
         return {"payload": self.payload, "box": [int(v) for v in self.box]}
 
 
-def load_zbar():
+def load_zbar() -> Callable[[np.ndarray], list]:
     """pyzbar's decode, or a one-line error naming the package to install."""
     try:
         from pyzbar import pyzbar
@@ -109,7 +110,7 @@ def load_zbar():
     return pyzbar.decode
 
 
-def decode_qr(decode, image) -> list:
+def decode_qr(decode: Callable[[np.ndarray], list], image: np.ndarray) -> list:
     """(payload, (x, y, w, h)) for each QR code in a BGR or grey image."""
     import cv2
 

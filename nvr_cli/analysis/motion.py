@@ -26,7 +26,7 @@ class MotionResult:
     brightness: float = 0.0
 
 
-def analysis_size(settings: MotionSettings, source_size) -> tuple:
+def analysis_size(settings: MotionSettings, source_size: tuple[int, int]) -> tuple:
     """(w, h) the detector works at: scaleFrameTo, else MOTION_FRAME_WIDTH keeping the aspect."""
     if settings.scaleFrameTo:
         return tuple(settings.scaleFrameTo)
@@ -38,7 +38,7 @@ def analysis_size(settings: MotionSettings, source_size) -> tuple:
 class MotionDetector:
     """Compares each frame with the previous one; one instance per source."""
 
-    def __init__(self, settings: MotionSettings, source_size, keep_stages: bool = False):
+    def __init__(self, settings: MotionSettings, source_size: tuple[int, int], keep_stages: bool = False):
         self.s = settings
         self.source_size = tuple(source_size)
         self.size = analysis_size(settings, source_size)
@@ -101,7 +101,7 @@ class MotionDetector:
             gray = cv2.resize(gray, size, interpolation=cv2.INTER_LINEAR)
         return gray
 
-    def reset(self):
+    def reset(self) -> None:
         """Forget the reference, e.g. after a reconnect: the next frame only becomes the reference."""
         self._ref = self._gray = None
 

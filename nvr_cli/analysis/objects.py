@@ -12,6 +12,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Union
 
 import cv2
 import numpy as np
@@ -31,7 +32,7 @@ class Detection:
         return {"label": self.label, "score": round(self.score, 4), "box": [int(v) for v in self.box]}
 
 
-def load_labels(path) -> list:
+def load_labels(path: Union[str, Path]) -> list:
     """Class index -> name, for the layouts in use: a '???' placeholder first line or not,
     'n/a' in gaps, 'ID name' per line; CRLF or LF."""
     path = Path(path)
@@ -72,7 +73,7 @@ def _quiet_native_stderr():
         os.close(devnull)
 
 
-def load_interpreter(model_path, threads: int):
+def load_interpreter(model_path: Union[str, Path], threads: int) -> Any:
     """A TFLite interpreter: ai-edge-litert, else tflite-runtime."""
     problem = unreadable_file(Path(model_path), "model file", "model file not found")
     if problem:
@@ -97,7 +98,7 @@ def _describe(details) -> str:
     return ", ".join(f"{d['name']} {[int(x) for x in d['shape']]} {np.dtype(d['dtype']).name}" for d in details)
 
 
-def model_kind(model_path, outputs, n_labels: int) -> str:
+def model_kind(model_path: Union[str, Path], outputs: list[dict], n_labels: int) -> str:
     """"ssd" or "yolo" from the output tensors' shapes, or a ConfigError naming what was found."""
     shapes = [tuple(o["shape"]) for o in outputs]
     if len(outputs) == 4 and sorted(len(s) for s in shapes) == [1, 2, 2, 3] and any(s[-1:] == (4,) for s in shapes):
@@ -114,7 +115,8 @@ def model_kind(model_path, outputs, n_labels: int) -> str:
 class ObjectDetector:
     """Runs one model on BGR images; returns detections in the image's pixels."""
 
-    def __init__(self, model_path, labels_path, *, threads=2, color="auto", letterbox="auto", scale="auto"):
+    def __init__(self, model_path: Union[str, Path], labels_path: Union[str, Path], *, threads: int = 2,
+                 color: str = "auto", letterbox: str = "auto", scale: str = "auto"):
         self.interp = load_interpreter(model_path, threads)
         self.labels = load_labels(labels_path)
         inp = self.interp.get_input_details()
@@ -156,7 +158,7 @@ class ObjectDetector:
         return img[None], geom
 
     # -- run -------------------------------------------------------------------------------------
-    def detect(self, image, min_score=0.3) -> list:
+    def detect(self, image: np.ndarray, min_score: float = 0.3) -> list:
         tensor, (sx, sy, _, _) = self._prepare(image)
         self.interp.set_tensor(self.input["index"], tensor)
         self.interp.invoke()
@@ -213,7 +215,9 @@ class ObjectDetector:
         return sorted(res, key=lambda r: -r[1])
 
 
-def expand_to_aspect(box, aspect: float, size, margin=0.25) -> tuple:
+def expand_to_aspect(box: tuple[int, int, int, int], aspect: float, size: tuple[int, int],
+                     margin: float = 0.25) -> tuple:
+
     """Grow ``box`` (x, y, w, h) by ``margin`` and to the model's ``aspect`` (w/h), inside ``size``."""
     x, y, w, h = box
     W, H = size

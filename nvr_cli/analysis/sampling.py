@@ -1,7 +1,7 @@
 """Which frames of an image or video `detect` and `qr` look at, and which one `detect` keeps."""
 from __future__ import annotations
 
-from typing import Iterator, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 import numpy as np
 
@@ -49,7 +49,8 @@ class BestFrame:
             self.image, self.detections = image, detections
 
 
-def unique_qr_codes(decode, frames) -> Iterator[dict]:
+def unique_qr_codes(decode: Callable[[np.ndarray], list],
+                    frames: Iterable[tuple[Optional[float], np.ndarray]]) -> Iterator[dict]:
     """Each QR code in ``frames`` ((time, image) pairs) once, when first seen:
     {"payload", "box"[, "time"]}. ``decode``: pyzbar's (see ``load_zbar``)."""
     from nvr_cli.analysis.analysers import decode_qr

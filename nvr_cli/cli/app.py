@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+from typing import Any, NoReturn, Optional, Sequence
 
 import click
 
@@ -23,7 +24,8 @@ log = logging.getLogger(__name__)
 class NvrGroup(click.Group):
     """Any error becomes ``nvr-cli: error: <one line>`` and its exit code; never a traceback."""
 
-    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+    def main(self, args: Optional[Sequence[str]] = None, prog_name: Optional[str] = None,
+             complete_var: Optional[str] = None, standalone_mode: bool = True, **extra: Any) -> Any:
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as e:  # Click's own three-line usage block, made one line
@@ -38,7 +40,7 @@ class NvrGroup(click.Group):
             sys.exit(rv if isinstance(rv, int) else 0)
         return rv
 
-    def invoke(self, ctx):
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except NvrError as e:
@@ -59,7 +61,7 @@ class NvrGroup(click.Group):
             fail(f"internal error: {type(e).__name__}: {e} (please report it)", 1)
 
 
-def to_log_file(message: str, exc_info=None) -> None:
+def to_log_file(message: str, exc_info: Optional[tuple] = None) -> None:
     """An error for the log file alone (stderr already shows it as the one-line error)."""
     import logging.handlers
 
@@ -70,7 +72,7 @@ def to_log_file(message: str, exc_info=None) -> None:
             h.handle(record)
 
 
-def fail(message, code: int):
+def fail(message: object, code: int) -> NoReturn:
     """The one-line error on stderr (passwords masked), then exit with ``code``."""
     click.echo(f"nvr-cli: error: {redact(message)}", err=True)
     sys.exit(code)
@@ -100,7 +102,7 @@ def stop_on_signals(patient: bool = False) -> threading.Event:
 @click.version_option(__version__, prog_name="nvr-cli")
 @config_option(help="settings file used instead of machine_specific_configuration.py, for every command that "
                     "reads settings; also accepted after the command name, where it wins if given in both places")
-def cli(config_path):
+def cli(config_path: Optional[str]) -> None:
     """Motion-triggered event recorder for RTSP, HTTP, USB cameras and video files.
 
     Settings come from config.py, then machine_specific_configuration.py (or --config),
@@ -109,5 +111,5 @@ def cli(config_path):
     # commands read --config through their own option, which falls back to this one (options.config_option)
 
 
-def main():
+def main() -> None:
     cli(prog_name="nvr-cli")

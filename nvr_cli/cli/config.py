@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from typing import Optional
 
 import click
 
@@ -11,14 +12,14 @@ from nvr_cli.core.redact import redact
 
 
 @click.group("config")
-def config_group():
+def config_group() -> None:
     """Show or check the effective settings."""
 
 
 @config_group.command("show")
 @config_option()
 @json_option("print as JSON")
-def config_show(config_path, as_json):
+def config_show(config_path: Optional[str], as_json: bool) -> None:
     """Print every setting, its value and where the value came from."""
     loaded = load_settings(config_path)
     rows = [(name, getattr(loaded.settings, name), loaded.origins[name]) for name in FIELDS]
@@ -35,7 +36,7 @@ def config_show(config_path, as_json):
 
 @config_group.command("check")
 @config_option()
-def config_check(config_path):
+def config_check(config_path: Optional[str]) -> None:
     """Validate the settings only: exit 0 if they are valid, 2 with one line if not."""
     loaded = load_settings(config_path)
     changed = sum(1 for o in loaded.origins.values() if not o.startswith("default"))

@@ -14,7 +14,7 @@ from nvr_cli.runtime.logs import setup_logging
 @click.option("--output", "-o", type=click.Path(file_okay=False), default="demo-output", show_default=True,
               help="folder for the generated scene and the clips")
 @json_option("print the clips as JSON lines")
-def demo(output, as_json):
+def demo(output: str, as_json: bool) -> None:
     """Record a generated scene (no camera needed) and print where the clips are."""
     from nvr_cli.runtime.demo import demo_settings, run_demo
 

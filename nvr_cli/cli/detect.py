@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import click
 
@@ -22,7 +23,8 @@ from nvr_cli.cli.render import echo_json
 @click.option("--annotate", help="write the image (for a video: its best frame) with the boxes drawn")
 @json_option("one JSON line per analysed image or frame")
 @click.option("--threads", type=int, default=2, show_default=True, help="TFLite threads [OBJECT_THREADS]")
-def detect(source, model, labels, min_score, objects, every, max_frames, annotate, as_json, threads):
+def detect(source: str, model: str, labels: str, min_score: float, objects: Optional[str], every: float,
+           max_frames: int, annotate: Optional[str], as_json: bool, threads: int) -> None:
     """Run an object detector on an IMAGE or VIDEO: what it sees, and how sure it is.
 
     Use it to pick OBJECT_MIN_SCORE. The model's kind (SSD or YOLO style) is read off its tensors.

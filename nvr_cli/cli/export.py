@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Optional
 
 import click
 
@@ -22,7 +23,8 @@ from nvr_cli.runtime.logs import setup_logging
 @config_option()
 @click.option("--progress/--no-progress", default=None, help="progress on stderr (default: on a terminal)")
 @json_option("print the export's sidecar as JSON")
-def export_cmd(camera, outfile, from_, to, allow_gaps, root, config_path, progress, as_json):
+def export_cmd(camera: str, outfile: str, from_: str, to: str, allow_gaps: bool, root: Optional[str],
+               config_path: Optional[str], progress: Optional[bool], as_json: bool) -> None:
     """Join CAMERA's continuous segments from --from to --to into OUTFILE, losslessly.
 
     Stream copy, no re-encode: the cut starts at the keyframe at or before --from. A sidecar

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import click
 
 
 @click.group("model")
-def model_group():
+def model_group() -> None:
     """Fetch detection models."""
 
 
@@ -15,7 +16,7 @@ def model_group():
 @click.argument("name_or_url")
 @click.option("--sha256", help="expected SHA-256 of a URL's file (known names carry their own)")
 @click.option("--dest", help="folder to save into (default: the user's data folder)")
-def model_download(name_or_url, sha256, dest):
+def model_download(name_or_url: str, sha256: Optional[str], dest: Optional[str]) -> None:
     """Fetch a known model by NAME (ssd-mobilenet-v1) or any http(s) URL, check its SHA-256,
     and print the config lines that use it."""
     from nvr_cli.analysis.model_download import KNOWN, download

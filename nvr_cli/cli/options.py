@@ -71,7 +71,7 @@ def overrides(opts: dict) -> dict:
     return out
 
 
-def load_with_options(config_path: Optional[str], opts: dict, **extra) -> tuple[Settings, dict]:
+def load_with_options(config_path: Optional[str], opts: dict, **extra: object) -> tuple[Settings, dict]:
     """Settings from the config files and the settings' options in ``opts`` (and ``extra``, where not
     None), with logging set up as they say: (settings, the overrides given)."""
     given = overrides(opts)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import click
 
@@ -19,7 +20,8 @@ from nvr_cli.runtime.logs import setup_logging
 @click.option("--no-snapshot", is_flag=True, help="do not save a frame")
 @json_option("print the result as JSON")
 @click.option("--open-timeout", type=float, default=None, help="seconds to wait for the source [OPEN_TIMEOUT_SECS]")
-def probe(source, config_path, snapshot, no_snapshot, as_json, open_timeout):
+def probe(source: str, config_path: Optional[str], snapshot: str, no_snapshot: bool, as_json: bool,
+          open_timeout: Optional[float]) -> None:
     """Open SOURCE once: print resolution, fps and codec, and save a snapshot."""
     from nvr_cli.runtime.probe import probe as probe_source
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import click
 
@@ -15,7 +16,7 @@ from nvr_cli.runtime.logs import setup_logging
 @output_option()
 @config_option()
 @json_option("one JSON line per file")
-def prune(dry_run, root, config_path, as_json):
+def prune(dry_run: bool, root: Optional[str], config_path: Optional[str], as_json: bool) -> None:
     """Apply the retention limits (RETENTION_*) to the storage root now: for cron."""
     from nvr_cli.storage.retention import prune as do_prune
 

@@ -12,7 +12,7 @@ from nvr_cli.cli.render import echo_json
 @click.argument("source")
 @click.option("--every", type=float, default=0.5, show_default=True, help="videos: seconds between scanned frames")
 @json_option("print one JSON object with every code found")
-def qr(source, every, as_json):
+def qr(source: str, every: float, as_json: bool) -> None:
     """Print the QR codes in an IMAGE or VIDEO, one payload per line (each once)."""
     from nvr_cli.analysis.analysers import load_zbar
 

@@ -18,7 +18,8 @@ from nvr_cli.config import Settings
 @settings_options
 @click.option("--realtime", is_flag=True, help="play a file source at its own pace (default: as fast as possible)")
 @json_option("print each finished clip as one JSON line on stdout")
-def record(source, config_path, realtime, as_json, **opts):
+def record(source: Optional[str], config_path: Optional[str], realtime: bool, as_json: bool,
+           **opts: object) -> None:
     """Record motion events from SOURCE (default: `cam` in the config) until stopped.
 
     SOURCE is an RTSP or HTTP URL, a USB camera index (0) or /dev/videoN, or a video file.

@@ -5,6 +5,7 @@ import csv
 import json
 import sys
 import time
+from typing import Any
 
 import click
 
@@ -12,7 +13,7 @@ from nvr_cli.core.redact import redact
 from nvr_cli.runtime.scan import ScanResult
 
 
-def echo_json(obj, **kwargs) -> None:
+def echo_json(obj: object, **kwargs: Any) -> None:
     """One JSON document (a line, unless ``indent`` is given) on stdout."""
     click.echo(json.dumps(obj, **kwargs))
 

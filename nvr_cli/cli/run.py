@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Optional
 
 import click
 
@@ -19,7 +20,7 @@ log = logging.getLogger(__name__)
 @click.command()
 @config_option()
 @click.option("--camera", help="run this one camera of CAMERAS in this process (what a per-camera service calls)")
-def run(config_path, camera):
+def run(config_path: Optional[str], camera: Optional[str]) -> None:
     """Record every camera of CAMERAS, one worker process each, until stopped.
 
     Workers that die are restarted with backoff (RESTART_*); edits to the config files are

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Optional
 
 import click
 
@@ -20,7 +21,8 @@ from nvr_cli.runtime.scan import scan_file
 @click.option("--csv", "csv_path", help="write the events as CSV to this file ('-' for stdout)")
 @click.option("--extract", is_flag=True, help="also write each event's clip, sidecar and thumbnail, as record does")
 @click.option("--progress/--no-progress", default=None, help="progress bar on stderr (default: when it is a terminal)")
-def scan(files, config_path, as_json, csv_path, extract, progress, **opts):
+def scan(files: tuple[str, ...], config_path: Optional[str], as_json: bool, csv_path: Optional[str],
+         extract: bool, progress: Optional[bool], **opts: object) -> None:
     """Find motion events in recorded FILES, as fast as the machine allows.
 
     Times are seconds from the start of each file, pre-alarm and post-capture included.

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import click
 
@@ -18,7 +19,8 @@ from nvr_cli.config import load_settings
 @click.option("--user", help="run the service as this user")
 @click.option("--write", "write_dir", type=click.Path(file_okay=False),
               help="write the files into this folder instead of printing them")
-def service(kind, cameras, config_path, user, write_dir):
+def service(kind: str, cameras: tuple[str, ...], config_path: Optional[str], user: Optional[str],
+            write_dir: Optional[str]) -> None:
     """Print ready-to-use systemd units or supervisor programs for `run` (or per camera).
 
     systemd: save as /etc/systemd/system/nvr-cli.service (or nvr-cli-NAME.service), then

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Optional
 
 import click
 
@@ -15,7 +16,9 @@ from nvr_cli.runtime.logs import setup_logging
 @output_option("storage root whose .status folder to read [PATH_FOR_VIDEO]")
 @json_option("print one JSON object with every camera")
 @click.option("--stale-after", type=float, help="seconds without news that make a camera stale [STATUS_STALE_SECS]")
-def status(config_path, root, as_json, stale_after):
+def status(config_path: Optional[str], root: Optional[str], as_json: bool,
+           stale_after: Optional[float]) -> None:
+
     """Show each camera's state; exit 1 if any is down, stale or missing (for cron and monitoring).
 
     The cameras are those of CAMERAS (or `cam`'s CAMERA_NAME) and any with a status file.

@@ -200,7 +200,7 @@ def _setting(check, doc: str, option: Optional[str] = None):
     return field(metadata={"check": check, "doc": doc, "option": option})
 
 
-def default_of(f: dataclasses.Field):
+def default_of(f: dataclasses.Field) -> object:
     return f.default_factory() if f.default is dataclasses.MISSING else f.default
 
 
@@ -405,7 +405,7 @@ class Settings:
     hooks: HookSettings
     status: StatusSettings
 
-    def __init__(self, **values):
+    def __init__(self, **values: object):
         for name in values:
             if name not in FIELDS:
                 raise unknown_setting(name, "Settings()")
@@ -423,7 +423,7 @@ class Settings:
         """name -> value of every setting, flat, in the order of defaults.py."""
         return {name: getattr(self, name) for name in FIELDS}
 
-    def replace(self, **changes) -> "Settings":
+    def replace(self, **changes: object) -> "Settings":
         return Settings(**{**self.values(), **changes})
 
 
@@ -437,7 +437,7 @@ def unknown_setting(name: str, origin: str) -> ConfigError:
     return ConfigError(f"{origin}: unknown setting {name!r}{hint}")
 
 
-def as_plain(value):
+def as_plain(value: object) -> object:
     """A setting's value as JSON can hold it: polygons as their "x,y x,y ..." text."""
     if isinstance(value, Polygon):
         return str(value)

@@ -24,5 +24,5 @@ class Backoff:
         """What ``next()`` would return, without advancing."""
         return self._next
 
-    def reset(self):
+    def reset(self) -> None:
         self._next = self.first

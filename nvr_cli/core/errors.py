@@ -1,6 +1,9 @@
 """Errors the CLI turns into one line and an exit code, never a traceback."""
+from __future__ import annotations
+
 import os
 from pathlib import Path
+from typing import Optional
 
 
 
@@ -24,7 +27,7 @@ class StorageError(NvrError):
     """The output cannot be written (permissions, a full disk)."""
 
 
-def unreadable_file(path: Path, what: str, missing: str = "not found"):
+def unreadable_file(path: Path, what: str, missing: str = "not found") -> Optional[str]:
     """Why ``path`` cannot be read as a ``what`` file, or None if it can."""
     if path.is_dir():
         return f"{path}: is a directory, not a {what}"

@@ -1,7 +1,7 @@
 """Polygons for masks and regions, in source-pixel coordinates."""
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import Iterable, NamedTuple, Sequence, Union
 
 import numpy as np
 
@@ -13,7 +13,7 @@ class Polygon(NamedTuple):
         return " ".join(f"{x},{y}" for x, y in self.points)
 
 
-def parse_polygon(spec) -> Polygon:
+def parse_polygon(spec: Union[str, Sequence[Sequence[float]]]) -> Polygon:
     """``"x1,y1 x2,y2 x3,y3 ..."`` or a sequence of (x, y) pairs -> Polygon (at least 3 points)."""
     if isinstance(spec, str):
         points = []
@@ -40,7 +40,7 @@ def parse_polygon(spec) -> Polygon:
     return Polygon(pts)
 
 
-def rasterize(polygons, size, scale) -> np.ndarray:
+def rasterize(polygons: Iterable[Polygon], size: tuple[int, int], scale: tuple[float, float]) -> np.ndarray:
     """Fill ``polygons`` (source pixels) into a uint8 mask of ``size`` (w, h) after scaling by ``scale`` (sx, sy)."""
     import cv2
 

@@ -17,7 +17,7 @@ import os
 import shutil
 import signal
 import subprocess
-from typing import Optional
+from typing import Any, Optional, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +32,8 @@ def _setpriv() -> Optional[str]:
     return path
 
 
-def popen(cmd, *, death_signal: Optional[int] = signal.SIGTERM, env: Optional[dict] = None,
-          **kwargs) -> subprocess.Popen:
+def popen(cmd: Sequence[object], *, death_signal: Optional[int] = signal.SIGTERM, env: Optional[dict] = None,
+          **kwargs: Any) -> subprocess.Popen:
     """``subprocess.Popen`` in a session of its own, ended by ``death_signal`` when this process dies.
 
     The signal follows the *thread* that started the child: call it from a thread that outlives
@@ -55,7 +55,8 @@ def popen(cmd, *, death_signal: Optional[int] = signal.SIGTERM, env: Optional[di
     return subprocess.Popen(cmd, env=env, **kwargs)
 
 
-def run(cmd, *, timeout: Optional[float] = None, text: bool = True) -> subprocess.CompletedProcess:
+def run(cmd: Sequence[object], *, timeout: Optional[float] = None,
+        text: bool = True) -> subprocess.CompletedProcess:
     """``subprocess.run(capture_output=True)`` through ``popen``."""
     proc = popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=text)
     try:

@@ -1,4 +1,6 @@
 """Keep camera passwords out of every line we print or write."""
+from __future__ import annotations
+
 import logging
 import re
 
@@ -50,7 +52,7 @@ def _mask_query(m) -> str:
     return m["key"] + "***"
 
 
-def redact(text) -> str:
+def redact(text: object) -> str:
     """``rtsp://user:secret@host`` -> ``rtsp://user:***@host`` and ``?password=secret`` ->
     ``?password=***``, for every URL in ``text``."""
     return _QUERY.sub(_mask_query, _mask_userinfo(str(text)))
@@ -63,11 +65,11 @@ class RedactingFormatter(logging.Formatter):
     stack texts are also redacted where they are made, since ``exc_text`` is cached on the record.
     """
 
-    def format(self, record):
+    def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))
 
-    def formatException(self, ei):
+    def formatException(self, ei: tuple) -> str:
         return redact(super().formatException(ei))
 
-    def formatStack(self, stack_info):
+    def formatStack(self, stack_info: str) -> str:
         return redact(super().formatStack(stack_info))

@@ -43,7 +43,7 @@ class Supervised:
     def is_alive(self) -> bool:
         return self.thread.is_alive()
 
-    def join(self, timeout: Optional[float] = None):
+    def join(self, timeout: Optional[float] = None) -> None:
         self.thread.join(timeout)
 
     def _run(self):
@@ -73,7 +73,7 @@ class Supervised:
                 return
 
 
-def log_crash(name: str, target: Callable, *args):
+def log_crash(name: str, target: Callable[..., object], *args: object) -> None:
     """Run a one-shot job (a hook), logging any exception with its traceback instead of losing it."""
     try:
         target(*args)

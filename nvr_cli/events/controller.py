@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Optional, Protocol
+from typing import TYPE_CHECKING, Optional, Protocol, Sequence
 
 from nvr_cli.core.frames import Frame
 from nvr_cli.analysis.motion import MotionResult
 from nvr_cli.events.prealarm import PreAlarmBuffer
 from nvr_cli.config import EventSettings
+
+if TYPE_CHECKING:
+    from nvr_cli.analysis.analysers import QrSighting
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +39,7 @@ class Event:
     def motion_seconds(self) -> float:
         return self.last_motion_ts - self.first_motion_ts
 
-    def note_motion(self, frame: Frame, result: MotionResult):
+    def note_motion(self, frame: Frame, result: MotionResult) -> None:
         self.motion_frames += 1
         self.last_motion_ts = max(self.last_motion_ts, frame.ts)
         for x, y, w, h in result.boxes:
@@ -49,7 +52,7 @@ class Event:
             self.peak_score, self.peak_frame, self.peak_boxes = result.score, frame, list(result.boxes)
 
 
-    def note_objects(self, frame: Frame, detections: list):
+    def note_objects(self, frame: Frame, detections: list) -> None:
         for d in detections:
             seen = self.objects.get(d.label)
             if seen is None:
@@ -102,7 +105,7 @@ class EventController:
     def recording(self) -> bool:
         return self.event is not None
 
-    def connected(self, ts: float):
+    def connected(self, ts: float) -> None:
         """A (re)connect at ``ts``: start the settle-down wait and forget the old pre-alarm frames."""
         self._armed_at = ts + self.s.INITIAL_WAIT_INTERVAL_BEFORE_MOTION_DETECTION_SECS
         self._run.clear()
@@ -112,7 +115,8 @@ class EventController:
     def armed(self, ts: float) -> bool:
         return ts >= self._armed_at
 
-    def step(self, frame: Frame, result: Optional[MotionResult], detections: Optional[list] = None, qr=()):
+    def step(self, frame: Frame, result: Optional[MotionResult], detections: Optional[list] = None,
+             qr: Sequence[QrSighting] = ()) -> None:
         motion = result is not None and result.motion and frame.ts >= self._armed_at
         ev = self.event
         if ev is None:
@@ -189,7 +193,7 @@ class EventController:
                      " or ".join(self.wanted) or "object")
         self.sink.close(ev, keep, reason)
 
-    def finish(self, reason: str):
+    def finish(self, reason: str) -> None:
         """The source ended or was lost, or we were asked to stop: close the open clip."""
         if self.event is not None:
             self._finish(reason)

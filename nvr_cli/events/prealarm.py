@@ -29,7 +29,7 @@ class PreAlarmBuffer:
     def span(self) -> float:
         return self._frames[-1].ts - self._frames[0].ts if self._frames else 0.0
 
-    def push(self, frame: Frame):
+    def push(self, frame: Frame) -> None:
         if self.seconds <= 0:
             return
         if not self.keep_images:
@@ -57,6 +57,7 @@ class PreAlarmBuffer:
         self.clear()
         return frames
 
-    def clear(self):
+    def clear(self) -> None:
+
         self._frames.clear()
         self._bytes = 0

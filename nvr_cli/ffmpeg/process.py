@@ -13,7 +13,7 @@ import collections
 import signal
 import subprocess
 import threading
-from typing import Callable, Optional
+from typing import IO, Callable, Iterable, Optional, Sequence, Union
 
 import nvr_cli.core.processes as procs
 
@@ -22,7 +22,7 @@ import nvr_cli.core.processes as procs
 CAUSES = ("No space left on device", "Permission denied", "Disk quota exceeded", "Read-only file system")
 
 
-def why(lines, code: Optional[int] = None, *, last: bool = False) -> str:
+def why(lines: Iterable[Optional[str]], code: Optional[int] = None, *, last: bool = False) -> str:
     """A failed ffmpeg's reason from its stderr lines: a storage cause it names (lower case), else
     its first line (``last``: its last one), else its exit code."""
     lines = [x.strip() for x in lines if x and x.strip()]
@@ -44,7 +44,8 @@ class FfmpegProcess:
     and stdout carry str; stderr lines are str either way.
     """
 
-    def __init__(self, cmd, *, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+    def __init__(self, cmd: Sequence[object], *, stdin: Union[int, IO, None] = subprocess.DEVNULL,
+                 stdout: Union[int, IO, None] = subprocess.DEVNULL,
                  death_signal: Optional[int] = signal.SIGTERM, text: bool = False, bufsize: int = -1,
                  tail: int = 40, on_line: Optional[Callable[[str], bool]] = None):
         self.cmd = [str(c) for c in cmd]
@@ -70,11 +71,11 @@ class FfmpegProcess:
         return self.proc.pid
 
     @property
-    def stdin(self):
+    def stdin(self) -> Optional[IO]:
         return self.proc.stdin
 
     @property
-    def stdout(self):
+    def stdout(self) -> Optional[IO]:
         return self.proc.stdout
 
     @property
@@ -87,10 +88,10 @@ class FfmpegProcess:
     def wait(self, timeout: Optional[float] = None) -> int:
         return self.proc.wait(timeout=timeout)
 
-    def terminate(self):
+    def terminate(self) -> None:
         self.proc.terminate()
 
-    def kill(self):
+    def kill(self) -> None:
         self.proc.kill()
 
     def end(self, timeout: float = 10.0) -> int:
@@ -119,7 +120,7 @@ class FfmpegProcess:
         return why(self.lines(), self.proc.poll(), last=last)
 
 
-def run(cmd, *, timeout: Optional[float] = None) -> subprocess.CompletedProcess:
+def run(cmd: Sequence[object], *, timeout: Optional[float] = None) -> subprocess.CompletedProcess:
     """A one-shot ffmpeg (a remux, a probe), text output captured; ``TimeoutExpired`` after ``timeout``
     seconds, the process killed."""
     return procs.run(cmd, timeout=timeout)

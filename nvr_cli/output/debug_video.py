@@ -6,12 +6,13 @@ with contour traces and boxes. Every panel is at the analysis size.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import cv2
 import numpy as np
 
 from nvr_cli.output.encoders import open_writer
-from nvr_cli.analysis.motion import MotionDetector
+from nvr_cli.analysis.motion import MotionDetector, MotionResult
 from nvr_cli.config import Settings
 from nvr_cli.source.capture import VideoSource
 from nvr_cli.source.spec import parse_source
@@ -23,7 +24,7 @@ def _label(img, text, color=(255, 255, 255)):
     return img
 
 
-def render_panels(det: MotionDetector, image: np.ndarray, result) -> np.ndarray:
+def render_panels(det: MotionDetector, image: np.ndarray, result: MotionResult) -> np.ndarray:
     w, h = det.size
     small = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
     stages = det.stages if not result.duplicate else {}
@@ -43,7 +44,9 @@ def render_panels(det: MotionDetector, image: np.ndarray, result) -> np.ndarray:
     return np.vstack([top, bottom])
 
 
-def render_debug_video(settings: Settings, source: str, out: Path, *, ffmpeg=None, max_frames=0) -> int:
+def render_debug_video(settings: Settings, source: str, out: Path, *, ffmpeg: Optional[str] = None,
+                       max_frames: int = 0) -> int:
+
     """Write the four-panel video of ``source`` to ``out``; returns the number of frames."""
     src = VideoSource(parse_source(source), open_timeout=settings.OPEN_TIMEOUT_SECS,
                       read_timeout=settings.READ_TIMEOUT_SECS).open()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import subprocess
 from pathlib import Path
+from typing import Optional, Union
 
 import cv2
 import numpy as np
@@ -19,7 +20,8 @@ log = logging.getLogger(__name__)
 
 
 class FfmpegWriter:
-    def __init__(self, path: Path, size, fps: float, *, ffmpeg: str, crf=23, preset="veryfast", fragmented=True):
+    def __init__(self, path: Path, size: tuple[int, int], fps: float, *, ffmpeg: str, crf: int = 23,
+                 preset: str = "veryfast", fragmented: bool = True):
         self.path = Path(path)
         self.size = tuple(size)
         w, h = self.size
@@ -52,7 +54,7 @@ class FfmpegWriter:
             raise StorageError(f"cannot start ffmpeg ({ffmpeg}): {e}") from None
         self.frames = 0
 
-    def write(self, image: np.ndarray):
+    def write(self, image: np.ndarray) -> None:
         if (image.shape[1], image.shape[0]) != self.size:
             image = cv2.resize(image, self.size)
         if self.i420:
@@ -70,7 +72,7 @@ class FfmpegWriter:
             raise StorageError(f"writing {self.path.name} failed: {self.proc.why()}") from None
         self.frames += 1
 
-    def close(self):
+    def close(self) -> None:
         try:
             self.proc.stdin.close()
         except OSError:
@@ -79,7 +81,7 @@ class FfmpegWriter:
         if rc != 0:
             raise StorageError(f"finishing {self.path.name} failed: {self.proc.why()}")
 
-    def abort(self):
+    def abort(self) -> None:
         try:
             self.proc.stdin.close()
         except OSError:
@@ -93,7 +95,7 @@ class FfmpegWriter:
 class OpenCvWriter:
     """Fallback without ffmpeg: MPEG-4 part 2 ('mp4v'), which browsers do not play."""
 
-    def __init__(self, path: Path, size, fps: float, **_):
+    def __init__(self, path: Path, size: tuple[int, int], fps: float, **_: object):
         self.path = Path(path)
         self.size = tuple(size)
         self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), fps, self.size)
@@ -101,19 +103,20 @@ class OpenCvWriter:
             raise StorageError(f"cannot write {self.path} with OpenCV")
         self.frames = 0
 
-    def write(self, image):
+    def write(self, image: np.ndarray) -> None:
         if (image.shape[1], image.shape[0]) != self.size:
             image = cv2.resize(image, self.size)
         self.writer.write(image)
         self.frames += 1
 
-    def close(self):
+    def close(self) -> None:
         self.writer.release()
 
     abort = close
 
 
-def open_writer(path, size, fps, *, ffmpeg=None, crf=23, preset="veryfast", fragmented=True):
+def open_writer(path: Path, size: tuple[int, int], fps: float, *, ffmpeg: Optional[str] = None, crf: int = 23,
+                preset: str = "veryfast", fragmented: bool = True) -> Union[FfmpegWriter, OpenCvWriter]:
     if ffmpeg:
         return FfmpegWriter(path, size, fps, ffmpeg=ffmpeg, crf=crf, preset=preset, fragmented=fragmented)
     return OpenCvWriter(path, size, fps)

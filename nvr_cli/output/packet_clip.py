@@ -11,11 +11,14 @@ import collections
 import subprocess
 import threading
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import nvr_cli.ffmpeg.process as ffproc
 from nvr_cli.core.errors import StorageError
 from nvr_cli.source.packets import PacketRing
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def open_packet_clip(ring: PacketRing, path: Path, start_ts: float) -> "PacketClip":
@@ -61,7 +64,7 @@ class PacketClip:
         self._writer = threading.Thread(target=self._write_loop, name="nvr-packet-clip", daemon=True)
         self._writer.start()
 
-    def feed(self, data: bytes):
+    def feed(self, data: bytes) -> None:
         with self._wake:
             if self._closed or self.error or self._broken:
                 return
@@ -102,12 +105,12 @@ class PacketClip:
         except OSError:
             pass
 
-    def write(self, image):
+    def write(self, image: Optional[np.ndarray]) -> None:
         """Frames are not needed (the clip is the camera's packets); says when ffmpeg failed (a full disk)."""
         if self.error or self._broken or self.proc.poll() is not None:
             raise StorageError(f"writing {self.path.name} failed: {self.error or self.proc.why()}")
 
-    def end_input(self):
+    def end_input(self) -> None:
         """Take no more packets (the event is over); what is queued is still written. Does not wait."""
         self.ring.detach(self)
         with self._wake:
@@ -118,13 +121,13 @@ class PacketClip:
         self.end_input()
         self._writer.join(timeout=60)
 
-    def close(self):
+    def close(self) -> None:
         self._finish()
         rc = self.proc.wait(timeout=120)
         if rc != 0 or self.error or self._broken:
             raise StorageError(f"finishing {self.path.name} failed: {self.error or self.proc.why()}")
 
-    def abort(self):
+    def abort(self) -> None:
         self._finish()
         try:
             self.proc.wait(timeout=10)

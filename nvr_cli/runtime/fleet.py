@@ -60,7 +60,7 @@ class Worker:
         self.then: Optional[str] = None  # after stopping: "start" (a changed camera) or "remove"
         self.planned = False  # the next start was asked for (a reload), not a death: not counted
 
-    def reset_backoff(self):
+    def reset_backoff(self) -> None:
         """The next restart comes after the first delay (of the current settings: a reload may change them)."""
         self.backoff = Backoff(self.settings.RESTART_DELAY_SECS, self.settings.RESTART_MAX_DELAY_SECS)
 
@@ -174,11 +174,11 @@ class Supervisor:
             files.append(Path(self.config_path))
         return sorted({Path(f).resolve() for f in files})
 
-    def file_changed(self):
+    def file_changed(self) -> None:
         self._changed_at = time.monotonic()
         self.reload_wanted.set()
 
-    def reload(self):
+    def reload(self) -> None:
         """Apply an edit of the config files: only cameras whose settings changed are restarted."""
         self.reload_wanted.clear()
         try:
@@ -212,7 +212,7 @@ class Supervisor:
             if names) or "no cameras")
 
     # -- the loop --------------------------------------------------------------------------------
-    def reap(self):
+    def reap(self) -> None:
         """Retention, from one thread for every storage root (workers do not run their own): each
         root with each of its cameras' limits in turn, so the strictest applies, as when every
         worker pruned."""

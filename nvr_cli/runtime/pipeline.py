@@ -39,17 +39,17 @@ class RunStats:
 class Observer:
     """What a recorder wants to hear from the pipeline besides events (status, hooks); no-ops here."""
 
-    def connected(self, src: VideoSource, after_outage: Optional[float]):
+    def connected(self, src: VideoSource, after_outage: Optional[float]) -> None:
         """Frames are flowing; ``after_outage``: seconds the camera was away, None on the first connect."""
 
-    def lost(self, why: str, first_connect: bool):
+    def lost(self, why: str, first_connect: bool) -> None:
         """The camera is lost, or (``first_connect``) could not be opened at all."""
 
-    def frame(self, ts: float, dropped: int, index: Optional[int] = None):
+    def frame(self, ts: float, dropped: int, index: Optional[int] = None) -> None:
         """One frame analysed; ``dropped``: frames the source has dropped so far on this connection;
         ``index``: the frame's number on this connection (the ones between were decoded only)."""
 
-    def qr(self, sightings: list):
+    def qr(self, sightings: list) -> None:
         """New QR codes seen."""
 
 

@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import nvr_cli.storage.paths as storage
 from nvr_cli.core.errors import NvrError, StorageError
@@ -33,7 +33,7 @@ def status_path(s: Settings, camera: Optional[str] = None) -> Path:
 class CameraStatus:
     """Counters the recorder updates as things happen; ``snapshot()`` is what goes to the file."""
 
-    def __init__(self, s: Settings, source: str, day_of=None):
+    def __init__(self, s: Settings, source: str, day_of: Optional[Callable[[float], str]] = None):
         self.s = s
         self.source = source
         self.state = "connecting"
@@ -61,14 +61,14 @@ class CameraStatus:
         if day != self.day:
             self.day, self.events_today, self.bytes_today = day, 0, 0
 
-    def set_state(self, state: str, error: Optional[str] = None):
+    def set_state(self, state: str, error: Optional[str] = None) -> None:
         with self._lock:
             if state != self.state:
                 self.state, self.since = state, time.time()
             if error:
                 self.last_error, self.last_error_time = error, time.time()
 
-    def frame(self, ts: float, dropped: int, index: Optional[int] = None):
+    def frame(self, ts: float, dropped: int, index: Optional[int] = None) -> None:
         """An analysed frame; ``index``: its number since the connection opened (frames between two
         analysed ones were decoded only, see MAX_ANALYSIS_FPS)."""
         # called for every analysed frame: plain attribute stores, no lock needed
@@ -81,21 +81,21 @@ class CameraStatus:
         self.last_frame = time.time()  # a moment, on the wall clock (frame times are monotonic)
         self.dropped = dropped
 
-    def heartbeat(self, when: float):
+    def heartbeat(self, when: float) -> None:
         """A sign of life without decoded frames (continuous-only recording)."""
         self.last_frame = when
 
-    def event_started(self, info: dict):
+    def event_started(self, info: dict) -> None:
         with self._lock:
             self.event = info
 
-    def event_ended(self, number: Optional[int] = None):
+    def event_ended(self, number: Optional[int] = None) -> None:
         """The event is over (``number``: only if that is the current one: clips finish in the background)."""
         with self._lock:
             if number is None or (self.event and self.event.get("event") == number):
                 self.event = None
 
-    def written(self, nbytes: int, event: bool = False):
+    def written(self, nbytes: int, event: bool = False) -> None:
         with self._lock:
             self._roll_day(time.time())
             self.bytes_today += nbytes
@@ -130,7 +130,7 @@ class StatusWriter:
         self._warned = False
         self.ticks = []  # called each round (the worker's parent watch)
 
-    def write(self):
+    def write(self) -> None:
         if self.path is None:  # a file played, not a camera: nothing to watch
             return
         try:
@@ -143,7 +143,7 @@ class StatusWriter:
                 logging.getLogger(__name__).warning("status file %s not written: %s", self.path, e)
                 self._warned = True
 
-    def run(self):
+    def run(self) -> None:
         while not self.stop.is_set():
             self.write()
             for tick in self.ticks:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -39,7 +40,7 @@ class Scene:
             cv2.rectangle(img, (x0, y0), (x0 + int(rng.integers(30, 90)), y0 + int(rng.integers(20, 60))), color, -1)
         return img
 
-    def frame(self, n: int, background: np.ndarray, rng) -> np.ndarray:
+    def frame(self, n: int, background: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         t = n / self.fps
         img = background.copy()
         w, h = self.size
@@ -62,7 +63,7 @@ class Scene:
         draw_frame_number(img, n)
         return img
 
-    def write(self, path, ffmpeg=None) -> Path:
+    def write(self, path: Path, ffmpeg: Optional[str] = None) -> Path:
         """Encode the scene to ``path`` (H.264 MP4 through ffmpeg; OpenCV's mp4v without)."""
         path = Path(path)
         cls = FfmpegWriter if ffmpeg else OpenCvWriter
@@ -75,7 +76,7 @@ class Scene:
         return path
 
 
-def draw_frame_number(img: np.ndarray, n: int):
+def draw_frame_number(img: np.ndarray, n: int) -> None:
     for bit in range(BITS):
         img[TOP:TOP + BLOCK, bit * BLOCK:(bit + 1) * BLOCK] = 255 if (n >> bit) & 1 else 0
     cv2.putText(img, f"#{n}", (BITS * BLOCK + 6, TOP + BLOCK), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)

@@ -5,7 +5,10 @@ import shlex
 import shutil
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:
+    from nvr_cli.config import Settings
 
 
 def executable() -> list:
@@ -88,7 +91,8 @@ def supervisor_program(camera: Optional[str], *, config: Optional[str], home: st
     return "\n".join(lines) + "\n"
 
 
-def service_files(kind: str, cameras: tuple, *, settings, config: Optional[str], home: str,
+def service_files(kind: str, cameras: tuple, *, settings: Settings, config: Optional[str], home: str,
+
                   user: Optional[str]) -> list:
     """(file name, text) of each systemd unit (``kind`` "systemd") or supervisor program ("supervisor"):
     one per camera of ``cameras``, or one for all cameras if there are none."""

@@ -111,8 +111,9 @@ def file_start_time(path: str, duration: float) -> float:
 class VideoSource:
     """An opened source yielding ``Frame`` objects; ``close()`` always safe to call."""
 
-    def __init__(self, spec: SourceSpec, *, rtsp_transport="tcp", open_timeout=10.0, read_timeout=10.0,
-                 realtime=False, queue_seconds=2.0, diagnose_errors=True, max_fps=0.0):
+    def __init__(self, spec: SourceSpec, *, rtsp_transport: str = "tcp", open_timeout: float = 10.0,
+                 read_timeout: float = 10.0, realtime: bool = False, queue_seconds: float = 2.0,
+                 diagnose_errors: bool = True, max_fps: float = 0.0):
         self.spec = spec
         self.max_fps = max_fps  # hand out at most this many frames a second (0: all)
         self.stride = 1  # every stride-th frame is handed out; the others are decoded only
@@ -274,7 +275,7 @@ class VideoSource:
                 return
             yield item
 
-    def close(self):
+    def close(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=self.read_timeout + 2)

@@ -15,7 +15,7 @@ import os
 import subprocess
 import threading
 import time
-from typing import Optional
+from typing import Callable, Optional, Protocol
 
 import nvr_cli.ffmpeg.process as ffproc
 from nvr_cli.core.backoff import Backoff
@@ -27,12 +27,22 @@ from nvr_cli.core.supervised import Supervised
 log = logging.getLogger(__name__)
 
 
+class PacketFeed(Protocol):
+    """What ``PacketRing.attach`` feeds: a clip (``nvr_cli.output.packet_clip.PacketClip``)."""
+
+    start_ts: Optional[float]
+    max_queued: int
+
+    def feed(self, data: bytes) -> None: ...
+
+
 class PacketRing:
     """Keeps the last ``seconds`` of a network camera's packets, and feeds them to clips."""
 
     def __init__(self, spec: SourceSpec, ffmpeg: str, seconds: float, stop: threading.Event, *,
                  rtsp_transport: str = "tcp", max_mb: float = 512.0, retry_delay: float = 1.0,
-                 max_retry_delay: float = 3.0, on_fatal=None, read_timeout: float = 10.0):
+                 max_retry_delay: float = 3.0, on_fatal: Optional[Callable[[str], None]] = None,
+                 read_timeout: float = 10.0):
         if spec.kind != "rtsp":
             raise ValueError("packet pre-alarm needs an RTSP camera")
         self.spec, self.ffmpeg, self.seconds, self.stop = spec, ffmpeg, seconds, stop
@@ -59,7 +69,7 @@ class PacketRing:
         with self._lock:
             return time.monotonic() - self._groups[0][0] if self._groups else 0.0
 
-    def attach(self, clip, start_ts: float):
+    def attach(self, clip: PacketFeed, start_ts: float) -> None:
         """Feed ``clip`` from the keyframe at or before ``start_ts`` (monotonic clock), then live until
         detached. A clip is anything with ``start_ts`` (set here: the arrival time of its first
         keyframe), ``max_queued`` (raised here by the pre-alarm handed over at once) and ``feed(bytes)``."""
@@ -78,12 +88,12 @@ class PacketRing:
                     clip.feed(bytes(data))
             self._clips.append(clip)
 
-    def detach(self, clip):
+    def detach(self, clip: PacketFeed) -> None:
         with self._lock:
             if clip in self._clips:
                 self._clips.remove(clip)
 
-    def close(self):
+    def close(self) -> None:
         self.stop.set()
         proc = self.proc
         if proc and proc.poll() is None:
@@ -99,7 +109,7 @@ class PacketRing:
                 "-bsf:v", "setts=pts=if(eq(PTS\\,NOPTS)\\,0\\,PTS):dts=if(eq(DTS\\,NOPTS)\\,0\\,DTS)",
                 "-f", "mpegts", "-"]
 
-    def run(self):
+    def run(self) -> None:
         """Read the camera until stopped (the recorder runs this under supervision)."""
         backoff, failures = Backoff(self.retry_delay, self.max_retry_delay), 0
         while not self.stop.is_set():

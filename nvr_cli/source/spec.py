@@ -37,7 +37,8 @@ class SourceSpec:
         return redact(self.text)
 
 
-def parse_source(text) -> SourceSpec:
+def parse_source(text: object) -> SourceSpec:
+
     """Classify a source string; a file that cannot be read is an error here, before any work."""
     text = str(text).strip()
     if not text:

@@ -8,7 +8,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional, Union
 
 import nvr_cli.ffmpeg.process as ffproc
 import nvr_cli.storage.paths as storage
@@ -39,7 +39,8 @@ def parse_time(text: str, now: Optional[float] = None) -> float:
     return d.timestamp() if d.tzinfo else d.astimezone().timestamp()
 
 
-def plan(root: Path, camera: str, start: float, end: float, folders=None):
+def plan(root: Union[str, Path], camera: str, start: float, end: float,
+         folders: Optional[Iterable[Path]] = None) -> tuple[list[dict], list[tuple[float, float]]]:
     """(segments overlapping [start, end], gaps inside it as (from, to)), from the index (of
     ``folders`` only, when given: see continuous.index_folders)."""
     if end <= start:
@@ -56,9 +57,11 @@ def plan(root: Path, camera: str, start: float, end: float, folders=None):
     return chosen, gaps
 
 
-def export(root, camera: str, start: float, end: float, out: Path, *, ffmpeg: str, allow_gaps=False,
-           local_time=True, progress: Optional[Callable[[float], None]] = None, folders=None,
-           write_sidecar=True) -> dict:
+def export(root: Union[str, Path], camera: str, start: float, end: float, out: Path, *, ffmpeg: str,
+           allow_gaps: bool = False, local_time: bool = True,
+           progress: Optional[Callable[[float], None]] = None, folders: Optional[Iterable[Path]] = None,
+           write_sidecar: bool = True) -> tuple[dict, tuple[float, float]]:
+
     chosen, gaps = plan(root, camera, start, end, folders)
     when = f"{storage.iso(start, local_time)} to {storage.iso(end, local_time)}"
     if not chosen:

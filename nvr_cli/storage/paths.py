@@ -8,12 +8,15 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Iterable, Optional, Sequence, Union
 
 import cv2
 
 import nvr_cli.ffmpeg.process as ffproc
 from nvr_cli.core.errors import StorageError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +48,8 @@ def iso(wall_ts: float, local_time: bool = True) -> str:
     return local_datetime(wall_ts, local_time).isoformat(timespec="milliseconds")
 
 
-def clip_dir(root, camera: str, wall_ts: float, local_time=True, subfolder_func: Optional[Callable] = None) -> Path:
+def clip_dir(root: Union[str, Path], camera: str, wall_ts: float, local_time: bool = True,
+             subfolder_func: Optional[Callable] = None) -> Path:
     """``root/camera/YYYY/MM/DD``; ``subfolder_func(dts)`` (dts in UTC, as the original recorder) overrides the date part."""
     base = Path(root) / camera
     if subfolder_func is not None:
@@ -61,7 +65,7 @@ def clip_dir(root, camera: str, wall_ts: float, local_time=True, subfolder_func:
     return base / f"{d:%Y}" / f"{d:%m}" / f"{d:%d}"
 
 
-def new_clip_path(folder: Path, camera: str, wall_ts: float, local_time=True) -> Path:
+def new_clip_path(folder: Path, camera: str, wall_ts: float, local_time: bool = True) -> Path:
     """A final clip name not yet taken by a clip, a part or a sidecar."""
     stem = f"{camera}_{name_stamp(wall_ts, local_time)}"
     n = 0
@@ -81,7 +85,7 @@ def final_path(part: Path) -> Path:
     return part.with_name(part.name[: -len(PART_SUFFIX)] + ".mp4")
 
 
-def make_dirs(folder: Path):
+def make_dirs(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -144,7 +148,7 @@ def plays(path: Path) -> bool:
         cap.release()
 
 
-def write_atomic(path: Path, data: bytes):
+def write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name("." + path.name + ".tmp")
     try:
         with open(tmp, "wb") as f:
@@ -155,11 +159,12 @@ def write_atomic(path: Path, data: bytes):
         raise StorageError(f"cannot write {path}: {e.strerror}") from None
 
 
-def write_json(path: Path, data: dict):
+def write_json(path: Path, data: dict) -> None:
     write_atomic(path, (json.dumps(data, indent=2, default=str) + "\n").encode())
 
 
-def write_thumbnail(path: Path, image, boxes, labels=()) -> None:
+def write_thumbnail(path: Path, image: np.ndarray, boxes: Sequence[tuple[int, int, int, int]],
+                    labels: Sequence[str] = ()) -> None:
     img = image.copy()
     thickness = max(2, img.shape[1] // 400)
     labels = list(labels) + [""] * (len(boxes) - len(labels))
@@ -172,7 +177,7 @@ def write_thumbnail(path: Path, image, boxes, labels=()) -> None:
         write_atomic(path, jpg.tobytes())
 
 
-def open_elsewhere(paths) -> set:
+def open_elsewhere(paths: Iterable[Union[str, Path]]) -> set:
     """Which of ``paths`` another process has open (a writer still at work), from /proc."""
     wanted = {os.path.realpath(p) for p in paths}
     found, me = set(), os.getpid()

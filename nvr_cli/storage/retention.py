@@ -32,7 +32,7 @@ class Item:
     mtime: float
     size: int  # with its sidecar and thumbnail
 
-    def files(self):
+    def files(self) -> list[Path]:
         if self.kind == "event":
             return [self.path, self.path.with_suffix(".json"), self.path.with_suffix(".jpg")]
         return [self.path]
@@ -104,7 +104,7 @@ def plan(root: Path, s: RetentionSettings, now: float | None = None, free_bytes:
 LOCK = ".reaper.lock"
 
 
-def prune(root: Path, s: RetentionSettings, *, dry_run=False, wait=True) -> list:
+def prune(root: Path, s: RetentionSettings, *, dry_run: bool = False, wait: bool = True) -> list:
     """Delete what ``plan`` says; returns the plan. Logs each deletion (or would-be deletion).
     Processes that share a storage root (workers, cron's `prune`) take turns: one plans and
     deletes at a time, so two never count or delete the same files. ``wait=False``: if another
@@ -189,7 +189,8 @@ class Reaper:
                 log.debug("the disk is still full; nothing to delete")
         return len(done)
 
-    def run(self):
+    def run(self) -> None:
         while not self.stop.is_set():
             self.now(disk_full=False)
+
             self.stop.wait(self.s.RETENTION_CHECK_SECONDS)
