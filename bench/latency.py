@@ -9,6 +9,7 @@ is served by the RTSP server; the recorder runs in this process so the frames' o
 read, and a thread polls the output folder every 5 ms. Motion window + post-capture are set to 1 + 1 s:
 the "final" figure is those 2 s (by design) plus what finishing the file takes.
 """
+
 import sys
 import threading
 import time
@@ -19,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers import Server, ffmpeg, say  # noqa: E402
 
 from nvr_cli import events  # noqa: E402
+from nvr_cli.config import Settings  # noqa: E402
 from nvr_cli.core.geometry import parse_polygon  # noqa: E402
 from nvr_cli.runtime.recorder import Recorder  # noqa: E402
-from nvr_cli.config import Settings  # noqa: E402
 from nvr_cli.runtime.synthetic import NUMBER_MASK, Scene  # noqa: E402
 
 MOTION_WINDOW, POST = 1.0, 1.0
@@ -60,10 +61,18 @@ def watch(folder: Path, stop: threading.Event, seen: dict):
 
 def run_mode(url, packets: bool, events_wanted=2) -> list:
     out = Path(mkdtemp(prefix="nvr-bench-"))
-    s = Settings(cam=url, PATH_FOR_VIDEO=str(out), CAMERA_NAME="lat", MASKS=(parse_polygon(NUMBER_MASK),),
-                 INITIAL_WAIT_INTERVAL_BEFORE_MOTION_DETECTION_SECS=1.0, PRE_ALARM_RECORDING_SECONDS=2.0,
-                 MINIMAL_MOTION_DURATION=MOTION_WINDOW, POST_CAPTURE_SECONDS=POST, EVENT_REENCODE=None if packets else True,
-                 STATUS_DIR=str(out / ".status"))
+    s = Settings(
+        cam=url,
+        PATH_FOR_VIDEO=str(out),
+        CAMERA_NAME="lat",
+        MASKS=(parse_polygon(NUMBER_MASK),),
+        INITIAL_WAIT_INTERVAL_BEFORE_MOTION_DETECTION_SECS=1.0,
+        PRE_ALARM_RECORDING_SECONDS=2.0,
+        MINIMAL_MOTION_DURATION=MOTION_WINDOW,
+        POST_CAPTURE_SECONDS=POST,
+        EVENT_REENCODE=None if packets else True,
+        STATUS_DIR=str(out / ".status"),
+    )
     probe = Probe()
     stop, seen = threading.Event(), {}
     threading.Thread(target=watch, args=(out, stop, seen), daemon=True).start()
@@ -81,9 +90,13 @@ def run_mode(url, packets: bool, events_wanted=2) -> list:
     for i, r in enumerate(done[:events_wanted]):
         final = Path(r.clip).name
         part = final.replace(".mp4", ".part.mp4")
-        rows.append({"mode": "camera packets" if packets else "re-encoded",
-                     "exists": seen.get(part, float("nan")) - probe.first[i],
-                     "final": seen.get(final, float("nan")) - probe.last[i]})
+        rows.append(
+            {
+                "mode": "camera packets" if packets else "re-encoded",
+                "exists": seen.get(part, float("nan")) - probe.first[i],
+                "final": seen.get(final, float("nan")) - probe.last[i],
+            }
+        )
     return rows
 
 
@@ -105,12 +118,16 @@ def run():
 
 def report(rows):
     print("\n## Motion-to-clip latency (RTSP 1280x720 15 fps, recorder in-process)\n")
-    print("| clips | event | first moving frame → clip file exists | last moving frame → clip final "
-          "| of which motion window + post-capture |")
+    print(
+        "| clips | event | first moving frame → clip file exists | last moving frame → clip final "
+        "| of which motion window + post-capture |"
+    )
     print("|---|---|---|---|---|")
     for i, r in enumerate(rows):
-        print(f"| {r['mode']} | {i % 2 + 1} | {r['exists'] * 1000:.0f} ms | {r['final']:.2f} s | "
-              f"{MOTION_WINDOW + POST:.0f} s |")
+        print(
+            f"| {r['mode']} | {i % 2 + 1} | {r['exists'] * 1000:.0f} ms | {r['final']:.2f} s | "
+            f"{MOTION_WINDOW + POST:.0f} s |"
+        )
 
 
 if __name__ == "__main__":

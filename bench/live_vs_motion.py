@@ -15,6 +15,7 @@ stream's so it is not capped below it. Ours by default copies the camera's packe
 analyses at most MAX_ANALYSIS_FPS (15) frames a second, so 12.5 of a 25 fps camera's are due; with
 EVENT_REENCODE = True every frame is analysed and re-encoded into the clip.
 """
+
 import argparse
 import json
 import math
@@ -33,9 +34,23 @@ STREAMS = {"720p15": (1280, 720, 15), "1080p25": (1920, 1080, 25)}
 
 
 def _count_packets(path: Path) -> tuple:
-    r = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-count_packets", "-show_entries",
-                        "stream=nb_read_packets:format=duration", "-of", "json", str(path)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-count_packets",
+            "-show_entries",
+            "stream=nb_read_packets:format=duration",
+            "-of",
+            "json",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+    )
     try:
         d = json.loads(r.stdout)
         return int(d["streams"][0]["nb_read_packets"]), float(d["format"]["duration"])
@@ -53,25 +68,33 @@ def stop(proc):
 
 
 class Ours:
-    """`nvr-cli run` with CAMERAS; by default clips are the camera's packets, ``reencode``: from the frames."""
+    """`nvr-cli run` with CAMERAS; by default clips are the camera's packets, ``reencode``: from the
+    frames.
+    """
 
     def __init__(self, reencode=False, every_frame=False):
         self.packets = not reencode
         self.every_frame = every_frame or reencode  # a re-encoded clip needs every frame anyway
         self.variant = reencode or every_frame
-        self.name = "nvr-cli run" + (" (EVENT_REENCODE = True)" if reencode else
-                                     " (MAX_ANALYSIS_FPS = 0)" if every_frame else "")
+        self.name = "nvr-cli run" + (
+            " (EVENT_REENCODE = True)" if reencode else " (MAX_ANALYSIS_FPS = 0)" if every_frame else ""
+        )
 
     def start(self, work: Path, url: str, n: int, fps: int):
         cfg = work / "config.py"
         cams = {f"cam{i}": {"cam": url} for i in range(n)}
-        cfg.write_text(f"CAMERAS = {cams!r}\nPATH_FOR_VIDEO = {str(work / 'video')!r}\n"
-                       f"STATUS_INTERVAL_SECS = 1.0\nEVENT_REENCODE = {None if self.packets else True}\n"
-                       f"MAX_ANALYSIS_FPS = {0 if self.every_frame else 15}\n")
+        cfg.write_text(
+            f"CAMERAS = {cams!r}\nPATH_FOR_VIDEO = {str(work / 'video')!r}\n"
+            f"STATUS_INTERVAL_SECS = 1.0\nEVENT_REENCODE = {None if self.packets else True}\n"
+            f"MAX_ANALYSIS_FPS = {0 if self.every_frame else 15}\n"
+        )
         self.work, self.n = work, n
         self.log = open(work / "ours.log", "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "nvr_cli", "run", "--config", str(cfg)],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "nvr_cli", "run", "--config", str(cfg)],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         return self.proc.pid
 
     def expected_fps(self, fps):
@@ -120,23 +143,47 @@ class Motion:
         cams = []
         for i in range(n):
             c = work / f"cam{i}.conf"
-            c.write_text(f"camera_id {i + 1}\ncamera_name cam{i}\nnetcam_url {url}\n"
-                         f"netcam_params rtsp_transport=tcp\n"
-                         f"target_dir {work / 'motion' / f'cam{i}'}\n")
+            c.write_text(
+                f"camera_id {i + 1}\ncamera_name cam{i}\nnetcam_url {url}\n"
+                f"netcam_params rtsp_transport=tcp\n"
+                f"target_dir {work / 'motion' / f'cam{i}'}\n"
+            )
             cams.append(c)
         w, h = size
         conf = work / "motion.conf"
         # as close to our defaults as Motion goes: 5 s pre-capture, 2 s post-capture, movies on
-        conf.write_text("\n".join([
-            "daemon off", "setup_mode off", f"log_file {work / 'motion.log'}", "log_level 6",
-            f"width {w}", f"height {h}", f"framerate {fps}", "threshold 1500", "minimum_motion_frames 3",
-            "event_gap 10", f"pre_capture {5 * fps}", f"post_capture {2 * fps}",
-            "picture_output off", "movie_output on", "movie_max_time 0", "movie_codec mkv",
-            f"movie_passthrough {'on' if self.passthrough else 'off'}",
-            "webcontrol_port 0", "stream_port 0", "text_right", "text_left",
-            *[f"camera {c}" for c in cams]]) + "\n")
-        self.proc = subprocess.Popen([self.exe, "-n", "-c", str(conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        conf.write_text(
+            "\n".join(
+                [
+                    "daemon off",
+                    "setup_mode off",
+                    f"log_file {work / 'motion.log'}",
+                    "log_level 6",
+                    f"width {w}",
+                    f"height {h}",
+                    f"framerate {fps}",
+                    "threshold 1500",
+                    "minimum_motion_frames 3",
+                    "event_gap 10",
+                    f"pre_capture {5 * fps}",
+                    f"post_capture {2 * fps}",
+                    "picture_output off",
+                    "movie_output on",
+                    "movie_max_time 0",
+                    "movie_codec mkv",
+                    f"movie_passthrough {'on' if self.passthrough else 'off'}",
+                    "webcontrol_port 0",
+                    "stream_port 0",
+                    "text_right",
+                    "text_left",
+                    *[f"camera {c}" for c in cams],
+                ]
+            )
+            + "\n"
+        )
+        self.proc = subprocess.Popen(
+            [self.exe, "-n", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         return self.proc.pid
 
     def expected_fps(self, fps):
@@ -189,9 +236,18 @@ def measure(tool, url, n, fps, size, seconds, server_pid) -> dict:
             rates = tool.analysed_fps()
         rates = rates or [0.0]
         share = min(rates) / tool.expected_fps(fps)
-        return {"tool": tool.name, "n": n, "cpu_per_cam": cpu / n, "pss_per_cam": pss / n,
-                "analysed_fps_min": min(rates), "fps": fps, "expected": tool.expected_fps(fps), "share": share, "keeps_up": share >= 0.95,
-                "server_cpu": server_cpu}
+        return {
+            "tool": tool.name,
+            "n": n,
+            "cpu_per_cam": cpu / n,
+            "pss_per_cam": pss / n,
+            "analysed_fps_min": min(rates),
+            "fps": fps,
+            "expected": tool.expected_fps(fps),
+            "share": share,
+            "keeps_up": share >= 0.95,
+            "server_cpu": server_cpu,
+        }
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -215,8 +271,10 @@ def run(seconds=15.0, ladder=None, tools=None):
                     r = measure(tool, server.url, n, fps, (w, h), seconds, server.pid)
                     r["stream"] = label
                     rows.append(r)
-                    say(f"   {r['cpu_per_cam']:.1f} % CPU/camera, {r['pss_per_cam']:.0f} MB/camera, "
-                        f"{r['analysed_fps_min']:.1f} of {r['expected']:g} fps analysed")
+                    say(
+                        f"   {r['cpu_per_cam']:.1f} % CPU/camera, {r['pss_per_cam']:.0f} MB/camera, "
+                        f"{r['analysed_fps_min']:.1f} of {r['expected']:g} fps analysed"
+                    )
                     if not r["keeps_up"]:
                         break
         finally:
@@ -226,12 +284,18 @@ def run(seconds=15.0, ladder=None, tools=None):
 
 def report(rows):
     print("\n## Live RTSP cameras: nvr-cli run vs Motion (same streams, same run)\n")
-    print("| stream | tool | cameras | CPU % of a core per camera | PSS MB per camera | analysed fps (slowest camera) / due "
-          "| keeps up | RTSP server CPU % |")
+    print(
+        "| stream | tool | cameras | CPU % of a core per camera | PSS MB per camera | analysed fps (slowest "
+        "camera) / due "
+        "| keeps up | RTSP server CPU % |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['stream']} | {r['tool']} | {r['n']} | {r['cpu_per_cam']:.1f} | {r['pss_per_cam']:.0f} | "
-              f"{r['analysed_fps_min']:.1f} / {r['expected']:g} of {r['fps']} | {'yes' if r['keeps_up'] else 'no'} | {r['server_cpu']:.0f} |")
+        print(
+            f"| {r['stream']} | {r['tool']} | {r['n']} | {r['cpu_per_cam']:.1f} | {r['pss_per_cam']:.0f} | "
+            f"{r['analysed_fps_min']:.1f} / {r['expected']:g} of {r['fps']} | "
+            f"{'yes' if r['keeps_up'] else 'no'} | {r['server_cpu']:.0f} |"
+        )
     print()
     for stream in STREAMS:
         sub = [r for r in rows if r["stream"] == stream]
@@ -239,10 +303,16 @@ def report(rows):
         best = {t: max([r["n"] for r in sub if r["tool"] == t and r["keeps_up"]], default=0) for t in names}
         # kept up at every step tried: the limit is beyond the ladder
         more = {t: all(r["keeps_up"] for r in sub if r["tool"] == t) for t in names}
-        one = {t: next((r["cpu_per_cam"] for r in sub if r["tool"] == t and r["n"] == 1), None) for t in names}
+        one = {
+            t: next((r["cpu_per_cam"] for r in sub if r["tool"] == t and r["n"] == 1), None) for t in names
+        }
         ref = "motion" if "motion" in names else None
         for t in names:
-            ratio = f", CPU per camera at N=1 {one[t] / one[ref]:.2f}× Motion's" if ref and one[t] and one[ref] else ""
+            ratio = (
+                f", CPU per camera at N=1 {one[t] / one[ref]:.2f}× Motion's"
+                if ref and one[t] and one[ref]
+                else ""
+            )
             print(f"- {stream}: {t} keeps up with {'at least ' if more[t] else ''}{best[t]} camera(s){ratio}")
 
 

@@ -4,6 +4,7 @@ sections share: streams made from the real footage, the RTSP server, CPU and mem
 DVR-Scan comes from PyPI (`dvr-scan-headless`) into a venv under bench/.peers; Motion from Debian
 (`apt-get install motion`, run as its own daemon with a config we write).
 """
+
 from __future__ import annotations
 
 import os
@@ -32,8 +33,9 @@ def dvr_scan() -> str:
     if not exe.exists():
         say(f"installing dvr-scan-headless {DVR_SCAN_VERSION} into {venv} ...")
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", f"dvr-scan-headless=={DVR_SCAN_VERSION}"],
-                       check=True)
+        subprocess.run(
+            [str(venv / "bin" / "pip"), "install", "-q", f"dvr-scan-headless=={DVR_SCAN_VERSION}"], check=True
+        )
     return str(exe)
 
 
@@ -43,11 +45,16 @@ def motion() -> str:
     if not exe:
         say("installing Debian's motion ...")
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        if subprocess.run(["apt-get", "install", "-y", "-q", "motion"], env=env,
-                          stdout=subprocess.DEVNULL).returncode != 0:
+        if (
+            subprocess.run(
+                ["apt-get", "install", "-y", "-q", "motion"], env=env, stdout=subprocess.DEVNULL
+            ).returncode
+            != 0
+        ):
             subprocess.run(["apt-get", "update", "-q"], env=env, stdout=subprocess.DEVNULL, check=True)
-            subprocess.run(["apt-get", "install", "-y", "-q", "motion"], env=env, stdout=subprocess.DEVNULL,
-                           check=True)
+            subprocess.run(
+                ["apt-get", "install", "-y", "-q", "motion"], env=env, stdout=subprocess.DEVNULL, check=True
+            )
         exe = shutil.which("motion")
     return exe
 
@@ -64,9 +71,34 @@ def stream_file(width: int, height: int, fps: int, source: Path = None) -> Path:
     out = CACHE / f"{source.stem}_{height}p{fps}.mp4"
     if not out.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
-        subprocess.run([ffmpeg(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(source), "-an",
-                        "-vf", f"scale={width}:{height},fps={fps}", "-c:v", "libx264", "-preset", "veryfast",
-                        "-crf", "23", "-g", str(fps), "-bf", "0", "-pix_fmt", "yuv420p", str(out)], check=True)
+        subprocess.run(
+            [
+                ffmpeg(),
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-y",
+                "-i",
+                str(source),
+                "-an",
+                "-vf",
+                f"scale={width}:{height},fps={fps}",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-crf",
+                "23",
+                "-g",
+                str(fps),
+                "-bf",
+                "0",
+                "-pix_fmt",
+                "yuv420p",
+                str(out),
+            ],
+            check=True,
+        )
     return out
 
 
@@ -85,8 +117,12 @@ class Server:
     """The tests' GStreamer RTSP server (Debian's python3), serving a file in a loop; one mount, shared."""
 
     def __init__(self, clip: Path, port: int):
-        self.proc = subprocess.Popen(["/usr/bin/python3", str(SERVER), "--file", str(clip), "--port", str(port)],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            ["/usr/bin/python3", str(SERVER), "--file", str(clip), "--port", str(port)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         line = self.proc.stdout.readline()
         if not line.startswith("READY"):
             self.proc.kill()

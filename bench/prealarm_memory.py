@@ -7,6 +7,7 @@ the buffer stays full), against the same camera with no pre-alarm; and Motion wi
 Buffer = proportional memory (PSS) of the whole process tree (ffmpeg children included) less the
 same tool's with no pre-alarm. CPU = % of one core over the measuring window, tree-wide.
 """
+
 import argparse
 import shutil
 import signal
@@ -25,8 +26,23 @@ W, H, FPS = 1920, 1080, 25
 
 
 def ours(url, work, pre, packets):
-    cmd = [sys.executable, "-m", "nvr_cli", "record", url, "--output", str(work), "--name", "cam",
-           "--mask", NUMBER_MASK, "--pre-alarm", str(pre), "--pre-alarm-max-mb", "4096"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "nvr_cli",
+        "record",
+        url,
+        "--output",
+        str(work),
+        "--name",
+        "cam",
+        "--mask",
+        NUMBER_MASK,
+        "--pre-alarm",
+        str(pre),
+        "--pre-alarm-max-mb",
+        "4096",
+    ]
     if not packets:
         cmd.append("--reencode")
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -34,12 +50,29 @@ def ours(url, work, pre, packets):
 
 def motion_proc(url, work, pre):
     conf = work / "motion.conf"
-    conf.write_text("\n".join([
-        "daemon off", f"log_file {work / 'motion.log'}", f"width {W}", f"height {H}", f"framerate {FPS}",
-        f"netcam_url {url}", "netcam_params rtsp_transport=tcp", f"target_dir {work}",
-        f"pre_capture {pre * FPS}", "movie_output on", "picture_output off",
-        "webcontrol_port 0", "stream_port 0"]) + "\n")
-    return subprocess.Popen([motion(), "-n", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    conf.write_text(
+        "\n".join(
+            [
+                "daemon off",
+                f"log_file {work / 'motion.log'}",
+                f"width {W}",
+                f"height {H}",
+                f"framerate {FPS}",
+                f"netcam_url {url}",
+                "netcam_params rtsp_transport=tcp",
+                f"target_dir {work}",
+                f"pre_capture {pre * FPS}",
+                "movie_output on",
+                "picture_output off",
+                "webcontrol_port 0",
+                "stream_port 0",
+            ]
+        )
+        + "\n"
+    )
+    return subprocess.Popen(
+        [motion(), "-n", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
 
 
 def measure(start, settle, seconds) -> tuple:
@@ -88,7 +121,10 @@ def run(seconds=10.0):
 
 def report(rows):
     print(f"\n## Pre-alarm memory: one {W}x{H} {FPS} fps camera, 5 s before the trigger\n")
-    print("| tool | pre-alarm | PSS MB (tree) | buffer MB (vs none) | CPU % of a core | CPU cost of the buffer |")
+    print(
+        "| tool | pre-alarm | PSS MB (tree) | buffer MB (vs none) | CPU % of a core | CPU cost of the "
+        "buffer |"
+    )
     print("|---|---|---|---|---|---|")
     base = {}
     for r in rows:
@@ -97,8 +133,10 @@ def report(rows):
             print(f"| {r['tool']} | none | {r['pss']:.0f} | – | {r['cpu']:.1f} | – |")
         else:
             b = base[r["tool"]]
-            print(f"| {r['tool']} | {r['pre']} | {r['pss']:.0f} | {r['pss'] - b['pss']:.0f} | {r['cpu']:.1f} | "
-                  f"{r['cpu'] - b['cpu']:+.1f} points |")
+            print(
+                f"| {r['tool']} | {r['pre']} | {r['pss']:.0f} | {r['pss'] - b['pss']:.0f} | {r['cpu']:.1f} | "
+                f"{r['cpu'] - b['cpu']:+.1f} points |"
+            )
 
 
 def main():

@@ -7,6 +7,7 @@ Each is a whole command, start-up included, as a user runs it; the best of N run
 default settings, then with the same region (traffic_camera's lower-right lane, where cars come in
 three bursts). fps = the file's frames / wall time.
 """
+
 import argparse
 import json
 import re
@@ -61,7 +62,9 @@ def dvr(exe, path, region, repeat):
     m = re.search(r"Comma-separated timecode values:\s*\n(\S*)", out)
     events = []
     if m and m.group(1):
-        stamps = [sum(float(p) * 60 ** i for i, p in enumerate(reversed(t.split(":")))) for t in m.group(1).split(",")]
+        stamps = [
+            sum(float(p) * 60**i for i, p in enumerate(reversed(t.split(":")))) for t in m.group(1).split(",")
+        ]
         events = [(round(a, 1), round(b, 1)) for a, b in zip(stamps[::2], stamps[1::2])]
     return wall, events
 
@@ -77,9 +80,15 @@ def run(files, repeat=3):
         wall, out = best([sys.executable, "-c", DECODE, str(f)], repeat)
         frames = int(out.split()[0])
         region = REGIONS.get(f.name)
-        cases = [("default", None, [], True), ("default, every frame analysed", None, ["--max-analysis-fps", "0"], False)]
+        cases = [
+            ("default", None, [], True),
+            ("default, every frame analysed", None, ["--max-analysis-fps", "0"], False),
+        ]
         if region:
-            cases += [("region", region, [], True), ("region, DVR-Scan's event timing", region, DVR_TIMING, False)]
+            cases += [
+                ("region", region, [], True),
+                ("region, DVR-Scan's event timing", region, DVR_TIMING, False),
+            ]
         peer = None
         for label, reg, extra, new_peer in cases:
             say(f"scan: {f.name} ({label}) ...")
@@ -87,23 +96,45 @@ def run(files, repeat=3):
             if new_peer:
                 peer = dvr(exe, f, reg, repeat)
             dw, de = peer
-            rows.append({"file": f.name, "settings": label, "frames": frames, "decode_fps": frames / wall,
-                         "ours_fps": frames / ow, "dvr_fps": frames / dw, "ours_events": oe, "dvr_events": de})
+            rows.append(
+                {
+                    "file": f.name,
+                    "settings": label,
+                    "frames": frames,
+                    "decode_fps": frames / wall,
+                    "ours_fps": frames / ow,
+                    "dvr_fps": frames / dw,
+                    "ours_events": oe,
+                    "dvr_events": de,
+                }
+            )
     return rows
 
 
 def report(rows):
-    print("\n## File scan: nvr-cli scan vs dvr-scan -so vs OpenCV decode-only (whole commands, best of runs)\n")
-    print("dvr-scan runs with its defaults, or with the same region (-a); 'every frame analysed' and 'DVR-Scan's event "
-          "timing' are ours only, beside the same dvr-scan run.\n")
-    print("| file | settings | decode fps | nvr-cli fps | dvr-scan fps | nvr-cli / dvr-scan | nvr-cli / decode | "
-          "events nvr-cli | events dvr-scan |")
+    print(
+        "\n## File scan: nvr-cli scan vs dvr-scan -so vs OpenCV decode-only (whole commands, best of runs)\n"
+    )
+    print(
+        "dvr-scan runs with its defaults, or with the same region (-a); 'every frame analysed' and "
+        "'DVR-Scan's event "
+        "timing' are ours only, beside the same dvr-scan run.\n"
+    )
+    print(
+        "| file | settings | decode fps | nvr-cli fps | dvr-scan fps | nvr-cli / dvr-scan | nvr-cli / "
+        "decode | "
+        "events nvr-cli | events dvr-scan |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         ev = lambda es: " ".join(f"{a:g}–{b:g}" for a, b in es) or "none"  # noqa: E731
-        print(f"| {r['file']} | {r['settings']} | {r['decode_fps']:.0f} | {r['ours_fps']:.0f} | {r['dvr_fps']:.0f} | "
-              f"{r['ours_fps'] / r['dvr_fps']:.1f}× | {r['ours_fps'] / r['decode_fps']:.2f} | "
-              f"{len(r['ours_events'])}: {ev(r['ours_events'])} | {len(r['dvr_events'])}: {ev(r['dvr_events'])} |")
+        print(
+            f"| {r['file']} | {r['settings']} | {r['decode_fps']:.0f} | {r['ours_fps']:.0f} | "
+            f"{r['dvr_fps']:.0f} | "
+            f"{r['ours_fps'] / r['dvr_fps']:.1f}× | {r['ours_fps'] / r['decode_fps']:.2f} | "
+            f"{len(r['ours_events'])}: {ev(r['ours_events'])} | {len(r['dvr_events'])}: "
+            f"{ev(r['dvr_events'])} |"
+        )
 
 
 def main():

@@ -45,6 +45,7 @@ Ctrl-C while stopping skips the waiting.
 With --json the lines go to stderr and stdout gets one JSON document (settings, samples, summary).
 Exit status: 0 pass, 1 fail (or not enough samples to judge), 130 interrupted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,8 +74,13 @@ TAG_VAR = "NVR_SOAK_TAG"  # in the environment of `run`, hence of everything it 
 MEMORY_TARGET_MB_PER_HOUR = 1.0
 TICK = os.sysconf("SC_CLK_TCK")
 OUT = sys.stdout  # where the human-readable lines go (stderr with --json)
-METRICS = {"pss_mb": "PSS MB", "anon_mb": "anonymous PSS MB", "fds": "descriptors", "threads": "threads",
-           "procs": "processes"}
+METRICS = {
+    "pss_mb": "PSS MB",
+    "anon_mb": "anonymous PSS MB",
+    "fds": "descriptors",
+    "threads": "threads",
+    "procs": "processes",
+}
 
 
 def say(msg: str = ""):
@@ -82,6 +88,7 @@ def say(msg: str = ""):
 
 
 # -- the scene and the camera ------------------------------------------------------------------------
+
 
 def make_scene(path: Path, size: tuple, fps: float, period: float, walk: float, qr: bool) -> dict:
     """A --period second scene, looped by the server: one walker, and a QR code while it walks."""
@@ -96,8 +103,13 @@ def make_scene(path: Path, size: tuple, fps: float, period: float, walk: float, 
     if qr and side + 16 <= min(w, h) and walk > 1.0:
         codes = [(start + 0.5, start + walk - 0.5, payload, (w - side - 8, h - side - 8))]
     Scene(seconds=period, fps=fps, size=size, walkers=walkers, codes=codes).write(path, ffmpeg())
-    return {"seconds": period, "fps": fps, "size": list(size), "walkers": walkers,
-            "qr": [{"from": c[0], "to": c[1], "payload": c[2], "at": list(c[3])} for c in codes]}
+    return {
+        "seconds": period,
+        "fps": fps,
+        "size": list(size),
+        "walkers": walkers,
+        "qr": [{"from": c[0], "to": c[1], "payload": c[2], "at": list(c[3])} for c in codes],
+    }
 
 
 class RtspServer:
@@ -105,9 +117,14 @@ class RtspServer:
 
     def __init__(self, clip: Path, port: int, logdir: Path):
         self.err = open(logdir / "rtsp_server.err", "w")
-        self.proc = subprocess.Popen([DEBIAN_PYTHON, str(SERVER), "--file", str(clip), "--port", str(port)],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.err, text=True,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            [DEBIAN_PYTHON, str(SERVER), "--file", str(clip), "--port", str(port)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self.err,
+            text=True,
+            start_new_session=True,
+        )
         self.pid = self.proc.pid
         lines: queue.Queue = queue.Queue()
 
@@ -123,8 +140,10 @@ class RtspServer:
             line = "(nothing within 60 s)"
         if not line.startswith("READY"):
             self.stop()
-            raise SystemExit(f"RTSP server did not start: {line.strip()} "
-                             f"{(logdir / 'rtsp_server.err').read_text()[-2000:]}")
+            raise SystemExit(
+                f"RTSP server did not start: {line.strip()} "
+                f"{(logdir / 'rtsp_server.err').read_text()[-2000:]}"
+            )
         self.url = f"rtsp://127.0.0.1:{port}/cam"
 
     def alive(self) -> bool:
@@ -181,6 +200,7 @@ def write_config(path: Path, url: str, work: Path, period: float, walk: float, h
 
 # -- process trees -----------------------------------------------------------------------------------
 
+
 @dataclass
 class Proc:
     pid: int
@@ -205,8 +225,15 @@ def proc_table() -> dict:
         head, _, rest = raw.rpartition(")")
         x = rest.split()
         try:
-            table[int(d)] = Proc(int(d), int(x[1]), x[0], int(x[19]), int(x[17]), sum(int(v) for v in x[11:15]),
-                                 head.partition("(")[2])
+            table[int(d)] = Proc(
+                int(d),
+                int(x[1]),
+                x[0],
+                int(x[19]),
+                int(x[17]),
+                sum(int(v) for v in x[11:15]),
+                head.partition("(")[2],
+            )
         except (IndexError, ValueError):
             continue
     return table
@@ -311,14 +338,28 @@ class TreeWatch:
                     self.workers.append(key)
             zombie = p.state == "Z"
             pss, anon = (0, 0) if zombie else pss_kb(p.pid)
-            procs.append({"pid": p.pid, "ppid": p.ppid, "role": self.seen[key]["role"], "state": p.state,
-                          "pss_kb": pss, "anon_kb": anon, "fds": 0 if zombie else fd_count(p.pid),
-                          "threads": p.threads, "cpu_ticks": p.cpu_ticks})
-        totals = {"pss_mb": sum(p["pss_kb"] for p in procs) / 1024,
-                  "anon_mb": sum(p["anon_kb"] for p in procs) / 1024,
-                  "fds": sum(p["fds"] for p in procs), "threads": sum(p["threads"] for p in procs),
-                  "procs": len(procs), "zombies": sum(p["state"] == "Z" for p in procs),
-                  "cpu_s": sum(p["cpu_ticks"] for p in procs) / TICK}
+            procs.append(
+                {
+                    "pid": p.pid,
+                    "ppid": p.ppid,
+                    "role": self.seen[key]["role"],
+                    "state": p.state,
+                    "pss_kb": pss,
+                    "anon_kb": anon,
+                    "fds": 0 if zombie else fd_count(p.pid),
+                    "threads": p.threads,
+                    "cpu_ticks": p.cpu_ticks,
+                }
+            )
+        totals = {
+            "pss_mb": sum(p["pss_kb"] for p in procs) / 1024,
+            "anon_mb": sum(p["anon_kb"] for p in procs) / 1024,
+            "fds": sum(p["fds"] for p in procs),
+            "threads": sum(p["threads"] for p in procs),
+            "procs": len(procs),
+            "zombies": sum(p["state"] == "Z" for p in procs),
+            "cpu_s": sum(p["cpu_ticks"] for p in procs) / TICK,
+        }
         self.polls.append(totals)
         return {"totals": totals, "procs": procs}
 
@@ -331,10 +372,13 @@ class TreeWatch:
         def r(k, v):
             return round(v, 1) if k.endswith("_mb") else v
 
-        return {"polls": len(polls), "idle_polls": len(quiet),
-                "floor": {k: r(k, min(p[k] for p in polls)) for k in self.KEYS},
-                "peak": {k: r(k, max(p[k] for p in polls)) for k in self.KEYS},
-                "idle": {k: r(k, statistics.median(p[k] for p in quiet)) for k in self.KEYS}}
+        return {
+            "polls": len(polls),
+            "idle_polls": len(quiet),
+            "floor": {k: r(k, min(p[k] for p in polls)) for k in self.KEYS},
+            "peak": {k: r(k, max(p[k] for p in polls)) for k in self.KEYS},
+            "idle": {k: r(k, statistics.median(p[k] for p in quiet)) for k in self.KEYS},
+        }
 
     def alive_seen(self) -> list:
         """Processes it was seen with that are still there (same pid and start time)."""
@@ -344,9 +388,19 @@ class TreeWatch:
 
 # -- files -------------------------------------------------------------------------------------------
 
+
 def count_files(video: Path, tmpdir: Path, hooklog: Path) -> dict:
-    c = {"clips": 0, "lossless": 0, "segments": 0, "sidecars": 0, "thumbnails": 0, "parts": 0, "staging": 0,
-         "hook_tmp": 0, "video_mb": 0.0}
+    c = {
+        "clips": 0,
+        "lossless": 0,
+        "segments": 0,
+        "sidecars": 0,
+        "thumbnails": 0,
+        "parts": 0,
+        "staging": 0,
+        "hook_tmp": 0,
+        "video_mb": 0.0,
+    }
     size = 0
     for folder, _dirs, files in os.walk(video):
         rel = Path(folder).relative_to(video).parts
@@ -395,9 +449,15 @@ def read_status(path: Path) -> dict:
         st = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    return {"state": st.get("state"), "fps": st.get("fps"), "dropped_frames": st.get("dropped_frames"),
-            "event": bool(st.get("event")), "events_today": st.get("events_today"), "frames": st.get("frames"),
-            "age_s": round(time.time() - st.get("updated", 0), 1)}
+    return {
+        "state": st.get("state"),
+        "fps": st.get("fps"),
+        "dropped_frames": st.get("dropped_frames"),
+        "event": bool(st.get("event")),
+        "events_today": st.get("events_today"),
+        "frames": st.get("frames"),
+        "age_s": round(time.time() - st.get("updated", 0), 1),
+    }
 
 
 def log_problems(logdir: Path) -> dict:
@@ -419,6 +479,7 @@ def log_problems(logdir: Path) -> dict:
 
 
 # -- statistics --------------------------------------------------------------------------------------
+
 
 def slope_per_hour(ts: list, ys: list):
     """Least-squares slope of ys against ts (minutes), per hour; None with fewer than 3 points."""
@@ -449,16 +510,27 @@ def summarise(samples: list, warmup: float, period: float) -> dict:
         at = [s[k] for s in post]
         idle = [s["idle"][k] for s in post]
         first, last = thirds(idle)
-        metrics[k] = {"slope_per_h": slope_per_hour(ts, at), "idle_slope_per_h": slope_per_hour(ts, idle),
-                      "min": min(at), "max": max(at), "max_minus_min": round(max(at) - min(at), 1),
-                      "idle_min": min(idle), "idle_max": max(idle), "idle_max_minus_min": round(max(idle) - min(idle), 1),
-                      "idle_median_first_third": first, "idle_median_last_third": last, "no_growth": last <= first}
+        metrics[k] = {
+            "slope_per_h": slope_per_hour(ts, at),
+            "idle_slope_per_h": slope_per_hour(ts, idle),
+            "min": min(at),
+            "max": max(at),
+            "max_minus_min": round(max(at) - min(at), 1),
+            "idle_min": min(idle),
+            "idle_max": max(idle),
+            "idle_max_minus_min": round(max(idle) - min(idle), 1),
+            "idle_median_first_third": first,
+            "idle_median_last_third": last,
+            "no_growth": last <= first,
+        }
     for role in ("supervisor", "worker"):
         series = [s["roles"].get(role, {}).get("anon_mb", 0.0) for s in post]
         metrics["anon_mb"][f"{role}_slope_per_h"] = slope_per_hour(ts, series)
     cpu = [(s["t_min"], s["cpu_pct"]) for s in post if s["cpu_pct"] is not None]
-    out["cpu_pct"] = {"mean": round(statistics.fmean(c for _, c in cpu), 1) if cpu else None,
-                      "slope_per_h": slope_per_hour([t for t, _ in cpu], [c for _, c in cpu]) if cpu else None}
+    out["cpu_pct"] = {
+        "mean": round(statistics.fmean(c for _, c in cpu), 1) if cpu else None,
+        "slope_per_h": slope_per_hour([t for t, _ in cpu], [c for _, c in cpu]) if cpu else None,
+    }
     out["metrics"] = metrics
     mem = metrics["anon_mb"]["idle_slope_per_h"]
     memory_ok = mem is not None and mem < MEMORY_TARGET_MB_PER_HOUR
@@ -469,20 +541,29 @@ def summarise(samples: list, warmup: float, period: float) -> dict:
     expected = span * 60 / period
     unfinished = [s["unfinished"] for s in post]
     k = max(1, len(post) // 3)
-    health = {"clips_after_warmup": clips, "expected_events": round(expected, 1),
-              "events_ok": expected > 0 and clips >= 0.8 * expected,
-              "hook_runs_after_warmup": post[-1]["hook_runs"] - post[0]["hook_runs"],
-              "worker_restarts": max(0, samples[-1]["worker_starts"] - 1),
-              "zombies_max": max(s["peak"]["zombies"] for s in post),
-              "unfinished_files_max": max(unfinished),
-              # growth: the least of the last third above the most of the first third
-              "unfinished_files_grow": min(unfinished[-k:]) > max(unfinished[:k]),
-              "dropped_frames_last": post[-1]["status"].get("dropped_frames"),
-              "states": sorted({str(s["status"].get("state")) for s in post})}
-    healthy = (health["events_ok"] and health["worker_restarts"] == 0 and not health["unfinished_files_grow"]
-               and health["states"] == ["connected"])
+    health = {
+        "clips_after_warmup": clips,
+        "expected_events": round(expected, 1),
+        "events_ok": expected > 0 and clips >= 0.8 * expected,
+        "hook_runs_after_warmup": post[-1]["hook_runs"] - post[0]["hook_runs"],
+        "worker_restarts": max(0, samples[-1]["worker_starts"] - 1),
+        "zombies_max": max(s["peak"]["zombies"] for s in post),
+        "unfinished_files_max": max(unfinished),
+        # growth: the least of the last third above the most of the first third
+        "unfinished_files_grow": min(unfinished[-k:]) > max(unfinished[:k]),
+        "dropped_frames_last": post[-1]["status"].get("dropped_frames"),
+        "states": sorted({str(s["status"].get("state")) for s in post}),
+    }
+    healthy = (
+        health["events_ok"]
+        and health["worker_restarts"] == 0
+        and not health["unfinished_files_grow"]
+        and health["states"] == ["connected"]
+    )
     out["health"] = health
-    out.update({"memory_ok": memory_ok, "flat_ok": flat, "healthy": healthy, "pass": memory_ok and flat and healthy})
+    out.update(
+        {"memory_ok": memory_ok, "flat_ok": flat, "healthy": healthy, "pass": memory_ok and flat and healthy}
+    )
     return out
 
 
@@ -492,50 +573,73 @@ def fmt(v, unit="", digits=2) -> str:
 
 def print_summary(summary: dict, minutes_run: float):
     say()
-    say(f"## Summary: {minutes_run:.1f} min, {summary['samples_after_warmup']} samples after the "
-        f"{summary['warmup_minutes']:g} min warm-up")
+    say(
+        f"## Summary: {minutes_run:.1f} min, {summary['samples_after_warmup']} samples after the "
+        f"{summary['warmup_minutes']:g} min warm-up"
+    )
     if "metrics" not in summary:
         say(f"VERDICT: NONE: {summary['verdict']}")
         return
     m = summary["metrics"]
     say("")
-    say("| metric | slope at samples | slope of idle level | idle, first third (median) | idle, last third (median) "
-        "| max - min at samples | max - min idle |")
+    say(
+        "| metric | slope at samples | slope of idle level | idle, first third (median) | idle, last third "
+        "(median) "
+        "| max - min at samples | max - min idle |"
+    )
     say("|---|---|---|---|---|---|---|")
     for k, label in METRICS.items():
         x = m[k]
         d = 1 if k.endswith("_mb") else 0
         unit = " MB/h" if k.endswith("_mb") else "/h"
-        say(f"| {label} | {fmt(x['slope_per_h'], unit)} | {fmt(x['idle_slope_per_h'], unit)} | "
+        say(
+            f"| {label} | {fmt(x['slope_per_h'], unit)} | {fmt(x['idle_slope_per_h'], unit)} | "
             f"{x['idle_median_first_third']:.{d}f} | {x['idle_median_last_third']:.{d}f} | "
-            f"{x['max_minus_min']:.{d}f} | {x['idle_max_minus_min']:.{d}f} |")
+            f"{x['max_minus_min']:.{d}f} | {x['idle_max_minus_min']:.{d}f} |"
+        )
     say("")
-    say(f"anonymous PSS slope (at samples): supervisor {fmt(m['anon_mb']['supervisor_slope_per_h'], ' MB/h')}, "
+    say(
+        f"anonymous PSS slope (at samples): supervisor "
+        f"{fmt(m['anon_mb']['supervisor_slope_per_h'], ' MB/h')}, "
         f"worker {fmt(m['anon_mb']['worker_slope_per_h'], ' MB/h')}; tree CPU {summary['cpu_pct']['mean']} % "
-        f"of a core, slope {fmt(summary['cpu_pct']['slope_per_h'], ' points/h')}")
+        f"of a core, slope {fmt(summary['cpu_pct']['slope_per_h'], ' points/h')}"
+    )
     h = summary["health"]
-    say(f"after the warm-up: {h['clips_after_warmup']} clips (~{h['expected_events']:g} events expected), "
+    say(
+        f"after the warm-up: {h['clips_after_warmup']} clips (~{h['expected_events']:g} events expected), "
         f"{h['hook_runs_after_warmup']} hook runs; worker restarts {h['worker_restarts']}; zombies at most "
         f"{h['zombies_max']}; unfinished files at most {h['unfinished_files_max']} "
         f"({'GROWING' if h['unfinished_files_grow'] else 'not growing'}); camera {', '.join(h['states'])}; "
-        f"dropped frames {h['dropped_frames_last']}")
+        f"dropped frames {h['dropped_frames_last']}"
+    )
     mem = m["anon_mb"]["idle_slope_per_h"]
-    parts = [f"memory {fmt(mem, ' MB/h')} (idle anonymous PSS; target < {MEMORY_TARGET_MB_PER_HOUR:g}: "
-             f"{'met' if summary['memory_ok'] else 'NOT MET'}; total PSS {fmt(m['pss_mb']['idle_slope_per_h'], ' MB/h')}, "
-             f"not judged)"]
+    parts = [
+        f"memory {fmt(mem, ' MB/h')} (idle anonymous PSS; target < {MEMORY_TARGET_MB_PER_HOUR:g}: "
+        f"{'met' if summary['memory_ok'] else 'NOT MET'}; total PSS "
+        f"{fmt(m['pss_mb']['idle_slope_per_h'], ' MB/h')}, "
+        f"not judged)"
+    ]
     for k in ("fds", "threads", "procs"):
         x = m[k]
-        parts.append(f"{METRICS[k]} {'flat' if x['no_growth'] else 'GROWING'} "
-                     f"({x['idle_median_first_third']:g} -> {x['idle_median_last_third']:g})")
+        parts.append(
+            f"{METRICS[k]} {'flat' if x['no_growth'] else 'GROWING'} "
+            f"({x['idle_median_first_third']:g} -> {x['idle_median_last_third']:g})"
+        )
     parts.append("healthy" if summary["healthy"] else "UNHEALTHY")
-    short = "" if minutes_run >= 60 else f" [a {minutes_run:.0f} min trial: the real figure needs 60 min or more]"
+    short = (
+        "" if minutes_run >= 60 else f" [a {minutes_run:.0f} min trial: the real figure needs 60 min or more]"
+    )
     say("")
     say(f"VERDICT: {'PASS' if summary['pass'] else 'FAIL'}: " + "; ".join(parts) + short)
-    say("  (idle level: median of each interval's polls at which only the long-lived processes were running; "
-        "'flat': its median over the last third of the post-warm-up samples is no higher than over the first third)")
+    say(
+        "  (idle level: median of each interval's polls at which only the long-lived processes were running; "
+        "'flat': its median over the last third of the post-warm-up samples is no higher than over the "
+        "first third)"
+    )
 
 
 # -- the run -----------------------------------------------------------------------------------------
+
 
 class Interrupted(Exception):
     pass
@@ -564,7 +668,11 @@ def stop_everything(run, watch, server, tag) -> dict:
                 if run.poll() is None:
                     run.kill()
                     run.wait()
-                    report["run"] = "killed (still running 45 s after SIGTERM)" if not hurry.is_set() else "killed (hurried)"
+                    report["run"] = (
+                        "killed (still running 45 s after SIGTERM)"
+                        if not hurry.is_set()
+                        else "killed (hurried)"
+                    )
                 else:
                     report["run"] = f"stopped by SIGTERM (exit {run.returncode})"
             else:
@@ -608,35 +716,49 @@ def n(v) -> str:
 def sample_line(s: dict) -> str:
     st, idle = s["status"], s["idle"]
     drop = st.get("dropped_frames")
-    return (f"{s['t_min']:6.2f} {s['pss_mb']:7.1f} {idle['pss_mb']:6.1f} {idle['anon_mb']:6.1f} {s['fds']:4d} "
-            f"{n(idle['fds']):>4} {s['threads']:4d} {n(idle['threads']):>4} {s['procs']:5d} {n(idle['procs']):>4} "
-            f"{'' if s['cpu_pct'] is None else s['cpu_pct']:>5} {s['clips']:5d} {s['segments']:5d} "
-            f"{s['hook_runs']:5d} {s['hooks'].get('qr_code', 0):4d} {str(st.get('state')):>9} "
-            f"{st.get('fps') or 0:5.1f} {'-' if drop is None else drop:>4} {'*' if st.get('event') else '':>2}")
+    return (
+        f"{s['t_min']:6.2f} {s['pss_mb']:7.1f} {idle['pss_mb']:6.1f} {idle['anon_mb']:6.1f} {s['fds']:4d} "
+        f"{n(idle['fds']):>4} {s['threads']:4d} {n(idle['threads']):>4} {s['procs']:5d} "
+        f"{n(idle['procs']):>4} "
+        f"{'' if s['cpu_pct'] is None else s['cpu_pct']:>5} {s['clips']:5d} {s['segments']:5d} "
+        f"{s['hook_runs']:5d} {s['hooks'].get('qr_code', 0):4d} {str(st.get('state')):>9} "
+        f"{st.get('fps') or 0:5.1f} {'-' if drop is None else drop:>4} {'*' if st.get('event') else '':>2}"
+    )
 
 
-HEADER = (f"{'min':>6} {'PSS MB':>7} {'idle':>6} {'anon':>6} {'fds':>4} {'idle':>4} {'thr':>4} {'idle':>4} "
-          f"{'procs':>5} {'idle':>4} {'cpu%':>5} {'clips':>5} {'segs':>5} {'hooks':>5} {'qr':>4} {'state':>9} "
-          f"{'fps':>5} {'drop':>4} {'ev':>2}")
+HEADER = (
+    f"{'min':>6} {'PSS MB':>7} {'idle':>6} {'anon':>6} {'fds':>4} {'idle':>4} {'thr':>4} {'idle':>4} "
+    f"{'procs':>5} {'idle':>4} {'cpu%':>5} {'clips':>5} {'segs':>5} {'hooks':>5} {'qr':>4} {'state':>9} "
+    f"{'fps':>5} {'drop':>4} {'ev':>2}"
+)
 
 
 def main() -> int:
     global OUT
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--minutes", type=float, default=70, help="length of the run (60 or more for the real figure)")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--minutes", type=float, default=70, help="length of the run (60 or more for the real figure)"
+    )
     ap.add_argument("--warmup-minutes", type=float, default=10, help="excluded from the judgement")
     ap.add_argument("--sample-seconds", type=float, default=60, help="one sample (a printed line) this often")
-    ap.add_argument("--poll-seconds", type=float, default=1.0, help="the tree is polled this often (idle levels)")
+    ap.add_argument(
+        "--poll-seconds", type=float, default=1.0, help="the tree is polled this often (idle levels)"
+    )
     ap.add_argument("--size", default="640x360", help="scene size WxH")
     ap.add_argument("--fps", type=float, default=15)
-    ap.add_argument("--period", type=float, default=15, help="seconds from one walker to the next (scene length)")
+    ap.add_argument(
+        "--period", type=float, default=15, help="seconds from one walker to the next (scene length)"
+    )
     ap.add_argument("--walk-seconds", type=float, default=3, help="how long each walker is in the picture")
     ap.add_argument("--no-qr", action="store_true", help="no QR code in the scene")
     ap.add_argument("--port", type=int, default=0, help="RTSP port (default: a free one)")
     ap.add_argument("--dir", help="make the temporary folder in this folder (default: the system's)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder (config, clips, logs)")
-    ap.add_argument("--json", action="store_true", help="samples and summary as JSON on stdout (lines on stderr)")
+    ap.add_argument(
+        "--json", action="store_true", help="samples and summary as JSON on stdout (lines on stderr)"
+    )
     args = ap.parse_args()
     if args.json:
         OUT = sys.stderr
@@ -645,7 +767,9 @@ def main() -> int:
     except ValueError:
         ap.error(f"--size: expected WxH, got {args.size!r}")
     if args.walk_seconds >= args.period * 0.5:
-        ap.error("--walk-seconds must be under half of --period, so that each event ends before the next walker")
+        ap.error(
+            "--walk-seconds must be under half of --period, so that each event ends before the next walker"
+        )
     if args.sample_seconds < args.poll_seconds:
         ap.error("--sample-seconds must be at least --poll-seconds")
 
@@ -666,7 +790,9 @@ def main() -> int:
     outcome = "completed"
     t_start = time.monotonic()
     try:
-        scene = make_scene(work / "scene.mp4", (w, h), args.fps, args.period, args.walk_seconds, not args.no_qr)
+        scene = make_scene(
+            work / "scene.mp4", (w, h), args.fps, args.period, args.walk_seconds, not args.no_qr
+        )
         server = RtspServer(work / "scene.mp4", args.port or free_port(), logdir)
         config = confdir / "soak_config.py"  # a folder of its own: `run` watches the config's folder
         settings = write_config(config, server.url, work, args.period, args.walk_seconds, hooklog)
@@ -674,19 +800,34 @@ def main() -> int:
         status_file = video / ".status" / f"{CAMERA}.json"
         env = {**os.environ, TAG_VAR: tag, "TMPDIR": str(tmpdir)}
         run_out = open(logdir / "run.out", "w")
-        run = subprocess.Popen([sys.executable, "-m", "nvr_cli", "run", "--config", str(config)], cwd=str(ROOT),
-                               env=env, stdin=subprocess.DEVNULL, stdout=run_out, stderr=subprocess.STDOUT,
-                               start_new_session=True)  # Ctrl-C reaches us only: we stop it, once
+        run = subprocess.Popen(
+            [sys.executable, "-m", "nvr_cli", "run", "--config", str(config)],
+            cwd=str(ROOT),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=run_out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # Ctrl-C reaches us only: we stop it, once
         t_start = time.monotonic()
         watch = TreeWatch(run.pid)
-        say(f"# nvr-cli soak: {w}x{h} {args.fps:g} fps, a walker for {args.walk_seconds:g} s every "
+        say(
+            f"# nvr-cli soak: {w}x{h} {args.fps:g} fps, a walker for {args.walk_seconds:g} s every "
             f"{args.period:g} s{' with a QR code' if scene['qr'] else ''}, served at {server.url} "
-            f"(server pid {server.pid}, not measured)")
-        say(f"# `nvr-cli run` pid {run.pid}, folder {work}; {args.minutes:g} min, warm-up {args.warmup_minutes:g} min, "
-            f"a sample every {args.sample_seconds:g} s, the tree polled every {args.poll_seconds:g} s")
-        say("# PSS, fds, thr, procs: at the sample and idle (median of the interval's polls with only the long-lived "
-            "processes); anon: idle anonymous PSS; cpu: % of a core over the interval; clips, segs, hooks, qr: so far; "
-            "state, fps, drop, ev (in an event): the worker's status file")
+            f"(server pid {server.pid}, not measured)"
+        )
+        say(
+            f"# `nvr-cli run` pid {run.pid}, folder {work}; {args.minutes:g} min, warm-up "
+            f"{args.warmup_minutes:g} min, "
+            f"a sample every {args.sample_seconds:g} s, the tree polled every {args.poll_seconds:g} s"
+        )
+        say(
+            "# PSS, fds, thr, procs: at the sample and idle (median of the interval's polls with only the "
+            "long-lived "
+            "processes); anon: idle anonymous PSS; cpu: % of a core over the interval; clips, segs, hooks, "
+            "qr: so far; "
+            "state, fps, drop, ev (in an event): the worker's status file"
+        )
         say(HEADER)
         end = t_start + args.minutes * 60
         next_sample = t_start + args.sample_seconds
@@ -707,19 +848,31 @@ def main() -> int:
                 last_cpu = (now, tot["cpu_s"])
                 roles: dict = {}
                 for p in snap["procs"]:
-                    r = roles.setdefault(p["role"], {"n": 0, "pss_mb": 0.0, "anon_mb": 0.0, "fds": 0, "threads": 0})
+                    r = roles.setdefault(
+                        p["role"], {"n": 0, "pss_mb": 0.0, "anon_mb": 0.0, "fds": 0, "threads": 0}
+                    )
                     r["n"] += 1
                     r["pss_mb"] = round(r["pss_mb"] + p["pss_kb"] / 1024, 1)
                     r["anon_mb"] = round(r["anon_mb"] + p["anon_kb"] / 1024, 1)
                     r["fds"] += p["fds"]
                     r["threads"] += p["threads"]
-                sample = {"t_min": round((now - t_start) / 60, 3),
-                          **{k: round(tot[k], 1) if k.endswith("_mb") else tot[k] for k in TreeWatch.KEYS},
-                          **watch.interval(), "cpu_pct": None if cpu_pct is None else round(cpu_pct, 1),
-                          **count_files(video, tmpdir, hooklog), "status": read_status(status_file),
-                          "worker_starts": len(watch.workers), "roles": roles,
-                          "processes": [{k: p[k] for k in ("pid", "ppid", "role", "state", "pss_kb", "anon_kb", "fds",
-                                                           "threads")} for p in snap["procs"]]}
+                sample = {
+                    "t_min": round((now - t_start) / 60, 3),
+                    **{k: round(tot[k], 1) if k.endswith("_mb") else tot[k] for k in TreeWatch.KEYS},
+                    **watch.interval(),
+                    "cpu_pct": None if cpu_pct is None else round(cpu_pct, 1),
+                    **count_files(video, tmpdir, hooklog),
+                    "status": read_status(status_file),
+                    "worker_starts": len(watch.workers),
+                    "roles": roles,
+                    "processes": [
+                        {
+                            k: p[k]
+                            for k in ("pid", "ppid", "role", "state", "pss_kb", "anon_kb", "fds", "threads")
+                        }
+                        for p in snap["procs"]
+                    ],
+                }
                 samples.append(sample)
                 say(sample_line(sample))
                 while next_sample <= now:
@@ -745,34 +898,64 @@ def main() -> int:
             run_out.close()
         problems = log_problems(logdir)
         files_end = count_files(work / "video", tmpdir, hooklog)
-        run_tail = (logdir / "run.out").read_text(errors="replace")[-2000:] if (logdir / "run.out").exists() else ""
+        run_tail = (
+            (logdir / "run.out").read_text(errors="replace")[-2000:] if (logdir / "run.out").exists() else ""
+        )
         if args.keep:
             say(f"# kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
 
     summary = summarise(samples, args.warmup_minutes, args.period)
-    summary.update({"outcome": outcome, "minutes_run": round(minutes_run, 2), "cleanup": cleanup,
-                    "log": problems, "files_at_end": files_end})
+    summary.update(
+        {
+            "outcome": outcome,
+            "minutes_run": round(minutes_run, 2),
+            "cleanup": cleanup,
+            "log": problems,
+            "files_at_end": files_end,
+        }
+    )
     if outcome != "completed":
         summary["pass"] = False
     print_summary(summary, minutes_run)
-    say(f"run: {outcome}; after stopping: {files_end['clips']} clips, {files_end['lossless']} lossless cuts, "
+    say(
+        f"run: {outcome}; after stopping: {files_end['clips']} clips, {files_end['lossless']} lossless cuts, "
         f"{files_end['segments']} segments, {files_end['video_mb']:g} MB; hook runs {files_end['hooks']}; "
-        f"unfinished files left {files_end['unfinished']}")
+        f"unfinished files left {files_end['unfinished']}"
+    )
     if outcome.startswith("`nvr-cli run` exited") and run_tail.strip():
         say("its last output:\n" + run_tail.strip())
     c = problems["counts"]
-    say(f"log: {c['WARNING']} warnings, {c['ERROR']} errors, {c['CRITICAL']} critical"
-        + "".join(f"\n  {x}" for x in problems["examples"]))
-    say(f"cleanup: `run` {cleanup['run']}; killed {cleanup['killed'] or 'nothing'}; server {cleanup['server']}; "
-        f"left running: {cleanup['left_running'] or 'nothing'}")
+    say(
+        f"log: {c['WARNING']} warnings, {c['ERROR']} errors, {c['CRITICAL']} critical"
+        + "".join(f"\n  {x}" for x in problems["examples"])
+    )
+    say(
+        f"cleanup: `run` {cleanup['run']}; killed {cleanup['killed'] or 'nothing'}; server "
+        f"{cleanup['server']}; "
+        f"left running: {cleanup['left_running'] or 'nothing'}"
+    )
     if args.json:
-        json.dump({"settings": {"size": [w, h], "fps": args.fps, "period": args.period,
-                                "walk_seconds": args.walk_seconds, "minutes": args.minutes,
-                                "warmup_minutes": args.warmup_minutes, "sample_seconds": args.sample_seconds,
-                                "poll_seconds": args.poll_seconds},
-                   "samples": samples, "summary": summary}, sys.stdout, indent=1, default=str)
+        json.dump(
+            {
+                "settings": {
+                    "size": [w, h],
+                    "fps": args.fps,
+                    "period": args.period,
+                    "walk_seconds": args.walk_seconds,
+                    "minutes": args.minutes,
+                    "warmup_minutes": args.warmup_minutes,
+                    "sample_seconds": args.sample_seconds,
+                    "poll_seconds": args.poll_seconds,
+                },
+                "samples": samples,
+                "summary": summary,
+            },
+            sys.stdout,
+            indent=1,
+            default=str,
+        )
         print()
     if outcome.startswith("interrupted"):
         return 130

@@ -10,6 +10,7 @@ plain `ffmpeg -c copy` (the floor); OpenCV decoding every frame (what any motion
 clips re-encoded from the frames. CPU is user+system time of the
 process and its children over wall time, in % of one core.
 """
+
 import argparse
 import resource
 import subprocess
@@ -55,23 +56,64 @@ def main():
     if not Path(args.clip).exists():
         sys.exit(f"{args.clip}: not found (needs ../shared beside the project, or a CLIP)")
     port = 18554
-    server = subprocess.Popen(["/usr/bin/python3", str(SERVER), "--file", args.clip, "--port", str(port)],
-                              stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        ["/usr/bin/python3", str(SERVER), "--file", args.clip, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     print(server.stdout.readline().strip())
     url = f"rtsp://127.0.0.1:{port}/cam"
     out = tempfile.mkdtemp()
-    ffmpeg = subprocess.run([sys.executable, "-c", "from nvr_cli.ffmpeg.binary import find_ffmpeg; print(find_ffmpeg())"],
-                            capture_output=True, text=True).stdout.strip()
+    ffmpeg = subprocess.run(
+        [sys.executable, "-c", "from nvr_cli.ffmpeg.binary import find_ffmpeg; print(find_ffmpeg())"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     rows = [
-        ("nvr-cli record --continuous --no-motion", [sys.executable, "-m", "nvr_cli", "record", url, "--continuous",
-                                                     "--no-motion", "--output", out, "--name", "a"]),
-        ("ffmpeg -c copy (floor)", [ffmpeg, "-loglevel", "error", "-rtsp_transport", "tcp", "-i", url, "-c", "copy",
-                                    "-f", "segment", "-segment_time", "60", f"{out}/raw%03d.mp4"]),
+        (
+            "nvr-cli record --continuous --no-motion",
+            [
+                sys.executable,
+                "-m",
+                "nvr_cli",
+                "record",
+                url,
+                "--continuous",
+                "--no-motion",
+                "--output",
+                out,
+                "--name",
+                "a",
+            ],
+        ),
+        (
+            "ffmpeg -c copy (floor)",
+            [
+                ffmpeg,
+                "-loglevel",
+                "error",
+                "-rtsp_transport",
+                "tcp",
+                "-i",
+                url,
+                "-c",
+                "copy",
+                "-f",
+                "segment",
+                "-segment_time",
+                "60",
+                f"{out}/raw%03d.mp4",
+            ],
+        ),
         ("OpenCV decode only", [sys.executable, "-c", DECODE, url]),
-        ("nvr-cli record (motion events)", [sys.executable, "-m", "nvr_cli", "record", url, "--output", out,
-                                            "--name", "b"]),
-        ("nvr-cli record --reencode (motion events)", [sys.executable, "-m", "nvr_cli", "record", url, "--output",
-                                                       out, "--name", "c", "--reencode"]),
+        (
+            "nvr-cli record (motion events)",
+            [sys.executable, "-m", "nvr_cli", "record", url, "--output", out, "--name", "b"],
+        ),
+        (
+            "nvr-cli record --reencode (motion events)",
+            [sys.executable, "-m", "nvr_cli", "record", url, "--output", out, "--name", "c", "--reencode"],
+        ),
     ]
     try:
         results = [(name, measure(cmd, args.seconds)) for name, cmd in rows]

@@ -1,4 +1,5 @@
 """nvr-cli: a motion-triggered event recorder for RTSP, USB and file sources."""
+
 import os
 
 # FFmpeg inside OpenCV prints to stderr on its own (connection errors, sometimes URLs);

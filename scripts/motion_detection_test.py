@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
 """Print the motion score of every frame of SOURCE (a thin wrapper over nvr_cli.analysis.motion).
 
-    python scripts/motion_detection_test.py SOURCE [--every N]
+python scripts/motion_detection_test.py SOURCE [--every N]
 """
+
 import argparse
 import signal
 import sys
 
-from nvr_cli.core.errors import NvrError
 from nvr_cli.analysis.motion import MotionDetector
 from nvr_cli.config import load_settings
+from nvr_cli.core.errors import NvrError
 from nvr_cli.source.capture import VideoSource, parse_source
 
 

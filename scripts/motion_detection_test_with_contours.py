@@ -6,14 +6,15 @@
 
 Panels: source | blurred difference / after threshold, dilate and erode | contours and boxes.
 """
+
 import sys
 
 import click
 
 from nvr_cli.cli.app import NvrGroup
 from nvr_cli.cli.options import load_with_options, settings_options
-from nvr_cli.output.debug_video import render_debug_video
 from nvr_cli.ffmpeg.binary import find_ffmpeg
+from nvr_cli.output.debug_video import render_debug_video
 
 
 @click.group(cls=NvrGroup, invoke_without_command=True, add_help_option=False)
@@ -28,7 +29,9 @@ def _wrapper():
 @settings_options
 def render(source, out, max_frames, config_path, **opts):
     s, _ = load_with_options(config_path, opts)
-    n = render_debug_video(s, source, out, ffmpeg=find_ffmpeg(s.FFMPEG_PATH, required=False), max_frames=max_frames)
+    n = render_debug_video(
+        s, source, out, ffmpeg=find_ffmpeg(s.FFMPEG_PATH, required=False), max_frames=max_frames
+    )
     click.echo(f"{out}: {n} frames, four panels")
 
 

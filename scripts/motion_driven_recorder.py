@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """The original entry point, kept for existing setups: the same as `nvr-cli record [SOURCE] [OPTIONS]`."""
+
 import sys
 
 from nvr_cli.cli import cli

@@ -1,7 +1,6 @@
 import os
 
 import pytest
-
 from helpers import RtspServer, Scene, find_ffmpeg, rtsp_available
 
 

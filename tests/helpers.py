@@ -1,4 +1,5 @@
 """Helpers shared by the tests: real subprocesses, real decoders, a real RTSP server."""
+
 import json
 import os
 import signal
@@ -30,8 +31,13 @@ def shared(*parts) -> Path:
 def run_cli(*args, env=None, timeout=120, check=None):
     """Run the real console entry point in a subprocess."""
     full_env = dict(os.environ, **(env or {}))
-    proc = subprocess.run([sys.executable, "-m", "nvr_cli", *map(str, args)], capture_output=True,
-                          text=True, env=full_env, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "nvr_cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+    )
     if check is not None:
         assert proc.returncode == check, f"exit {proc.returncode}\nstdout:{proc.stdout}\nstderr:{proc.stderr}"
     return proc
@@ -40,8 +46,11 @@ def run_cli(*args, env=None, timeout=120, check=None):
 def clips(root: Path):
     """Finished MP4 files: no parts, nothing hidden (staging folders, temporary remuxes)."""
     root = Path(root)
-    return sorted(p for p in root.rglob("*.mp4") if not p.name.endswith(".part.mp4")
-                  and not any(x.startswith(".") for x in p.relative_to(root).parts))
+    return sorted(
+        p
+        for p in root.rglob("*.mp4")
+        if not p.name.endswith(".part.mp4") and not any(x.startswith(".") for x in p.relative_to(root).parts)
+    )
 
 
 def decode_all(path):
@@ -58,9 +67,22 @@ def decode_all(path):
 
 
 def ffprobe(path) -> dict:
-    out = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-show_entries",
-                          "stream=codec_name,pix_fmt,nb_read_frames,width,height:format=duration,format_name",
-                          "-of", "json", str(path)], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_entries",
+            "stream=codec_name,pix_fmt,nb_read_frames,width,height:format=duration,format_name",
+            "-of",
+            "json",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return json.loads(out)
 
 
@@ -73,8 +95,14 @@ def free_port() -> int:
 def rtsp_available() -> bool:
     if not Path(DEBIAN_PYTHON).exists():
         return False
-    probe = subprocess.run([DEBIAN_PYTHON, "-c", "import gi; gi.require_version('GstRtspServer', '1.0'); "
-                            "from gi.repository import GstRtspServer"], capture_output=True)
+    probe = subprocess.run(
+        [
+            DEBIAN_PYTHON,
+            "-c",
+            "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer",
+        ],
+        capture_output=True,
+    )
     return probe.returncode == 0
 
 
@@ -83,7 +111,16 @@ class RtspServer:
 
     def __init__(self, clip, user=None, password=None, path="/cam", protocols=None):
         self.port = free_port()
-        self.cmd = [DEBIAN_PYTHON, str(RTSP_SERVER), "--file", str(clip), "--port", str(self.port), "--path", path]
+        self.cmd = [
+            DEBIAN_PYTHON,
+            str(RTSP_SERVER),
+            "--file",
+            str(clip),
+            "--port",
+            str(self.port),
+            "--path",
+            path,
+        ]
         if user:
             self.cmd += ["--user", user, "--password", password]
         if protocols:  # "tcp" or "udp": the only RTSP transport it accepts
@@ -130,7 +167,6 @@ def wait_for(predicate, timeout, interval=0.2):
     return predicate()
 
 
-
 class LineCollector:
     """Reads a process's stderr on a thread, keeping each line with its arrival time."""
 
@@ -146,7 +182,7 @@ class LineCollector:
             self.lines.append((time.monotonic(), line.rstrip("\n")))
 
     def text(self) -> str:
-        return "\n".join(l for _, l in self.lines)
+        return "\n".join(text for _, text in self.lines)
 
     def first_after(self, t0: float, needle: str):
         """Arrival time of the first line containing ``needle`` that came after ``t0``."""
@@ -173,8 +209,12 @@ def check_clip(path) -> int:
     probe = ffprobe(path)
     FAULTS["clips checked"] += 1
     FAULTS["frames lost in clips"] += max(0, side["frames"] - len(frames)) + side.get("frames_lost", 0)
-    assert len(frames) == side["frames"] == int(probe["streams"][0]["nb_read_frames"]), \
-        (path, len(frames), side["frames"], probe["streams"][0]["nb_read_frames"])
+    assert len(frames) == side["frames"] == int(probe["streams"][0]["nb_read_frames"]), (
+        path,
+        len(frames),
+        side["frames"],
+        probe["streams"][0]["nb_read_frames"],
+    )
     assert side.get("frames_lost", 0) == 0 or side.get("error"), "frames lost without saying so"
     return len(frames)
 
@@ -182,15 +222,42 @@ def check_clip(path) -> int:
 def start_recorder(url, out, *extra, name="gate", group=False):
     """`nvr-cli record` of a camera showing the walking scene, tuned for quick events; returns
     (process, LineCollector of its stderr). ``group``: in a session of its own."""
-    cmd = [sys.executable, "-m", "nvr_cli", "record", url, "--output", str(out), "--name", name,
-           "--mask", NUMBER_MASK, "--initial-wait", "0.5", "--pre-alarm", "1", "--motion-duration", "1",
-           "--post-capture", "0.5", "--read-timeout", "3", "--open-timeout", "5", *map(str, extra)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=group)
+    cmd = [
+        sys.executable,
+        "-m",
+        "nvr_cli",
+        "record",
+        url,
+        "--output",
+        str(out),
+        "--name",
+        name,
+        "--mask",
+        NUMBER_MASK,
+        "--initial-wait",
+        "0.5",
+        "--pre-alarm",
+        "1",
+        "--motion-duration",
+        "1",
+        "--post-capture",
+        "0.5",
+        "--read-timeout",
+        "3",
+        "--open-timeout",
+        "5",
+        *map(str, extra),
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=group
+    )
     return proc, LineCollector(proc.stderr)
 
 
 def run_until(proc, predicate, timeout, message):
-    """Wait for ``predicate`` while ``proc`` records, then stop it with SIGTERM; returns its (stdout, stderr)."""
+    """Wait for ``predicate`` while ``proc`` records, then stop it with SIGTERM; returns its (stdout,
+    stderr).
+    """
     try:
         assert wait_for(predicate, timeout=timeout), message
         proc.send_signal(signal.SIGTERM)
@@ -203,8 +270,9 @@ def run_until(proc, predicate, timeout, message):
 def mount_tmpfs(folder: Path, size: str) -> Path:
     """A real, small file system for full-disk cases (needs root; skips, saying so, elsewhere)."""
     folder.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True, text=True
+    )
     if r.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here ({r.stderr.strip()}): the full-disk case needs root")
     return folder

@@ -1,24 +1,27 @@
 """Bad input: one line on stderr, a non-zero exit, never a traceback or a password."""
-import pytest
 
+import pytest
 from helpers import run_cli
 
 
-@pytest.mark.parametrize("args, code, words", [
-    (["record", "ftp://user:pw@cam/x"], 1, "unsupported URL scheme"),
-    (["record", "rtsp://user:pw@/x"], 1, "no host"),
-    (["record", "/no/such/file.mp4"], 1, "no such file"),
-    (["record", "/tmp"], 1, "is a directory"),
-    (["record"], 2, "no source"),
-    (["record", "/dev/video99"], 1, "no such camera device"),
-    (["probe", "/no/such/file.mp4"], 1, "no such file"),
-    (["probe", "rtsp://user:pw@127.0.0.1:1/x", "--open-timeout", "2"], 1, "connection refused"),
-    (["record", "x.mp4", "--blur", "4"], 2, "must be odd"),
-    (["record", "x.mp4", "--rtsp-transport", "carrier-pigeon"], 2, "must be one of tcp, udp"),
-    (["record", "--pre-alarm", "abc", "x.mp4"], 2, "'abc' is not a valid float"),
-    (["recrod", "x.mp4"], 2, "No such command 'recrod'"),
-    (["scan"], 2, "Missing argument 'FILES...'"),
-])
+@pytest.mark.parametrize(
+    "args, code, words",
+    [
+        (["record", "ftp://user:pw@cam/x"], 1, "unsupported URL scheme"),
+        (["record", "rtsp://user:pw@/x"], 1, "no host"),
+        (["record", "/no/such/file.mp4"], 1, "no such file"),
+        (["record", "/tmp"], 1, "is a directory"),
+        (["record"], 2, "no source"),
+        (["record", "/dev/video99"], 1, "no such camera device"),
+        (["probe", "/no/such/file.mp4"], 1, "no such file"),
+        (["probe", "rtsp://user:pw@127.0.0.1:1/x", "--open-timeout", "2"], 1, "connection refused"),
+        (["record", "x.mp4", "--blur", "4"], 2, "must be odd"),
+        (["record", "x.mp4", "--rtsp-transport", "carrier-pigeon"], 2, "must be one of tcp, udp"),
+        (["record", "--pre-alarm", "abc", "x.mp4"], 2, "'abc' is not a valid float"),
+        (["recrod", "x.mp4"], 2, "No such command 'recrod'"),
+        (["scan"], 2, "Missing argument 'FILES...'"),
+    ],
+)
 def test_one_line_errors(args, code, words):
     proc = run_cli(*args)
     assert proc.returncode == code, proc.stderr

@@ -1,10 +1,11 @@
 """Options shared by the commands: --config before or after the command name, and which one wins."""
+
 import json
 
 import pytest
 from click.testing import CliRunner
-
 from helpers import run_cli
+
 from nvr_cli.cli import cli
 
 
@@ -20,8 +21,11 @@ def configs(tmp_path):
 @pytest.mark.parametrize("where", ["before", "after"])
 def test_run_takes_config_before_or_after_the_command(configs, where):
     one, _ = configs
-    args = ["--config", one, "run", "--camera", "nosuch"] if where == "before" else \
-        ["run", "--camera", "nosuch", "--config", one]
+    args = (
+        ["--config", one, "run", "--camera", "nosuch"]
+        if where == "before"
+        else ["run", "--camera", "nosuch", "--config", one]
+    )
     proc = run_cli(*args)
     # the error names the cameras of one.py: it was read (without it: "CAMERAS is empty")
     assert proc.returncode == 2 and "(cameras: front)" in proc.stderr, proc.stderr
@@ -30,8 +34,10 @@ def test_run_takes_config_before_or_after_the_command(configs, where):
 
 def test_run_worker_records_with_the_group_config(tmp_path, walking):
     cfg = tmp_path / "cfg.py"
-    cfg.write_text(f"PATH_FOR_VIDEO = {str(tmp_path / 'v')!r}\nMINIMAL_MOTION_DURATION = 1.0\n"
-                   f"CAMERAS = {{'walk': {{'cam': {str(walking)!r}}}}}\n")
+    cfg.write_text(
+        f"PATH_FOR_VIDEO = {str(tmp_path / 'v')!r}\nMINIMAL_MOTION_DURATION = 1.0\n"
+        f"CAMERAS = {{'walk': {{'cam': {str(walking)!r}}}}}\n"
+    )
     proc = run_cli("--config", cfg, "run", "--camera", "walk", check=0)
     assert list((tmp_path / "v" / "walk").rglob("*.mp4")), proc.stderr
 

@@ -11,6 +11,7 @@ real RTSP test server, which itself runs on the real clock:
 CLOCK_MONOTONIC is never faked (FAKETIME_DONT_FAKE_MONOTONIC=1): a stepped or DST-changed wall clock
 does not move it either.
 """
+
 import datetime as dt
 import json
 import os
@@ -22,8 +23,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import NUMBER_MASK, LineCollector, clips, decode_all, ffprobe, wait_for
+
 import nvr_cli.storage.paths as storage
 from nvr_cli.storage.segments import read_index
 
@@ -52,6 +53,7 @@ def zone(monkeypatch):
 
 # -- names -----------------------------------------------------------------------------------------
 
+
 def test_names_across_the_autumn_change_are_unique_and_sort_in_time_order(zone):
     zone(BERLIN)
     times = [utc(2026, 10, 25, 0, 30) + 10 * i for i in range(2 * 360 + 1)]  # 00:30 .. 02:30 UTC
@@ -66,10 +68,20 @@ def test_names_across_the_autumn_change_are_unique_and_sort_in_time_order(zone):
     assert storage.name_stamp(FALL_BACK + 3600) == "20261025-030000"
     # UTC names never repeat: never marked
     for t in times:
-        assert storage.name_stamp(t, local_time=False) == dt.datetime.fromtimestamp(t, UTC).strftime("%Y%m%d-%H%M%S")
+        assert storage.name_stamp(t, local_time=False) == dt.datetime.fromtimestamp(t, UTC).strftime(
+            "%Y%m%d-%H%M%S"
+        )
     # and against the collision suffixes new_clip_path adds (stems: the suffix follows the stamp)
-    in_order = ["cam_20261025-025959", "cam_20261025-025959-1", "cam_20261025-025959-2", "cam_20261025-02R0000",
-                "cam_20261025-02R0010", "cam_20261025-02R0010-1", "cam_20261025-02R5959-2", "cam_20261025-030000"]
+    in_order = [
+        "cam_20261025-025959",
+        "cam_20261025-025959-1",
+        "cam_20261025-025959-2",
+        "cam_20261025-02R0000",
+        "cam_20261025-02R0010",
+        "cam_20261025-02R0010-1",
+        "cam_20261025-02R5959-2",
+        "cam_20261025-030000",
+    ]
     assert sorted(in_order) == in_order
 
 
@@ -81,14 +93,20 @@ def test_new_clip_path_uses_the_marked_names(zone, tmp_path):
     assert second.name == "cam_20261025-02R5910.mp4"
     second.write_bytes(b"")
     assert storage.new_clip_path(tmp_path, "cam", FALL_BACK + 3550).name == "cam_20261025-02R5910-1.mp4"
-    assert storage.new_clip_path(tmp_path, "cam", FALL_BACK + 3550, local_time=False).name == "cam_20261025-015910.mp4"
+    assert (
+        storage.new_clip_path(tmp_path, "cam", FALL_BACK + 3550, local_time=False).name
+        == "cam_20261025-015910.mp4"
+    )
 
 
-@pytest.mark.parametrize("name, start, minutes", [
-    (BERLIN, SPRING - 1800, 60),  # spring: an hour skipped, nothing repeated
-    ("UTC", FALL_BACK - 1800, 60),
-    ("Australia/Lord_Howe", utc(2026, 4, 4, 14, 0), 120),  # autumn, but clocks go back only 30 minutes
-])
+@pytest.mark.parametrize(
+    "name, start, minutes",
+    [
+        (BERLIN, SPRING - 1800, 60),  # spring: an hour skipped, nothing repeated
+        ("UTC", FALL_BACK - 1800, 60),
+        ("Australia/Lord_Howe", utc(2026, 4, 4, 14, 0), 120),  # autumn, but clocks go back only 30 minutes
+    ],
+)
 def test_no_mark_where_no_hour_repeats_and_half_hour_changes(zone, name, start, minutes):
     zone(name)
     times = [start + 10 * i for i in range(minutes * 6 + 1)]
@@ -104,14 +122,17 @@ def test_no_mark_where_no_hour_repeats_and_half_hour_changes(zone, name, start, 
 
 # -- under libfaketime ----------------------------------------------------------------------------
 
+
 def _find_libfaketime():
     try:
         listed = subprocess.run(["dpkg", "-L", "libfaketime"], capture_output=True, text=True).stdout.split()
     except OSError:
         listed = []
     candidates = [p for p in listed if p.endswith("/libfaketime.so.1")]
-    candidates += [f"/usr/{d}/faketime/libfaketime.so.1" for d in ("lib/x86_64-linux-gnu", "lib/aarch64-linux-gnu",
-                                                                     "lib", "local/lib")]
+    candidates += [
+        f"/usr/{d}/faketime/libfaketime.so.1"
+        for d in ("lib/x86_64-linux-gnu", "lib/aarch64-linux-gnu", "lib", "local/lib")
+    ]
     return next((p for p in candidates if Path(p).is_file()), None)
 
 
@@ -120,8 +141,13 @@ def _python_sleep_broken(env) -> bool:
     fail with EINVAL: Python sleeps with clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME), and that
     version shifts the (real) monotonic deadline by the fake wall clock (wolfcw/libfaketime#426,
     fixed in 0.9.11)."""
-    r = subprocess.run([sys.executable, "-c", "import time; time.sleep(0.01)"], env=env, capture_output=True,
-                       text=True, timeout=30)
+    r = subprocess.run(
+        [sys.executable, "-c", "import time; time.sleep(0.01)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     return r.returncode != 0
 
 
@@ -157,9 +183,29 @@ def faketime_env(lib, **fake) -> dict:
 
 def recorder(url, out, env, *extra, initial_wait=0.5):
     entry = ["-c", _RUN_WITH_RELATIVE_SLEEP] if _python_sleep_broken(env) else ["-m", "nvr_cli"]
-    cmd = [sys.executable, *entry, "record", url, "--output", str(out), "--name", "dst", "--mask", NUMBER_MASK,
-           "--initial-wait", str(initial_wait), "--motion-duration", "1", "--post-capture", "0.5",
-           "--read-timeout", "3", "--open-timeout", "5", *map(str, extra)]
+    cmd = [
+        sys.executable,
+        *entry,
+        "record",
+        url,
+        "--output",
+        str(out),
+        "--name",
+        "dst",
+        "--mask",
+        NUMBER_MASK,
+        "--initial-wait",
+        str(initial_wait),
+        "--motion-duration",
+        "1",
+        "--post-capture",
+        "0.5",
+        "--read-timeout",
+        "3",
+        "--open-timeout",
+        "5",
+        *map(str, extra),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     return proc, LineCollector(proc.stderr)
 
@@ -182,7 +228,9 @@ def run_until_stopped(proc, log, predicate, timeout, message=None):
             Path("/dev/shm", leftover).unlink(missing_ok=True)
     log.join()
     tail = f"\n--- recorder log ---\n{log.text()[-3000:]}"
-    assert reached or message is None, f"{message}{' (and it ignored SIGTERM for 60 s)' if hung else ''}{tail}"
+    assert reached or message is None, (
+        f"{message}{' (and it ignored SIGTERM for 60 s)' if hung else ''}{tail}"
+    )
     assert not hung, f"the recorder did not exit within 60 s of SIGTERM{tail}"
     return log.text()
 
@@ -211,15 +259,17 @@ def test_names_across_the_autumn_change_in_a_real_recording(tmp_path, walking, r
     out = tmp_path / "video"
     offset = int(round(utc(2026, 10, 25, 0, 59, 40) - time.time()))  # the fake clock starts at 00:59:40 UTC
     env = faketime_env(libfaketime, FAKETIME=f"{offset:+d}")
-    proc, log = recorder(server.url, out, env, "--continuous", "--segment-seconds", "4", "--pre-alarm", "1",
-                         "--max-clip", "3")
+    proc, log = recorder(
+        server.url, out, env, "--continuous", "--segment-seconds", "4", "--pre-alarm", "1", "--max-clip", "3"
+    )
 
     def segs():
         return [e for e in read_index(out / "dst") if "file" in e] if (out / "dst").is_dir() else []
 
     def done():  # clips and segments started after the change (~40 s recorded)
-        return ([s for c, s in sidecars(out) if dt.datetime.fromisoformat(s["start"]).timestamp() >= FALL_BACK + 8]
-                and [e for e in segs() if e["start"] >= FALL_BACK + 8])
+        return [
+            s for c, s in sidecars(out) if dt.datetime.fromisoformat(s["start"]).timestamp() >= FALL_BACK + 8
+        ] and [e for e in segs() if e["start"] >= FALL_BACK + 8]
 
     text = run_until_stopped(proc, log, done, 120, "no clip and segment after the change to CET")
     assert proc.returncode == 0, text[-3000:]
@@ -244,11 +294,13 @@ def test_names_across_the_autumn_change_in_a_real_recording(tmp_path, walking, r
     assert [e for e in entries if e["start"] < FALL_BACK - 2], "no segment before the change"
     assert [e for e in entries if e["start"] > FALL_BACK + 2], "no segment after the change"
     assert [n for n in seg_names if "-025" in n], f"no first-pass (CEST) 02:5x segment name: {seg_names}"
-    assert [n for n in seg_names if "-02R" in n], \
-        f"segment names are not marked R in the second pass (continuous.py's segment stem must use " \
+    assert [n for n in seg_names if "-02R" in n], (
+        f"segment names are not marked R in the second pass (continuous.py's segment stem must use "
         f"storage.name_stamp): {seg_names}"
-    assert all(STAMP.fullmatch(n[: -len(".seg.mp4")]) for n in seg_names), \
+    )
+    assert all(STAMP.fullmatch(n[: -len(".seg.mp4")]) for n in seg_names), (
         f"segment names collided (-N suffix): {seg_names}"
+    )
     assert sorted(seg_names) == seg_names, f"segment names do not sort in time order: {seg_names}"
 
 
@@ -281,11 +333,20 @@ def test_wall_clock_stepped_mid_event(tmp_path, walking, rtsp_server, libfaketim
     env = faketime_env(libfaketime, FAKETIME_TIMESTAMP_FILE=str(stamp))
     # someone is always walking: no detection until the pre-alarm buffer has filled, so that the
     # first (and only) event can have its whole pre-alarm
-    proc, log = recorder(server.url, out, env, "--max-clip", max_clip, "--pre-alarm", pre_alarm,
-                         initial_wait=pre_alarm + 2 * gop)
+    proc, log = recorder(
+        server.url,
+        out,
+        env,
+        "--max-clip",
+        max_clip,
+        "--pre-alarm",
+        pre_alarm,
+        initial_wait=pre_alarm + 2 * gop,
+    )
     try:
-        assert wait_for(lambda: list(out.rglob("*.part.mp4")), timeout=30), \
+        assert wait_for(lambda: list(out.rglob("*.part.mp4")), timeout=30), (
             f"no event started\n{log.text()[-3000:]}"
+        )
         time.sleep(2)  # mid-event, mid-clip
         _step_file(stamp, "+3600")
         time.sleep(3)
@@ -302,8 +363,19 @@ def test_wall_clock_stepped_mid_event(tmp_path, walking, rtsp_server, libfaketim
     assert "Traceback" not in text, text[-3000:]
 
     made = sidecars(out)
-    report = [(c.name, s["event"], s["part"], s["duration_seconds"], s["pre_alarm_seconds"], s["start"], s["end"],
-               s["end_reason"]) for c, s in made]
+    report = [
+        (
+            c.name,
+            s["event"],
+            s["part"],
+            s["duration_seconds"],
+            s["pre_alarm_seconds"],
+            s["start"],
+            s["end"],
+            s["end_reason"],
+        )
+        for c, s in made
+    ]
     print("\nclip, event, part, duration, pre-alarm, start, end, end reason:\n" + "\n".join(map(str, report)))
     assert made
     parts = {(s["event"], s["part"]) for c, s in made}
@@ -313,18 +385,23 @@ def test_wall_clock_stepped_mid_event(tmp_path, walking, rtsp_server, libfaketim
         if negative:
             wrong.append(f"{c.name}: negative durations {negative}")
         if not 0 <= s["duration_seconds"] <= max_clip + gop:
-            wrong.append(f"{c.name}: duration {s['duration_seconds']} s, not within 0..MAX_CLIP ({max_clip} s) "
-                         f"+ a keyframe")
+            wrong.append(
+                f"{c.name}: duration {s['duration_seconds']} s, not within 0..MAX_CLIP ({max_clip} s) "
+                f"+ a keyframe"
+            )
         start, end = (dt.datetime.fromisoformat(s[k]).timestamp() for k in ("start", "end"))
         if end < start:
             wrong.append(f"{c.name}: ends ({s['end']}) before it starts ({s['start']})")
         if s["part"] == 1 and not pre_alarm - 0.5 <= s["pre_alarm_seconds"] <= pre_alarm + gop + 0.2:
-            wrong.append(f"{c.name}: pre-alarm {s['pre_alarm_seconds']} s, not the {pre_alarm} s asked "
-                         f"(+ up to a GOP)")
+            wrong.append(
+                f"{c.name}: pre-alarm {s['pre_alarm_seconds']} s, not the {pre_alarm} s asked (+ up to a GOP)"
+            )
         if (s["event"], s["part"] + 1) in parts and s["duration_seconds"] < max_clip - 0.5:
             wrong.append(f"{c.name}: split after {s['duration_seconds']} s, before MAX_CLIP ({max_clip} s)")
         frames = decode_all(c)
         if not frames or len(frames) != int(ffprobe(c)["streams"][0]["nb_read_frames"]):
-            wrong.append(f"{c.name}: {len(frames)} frames decode, ffprobe counts "
-                         f"{ffprobe(c)['streams'][0]['nb_read_frames']}")
+            wrong.append(
+                f"{c.name}: {len(frames)} frames decode, ffprobe counts "
+                f"{ffprobe(c)['streams'][0]['nb_read_frames']}"
+            )
     assert not wrong, "\n".join(wrong)

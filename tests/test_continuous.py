@@ -1,4 +1,5 @@
 """Continuous stream-copy recording, export and retention, over the real RTSP test server."""
+
 import json
 import os
 import signal
@@ -7,21 +8,48 @@ import sys
 import time
 
 import pytest
+from helpers import (
+    NUMBER_MASK,
+    clips,
+    decode_all,
+    ffprobe,
+    mount_tmpfs,
+    power_cut,
+    run_cli,
+    run_until,
+    unmount,
+    wait_for,
+)
 
-from helpers import (NUMBER_MASK, clips, decode_all, ffprobe, mount_tmpfs, power_cut, run_cli, run_until, unmount,
-                     wait_for)
-from nvr_cli.storage.segments import read_index
-from nvr_cli.storage.retention import GB, plan
 from nvr_cli.config import Settings
 from nvr_cli.runtime.synthetic import read_frame_number
+from nvr_cli.storage.retention import GB, plan
+from nvr_cli.storage.segments import read_index
 
 pytestmark = pytest.mark.rtsp
 
 
 def continuous(url, out, *extra, group=False):
-    cmd = [sys.executable, "-m", "nvr_cli", "record", url, "--output", str(out), "--name", "yard", "--continuous",
-           "--segment-seconds", "3", "--read-timeout", "3", *map(str, extra)]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=group)
+    cmd = [
+        sys.executable,
+        "-m",
+        "nvr_cli",
+        "record",
+        url,
+        "--output",
+        str(out),
+        "--name",
+        "yard",
+        "--continuous",
+        "--segment-seconds",
+        "3",
+        "--read-timeout",
+        "3",
+        *map(str, extra),
+    ]
+    return subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=group
+    )
 
 
 def segments(out):
@@ -72,8 +100,9 @@ def test_export_across_three_segments_is_lossless(recorded, tmp_path):
     start, end = segs[0]["start"] + 1.5, segs[2]["start"] + 1.5
     target = tmp_path / "clip.mp4"
     iso = lambda t: __import__("datetime").datetime.fromtimestamp(t).isoformat()  # noqa: E731
-    proc = run_cli("export", "yard", target, "--from", iso(start), "--to", iso(end), "--output", out, "--json",
-                   check=0)
+    proc = run_cli(
+        "export", "yard", target, "--from", iso(start), "--to", iso(end), "--output", out, "--json", check=0
+    )
     info = json.loads(proc.stdout)
     assert len(info["segments"]) == 3 and info["gaps"] == []
     # stream copy: the same codec parameters, and every frame from the keyframe before --from to --to
@@ -98,14 +127,43 @@ def test_export_errors(recorded, tmp_path):
     from datetime import datetime
 
     iso = lambda t: datetime.fromtimestamp(t).isoformat()  # noqa: E731
-    none = run_cli("export", "yard", tmp_path / "x.mp4", "--from", "2001-01-01T00:00", "--to", "2001-01-01T00:05",
-                   "--output", out)
+    none = run_cli(
+        "export",
+        "yard",
+        tmp_path / "x.mp4",
+        "--from",
+        "2001-01-01T00:00",
+        "--to",
+        "2001-01-01T00:05",
+        "--output",
+        out,
+    )
     assert none.returncode == 1 and "no recording of 'yard'" in none.stderr and none.stderr.count("\n") == 1
-    past_end = run_cli("export", "yard", tmp_path / "y.mp4", "--from", iso(segs[-1]["start"]), "--to",
-                       iso(segs[-1]["end"] + 30), "--output", out)
+    past_end = run_cli(
+        "export",
+        "yard",
+        tmp_path / "y.mp4",
+        "--from",
+        iso(segs[-1]["start"]),
+        "--to",
+        iso(segs[-1]["end"] + 30),
+        "--output",
+        out,
+    )
     assert past_end.returncode == 1 and "gap" in past_end.stderr
-    ok = run_cli("export", "yard", tmp_path / "y.mp4", "--from", iso(segs[-1]["start"]), "--to",
-                 iso(segs[-1]["end"] + 30), "--output", out, "--allow-gaps", check=0)
+    ok = run_cli(
+        "export",
+        "yard",
+        tmp_path / "y.mp4",
+        "--from",
+        iso(segs[-1]["start"]),
+        "--to",
+        iso(segs[-1]["end"] + 30),
+        "--output",
+        out,
+        "--allow-gaps",
+        check=0,
+    )
     assert "gap(s) skipped" in ok.stdout and decode_all(tmp_path / "y.mp4")
     bad = run_cli("export", "yard", tmp_path / "z.mp4", "--from", "yesterday-ish", "--output", out)
     assert bad.returncode == 2 and "bad time" in bad.stderr
@@ -134,8 +192,10 @@ def test_kill_9_leaves_a_playable_segment_and_a_lost_camera_leaves_a_gap(tmp_pat
         server.kill()
         time.sleep(4)
         server.start()
-        assert wait_for(lambda: [e for e in read_index(out / "yard") if e.get("gap") and e["end"] - e["start"] >= 3],
-                        timeout=30), "no gap recorded for the outage"
+        assert wait_for(
+            lambda: [e for e in read_index(out / "yard") if e.get("gap") and e["end"] - e["start"] >= 3],
+            timeout=30,
+        ), "no gap recorded for the outage"
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     finally:
@@ -171,8 +231,20 @@ def lossless_done(out):
 def test_motion_events_are_also_cut_losslessly_from_the_segments(tmp_path, scene_cache, rtsp_server):
     server = rtsp_server(scene_cache())
     out = tmp_path / "video"
-    proc = continuous(server.url, out, "--mask", NUMBER_MASK, "--initial-wait", "1", "--motion-duration", "1",
-                      "--pre-alarm", "2", "--post-capture", "0.5")
+    proc = continuous(
+        server.url,
+        out,
+        "--mask",
+        NUMBER_MASK,
+        "--initial-wait",
+        "1",
+        "--motion-duration",
+        "1",
+        "--pre-alarm",
+        "2",
+        "--post-capture",
+        "0.5",
+    )
     run_until(proc, lambda: lossless_done(out), 45, "the walker's event was not cut")
     clip, side = lossless_done(out)[0]
     cut = clip.with_name(side["lossless"]["file"])
@@ -193,8 +265,19 @@ def test_motion_events_are_also_cut_losslessly_from_the_segments(tmp_path, scene
 def test_no_reencode_makes_the_cut_the_clip(tmp_path, scene_cache, rtsp_server):
     server = rtsp_server(scene_cache())
     out = tmp_path / "video"
-    proc = continuous(server.url, out, "--mask", NUMBER_MASK, "--initial-wait", "1", "--motion-duration", "1",
-                      "--pre-alarm", "2", "--no-reencode")
+    proc = continuous(
+        server.url,
+        out,
+        "--mask",
+        NUMBER_MASK,
+        "--initial-wait",
+        "1",
+        "--motion-duration",
+        "1",
+        "--pre-alarm",
+        "2",
+        "--no-reencode",
+    )
     run_until(proc, lambda: event_clips(out), 45, "no clip cut from the segments")
     clip = event_clips(out)[0]
     side = json.loads(clip.with_suffix(".json").read_text())
@@ -207,6 +290,7 @@ def test_no_reencode_makes_the_cut_the_clip(tmp_path, scene_cache, rtsp_server):
 
 
 # --- retention -----------------------------------------------------------------------------------
+
 
 def make(path, size, age_days, now):
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -264,10 +348,14 @@ def test_prune_command_dry_run_then_for_real(storage, tmp_path):
     cfg.write_text("RETENTION_SEGMENT_DAYS = 7\nRETENTION_EVENT_DAYS = 5\nRETENTION_MIN_FREE_GB = 0\n")
     dry = run_cli("prune", "--dry-run", "--json", "--output", root, "--config", cfg, check=0)
     lines = [json.loads(x) for x in dry.stdout.splitlines()]
-    assert {l["file"] for l in lines} == {str(f["old_seg"]), str(f["old_evt"]), str(f["ancient_evt"])}
+    assert {entry["file"] for entry in lines} == {str(f["old_seg"]), str(f["old_evt"]), str(f["ancient_evt"])}
     assert all(p.exists() for p in f.values())
     run_cli("prune", "--output", root, "--config", cfg, check=0)
-    assert not f["old_seg"].exists() and not f["old_evt"].exists() and not f["old_evt"].with_suffix(".json").exists()
+    assert (
+        not f["old_seg"].exists()
+        and not f["old_evt"].exists()
+        and not f["old_evt"].with_suffix(".json").exists()
+    )
     assert f["new_seg"].exists() and f["writing"].exists() and f["part"].exists()
 
 
@@ -278,12 +366,31 @@ def test_full_disk_triggers_the_reaper_at_once(tmp_path, scene_cache):
         old = make(mnt / "video" / "cam1" / "2020/01/01" / "cam1_old.seg.mp4", 23_500_000, 100, time.time())
         cfg = tmp_path / "floor.py"
         cfg.write_text("RETENTION_MIN_FREE_GB = 0.0002\nRETENTION_SEGMENT_DAYS = 0\n")  # ~200 KB floor
-        proc = run_cli("record", scene_cache(), "--output", mnt / "video", "--name", "cam1", "--mask", NUMBER_MASK,
-                       "--initial-wait", "1", "--motion-duration", "1", "--crf", "0", "--preset", "ultrafast",
-                       "--config", cfg)
+        proc = run_cli(
+            "record",
+            scene_cache(),
+            "--output",
+            mnt / "video",
+            "--name",
+            "cam1",
+            "--mask",
+            NUMBER_MASK,
+            "--initial-wait",
+            "1",
+            "--motion-duration",
+            "1",
+            "--crf",
+            "0",
+            "--preset",
+            "ultrafast",
+            "--config",
+            cfg,
+        )
         assert proc.returncode == 0, proc.stderr
         assert not old.exists() and "deleted segment" in proc.stderr and "GB free" in proc.stderr
-        assert [c for c in clips(mnt / "video") if not c.name.endswith(".seg.mp4")], "nothing recorded after pruning"
+        assert [c for c in clips(mnt / "video") if not c.name.endswith(".seg.mp4")], (
+            "nothing recorded after pruning"
+        )
     finally:
         unmount(mnt)
 
@@ -291,17 +398,59 @@ def test_full_disk_triggers_the_reaper_at_once(tmp_path, scene_cache):
 @pytest.mark.parametrize("codec, kept", [("aac", True), ("pcm_mulaw", False)])
 def test_audio_is_copied_where_mp4_allows_it_else_dropped_with_a_warning(tmp_path, ffmpeg, codec, kept):
     src = tmp_path / f"cam_{codec}.mkv"
-    subprocess.run([ffmpeg, "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=15", "-f", "lavfi",
-                    "-i", "sine=frequency=440:sample_rate=8000", "-t", "4", "-c:v", "libx264", "-g", "15",
-                    "-pix_fmt", "yuv420p", "-c:a", codec, str(src)], check=True)
+    subprocess.run(
+        [
+            ffmpeg,
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=15",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=8000",
+            "-t",
+            "4",
+            "-c:v",
+            "libx264",
+            "-g",
+            "15",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            codec,
+            str(src),
+        ],
+        check=True,
+    )
     out = tmp_path / "video"
-    proc = run_cli("record", src, "--continuous", "--no-motion", "--segment-seconds", "2", "--output", out,
-                   "--name", "yard", check=0)
+    proc = run_cli(
+        "record",
+        src,
+        "--continuous",
+        "--no-motion",
+        "--segment-seconds",
+        "2",
+        "--output",
+        out,
+        "--name",
+        "yard",
+        check=0,
+    )
     segs = segments(out)
     assert segs and sum(e["end"] - e["start"] for e in segs) >= 3.5
-    kinds = {s["codec_type"] for s in json.loads(subprocess.run(
-        ["ffprobe", "-v", "error", "-show_streams", "-of", "json", str(segs[0]["path"])],
-        capture_output=True, text=True).stdout)["streams"]}
+    kinds = {
+        s["codec_type"]
+        for s in json.loads(
+            subprocess.run(
+                ["ffprobe", "-v", "error", "-show_streams", "-of", "json", str(segs[0]["path"])],
+                capture_output=True,
+                text=True,
+            ).stdout
+        )["streams"]
+    }
     assert kinds == ({"video", "audio"} if kept else {"video"})
     assert ("recording video only" in proc.stderr) == (not kept)
 
@@ -328,8 +477,20 @@ def test_detect_on_a_sub_stream_record_the_main_stream(tmp_path, scene_cache, rt
     main = rtsp_server(scene_cache())
     sub = rtsp_server(scene_cache("small", size=(320, 180)))
     out = tmp_path / "video"
-    proc = continuous(main.url, out, "--detect-source", sub.url, "--mask", NUMBER_MASK, "--initial-wait", "1",
-                      "--motion-duration", "1", "--pre-alarm", "2")
+    proc = continuous(
+        main.url,
+        out,
+        "--detect-source",
+        sub.url,
+        "--mask",
+        NUMBER_MASK,
+        "--initial-wait",
+        "1",
+        "--motion-duration",
+        "1",
+        "--pre-alarm",
+        "2",
+    )
     run_until(proc, lambda: lossless_done(out), 45, "no event cut")
     clip, side = lossless_done(out)[0]
     assert (side["width"], side["height"]) == (320, 180)  # analysed and re-encoded from the sub-stream

@@ -1,9 +1,9 @@
 """A disk that fills up while recording: a real, small tmpfs mounted by the test (needs root)."""
+
 import json
 import subprocess
 
 import pytest
-
 from helpers import NUMBER_MASK, clips, decode_all, mount_tmpfs, run_cli, unmount
 
 
@@ -19,8 +19,26 @@ def test_full_disk_keeps_what_plays_never_fakes_a_complete_clip_and_goes_on(smal
     cfg = small_disk.parent / "no_reaper.py"
     cfg.write_text("RETENTION_MIN_FREE_GB = 0\n")  # the case where the reaper cannot help
     # lossless ultrafast: ~1 MB a second, so the first clip fills the 400 KB disk
-    args = ["record", scene_cache(), "--output", out, "--mask", NUMBER_MASK, "--initial-wait", "1",
-            "--pre-alarm", "3", "--motion-duration", "2", "--crf", "0", "--preset", "ultrafast", "--config", cfg]
+    args = [
+        "record",
+        scene_cache(),
+        "--output",
+        out,
+        "--mask",
+        NUMBER_MASK,
+        "--initial-wait",
+        "1",
+        "--pre-alarm",
+        "3",
+        "--motion-duration",
+        "2",
+        "--crf",
+        "0",
+        "--preset",
+        "ultrafast",
+        "--config",
+        cfg,
+    ]
     proc = run_cli(*args)
     assert proc.returncode == 0, proc.stderr  # it went on to the end of the source
     assert proc.stderr.count("no space left on device: this clip stops here") == 2  # both events tried
@@ -33,8 +51,19 @@ def test_full_disk_keeps_what_plays_never_fakes_a_complete_clip_and_goes_on(smal
     assert played >= 1
     # with room again, the next start finishes the incomplete clip, marked as recovered
     subprocess.run(["mount", "-o", "remount,size=8m", str(small_disk)], check=True)
-    proc = run_cli(*args[:2], "--output", out, "--name", "camera", "--retries", "1", "--min-event", "100",
-                   "--config", cfg)
+    proc = run_cli(
+        *args[:2],
+        "--output",
+        out,
+        "--name",
+        "camera",
+        "--retries",
+        "1",
+        "--min-event",
+        "100",
+        "--config",
+        cfg,
+    )
     assert proc.returncode == 0 and "recovered clip" in proc.stderr
     (done,) = clips(out)
     assert json.loads(done.with_suffix(".json").read_text())["recovered"] is True

@@ -1,12 +1,13 @@
 """Pre-alarm buffer and event logic: frames in, clip calls out (a list stands in for the writer)."""
+
 import numpy as np
 import pytest
 
-from nvr_cli.events.controller import EventController
-from nvr_cli.core.frames import Frame
 from nvr_cli.analysis.motion import MotionResult
-from nvr_cli.events.prealarm import PreAlarmBuffer
 from nvr_cli.config import Settings
+from nvr_cli.core.frames import Frame
+from nvr_cli.events.controller import EventController
+from nvr_cli.events.prealarm import PreAlarmBuffer
 
 FPS = 10
 
@@ -34,13 +35,21 @@ def drive(settings, motion_at, seconds, sink=None):
     for i in range(int(seconds * FPS)):
         t = i / FPS
         m = motion_at(t)
-        ctl.step(Frame(img, t, i), MotionResult(score=0.1 if m else 0.0, boxes=[(0, 0, 2, 2)] if m else [], motion=m))
+        ctl.step(
+            Frame(img, t, i),
+            MotionResult(score=0.1 if m else 0.0, boxes=[(0, 0, 2, 2)] if m else [], motion=m),
+        )
     ctl.finish("end")
     return sink, ctl
 
 
-BASE = dict(INITIAL_WAIT_INTERVAL_BEFORE_MOTION_DETECTION_SECS=0, PRE_ALARM_RECORDING_SECONDS=2,
-            MINIMAL_MOTION_DURATION=1, POST_CAPTURE_SECONDS=1, MOTION_TRIGGER_FRAMES=3)
+BASE = dict(
+    INITIAL_WAIT_INTERVAL_BEFORE_MOTION_DETECTION_SECS=0,
+    PRE_ALARM_RECORDING_SECONDS=2,
+    MINIMAL_MOTION_DURATION=1,
+    POST_CAPTURE_SECONDS=1,
+    MOTION_TRIGGER_FRAMES=3,
+)
 
 
 def test_pre_alarm_prolongation_and_post_capture():

@@ -3,6 +3,7 @@
 The long case (20 server kills in a row) is marked slow; `.ci/run` runs it. The summary of
 faults injected, clips checked, worst resume time and frames lost is printed at the end of the run.
 """
+
 import os
 import signal
 import subprocess
@@ -10,9 +11,21 @@ import time
 
 import pytest
 from click.testing import CliRunner
+from helpers import (
+    FAULTS,
+    check_clip,
+    clips,
+    decode_all,
+    ffprobe,
+    mount_tmpfs,
+    power_cut,
+    record_fault,
+    run_cli,
+    start_recorder,
+    unmount,
+    wait_for,
+)
 
-from helpers import (FAULTS, start_recorder, check_clip, clips, decode_all, ffprobe, mount_tmpfs,
-                     power_cut, record_fault, run_cli, unmount, wait_for)
 from nvr_cli.cli import cli
 from nvr_cli.config import FIELDS
 from nvr_cli.runtime.synthetic import read_frame_number
@@ -136,11 +149,17 @@ def complete_clip(f):
         assert len(decode_all(f)) == int(ffprobe(f)["streams"][0]["nb_read_frames"]) > 0
 
 
-@pytest.mark.parametrize("clips_from", [
-    ["--reencode", "--crf", "0", "--preset", "ultrafast"],  # big frames: the disk fills within a clip
-    [],  # the camera's packets (the default)
-], ids=["reencoded", "packets"])
-def test_full_disk_over_rtsp_keeps_trying_and_records_when_space_returns(tmp_path, walking, rtsp_server, clips_from):
+@pytest.mark.parametrize(
+    "clips_from",
+    [
+        ["--reencode", "--crf", "0", "--preset", "ultrafast"],  # big frames: the disk fills within a clip
+        [],  # the camera's packets (the default)
+    ],
+    ids=["reencoded", "packets"],
+)
+def test_full_disk_over_rtsp_keeps_trying_and_records_when_space_returns(
+    tmp_path, walking, rtsp_server, clips_from
+):
     mnt = mount_tmpfs(tmp_path / "disk", "300k" if clips_from else "120k")
     try:
         server = rtsp_server(walking)
@@ -149,7 +168,9 @@ def test_full_disk_over_rtsp_keeps_trying_and_records_when_space_returns(tmp_pat
         cfg.write_text("RETENTION_MIN_FREE_GB = 0\n")  # nothing may be deleted: recording must keep trying
         proc, log = recorder(server.url, out, *clips_from, "--max-clip", "2", "--config", cfg)
         try:
-            assert wait_for(lambda: log.text().count("no space left on device: this clip stops") >= 2, timeout=30)
+            assert wait_for(
+                lambda: log.text().count("no space left on device: this clip stops") >= 2, timeout=30
+            )
             record_fault()
             assert proc.poll() is None, "the recorder died on a full disk"
             for f in clips(out):  # nothing incomplete carries a final name (small packet clips may fit)
@@ -177,19 +198,31 @@ def test_wrong_password_retries_with_backoff_and_never_shows_it(tmp_path, walkin
     host = server.url.rsplit("@", 1)[1]  # 127.0.0.1:port/cam
     # every form a password takes in a URL, each refused, at once; (URL, why, what the logs show of it)
     forms = {
-        "plain": (server.url.replace(PASSWORD, PASSWORD + "x"), "wrong user name or password", f"admin:***@{host}"),
+        "plain": (
+            server.url.replace(PASSWORD, PASSWORD + "x"),
+            "wrong user name or password",
+            f"admin:***@{host}",
+        ),
         # a raw "@" in the password: ffmpeg splits at the last "@", so the server sees a wrong password
         "at": (f"rtsp://admin:p@{PASSWORD}x@{host}", "wrong user name or password", f"admin:***@{host}"),
-        "query": (f"rtsp://{host}?user=admin&password={PASSWORD}x", "wrong user name or password",
-                  f"{host}?user=admin&password=***"),
+        "query": (
+            f"rtsp://{host}?user=admin&password={PASSWORD}x",
+            "wrong user name or password",
+            f"{host}?user=admin&password=***",
+        ),
         # "@" and "/": ffmpeg ends the host at the "/", so it looks for camera.invalid
-        "at-slash": (f"rtsp://admin:p@camera.invalid/{PASSWORD}x@{host}", "unknown host", f"admin:***@{host}"),
+        "at-slash": (
+            f"rtsp://admin:p@camera.invalid/{PASSWORD}x@{host}",
+            "unknown host",
+            f"admin:***@{host}",
+        ),
     }
     runs = {}
     for kind, (url, _, _) in forms.items():
         (tmp_path / kind).mkdir()
-        runs[kind] = recorder(url, tmp_path / kind / "v", "--log-level", "DEBUG",
-                              "--log-file", tmp_path / kind / "nvr.log")
+        runs[kind] = recorder(
+            url, tmp_path / kind / "v", "--log-level", "DEBUG", "--log-file", tmp_path / kind / "nvr.log"
+        )
     try:
         assert wait_for(lambda: all(" unavailable: " in log.text() for _, log in runs.values()), timeout=15)
         time.sleep(6)
@@ -218,17 +251,23 @@ def test_wrong_password_retries_with_backoff_and_never_shows_it(tmp_path, walkin
         assert list((tmp_path / kind).rglob("*.json")), kind
 
 
-@pytest.mark.parametrize("source_kind, words", [
-    ("unknown host", "unknown host"),
-    ("directory", "is a directory"),
-    ("audio only", "not a video file"),
-    ("garbage", "not a video file"),
-])
+@pytest.mark.parametrize(
+    "source_kind, words",
+    [
+        ("unknown host", "unknown host"),
+        ("directory", "is a directory"),
+        ("audio only", "not a video file"),
+        ("garbage", "not a video file"),
+    ],
+)
 def test_one_shot_bad_sources(tmp_path, source_kind, words, ffmpeg):
     sources = None
     if source_kind == "unknown host":  # the password as userinfo, with a raw "@" and "/", in the query
-        sources = [f"rtsp://admin:{PASSWORD}@camera.invalid/stream", f"rtsp://admin:p@ss/{PASSWORD}@camera.invalid/s",
-                   f"rtsp://camera.invalid/stream?user=admin&password={PASSWORD}"]
+        sources = [
+            f"rtsp://admin:{PASSWORD}@camera.invalid/stream",
+            f"rtsp://admin:p@ss/{PASSWORD}@camera.invalid/s",
+            f"rtsp://camera.invalid/stream?user=admin&password={PASSWORD}",
+        ]
         source = sources[0]
     elif source_kind == "directory":
         source = tmp_path
@@ -257,29 +296,64 @@ def malformed_configs(tmp_path):
         check = f.metadata["check"]
         kind = getattr(check, "kind", None)
         if kind in (int, float):
-            cases += [f"{name} = 'ten'", f"{name} = -7.5" if kind is float else f"{name} = 2.5", f"{name} = True"]
+            cases += [
+                f"{name} = 'ten'",
+                f"{name} = -7.5" if kind is float else f"{name} = 2.5",
+                f"{name} = True",
+            ]
         elif name in ("MASKS", "REGIONS"):
-            cases += [f"{name} = ['1,2 3,4']", f"{name} = ['a,b c,d e,f']", f"{name} = 7", f"{name} = [[(1, 2)]]",
-                      f"{name} = ['-1,0 5,5 0,5']"]
+            cases += [
+                f"{name} = ['1,2 3,4']",
+                f"{name} = ['a,b c,d e,f']",
+                f"{name} = 7",
+                f"{name} = [[(1, 2)]]",
+                f"{name} = ['-1,0 5,5 0,5']",
+            ]
         elif check.__name__ == "_flag":
             cases += [f"{name} = 'perhaps'", f"{name} = 2"]
         elif name == "OBJECT_LABELS_OF_INTEREST":  # '' and [] are valid: every label
             cases += [f"{name} = 5", f"{name} = ['person', 3]"]
         elif name == "OBJECT_LABEL_OVERRIDES":
-            cases += [f"{name} = ['car']", f"{name} = {{'car': 0.5}}", f"{name} = {{'car': {{'min_scor': 0.5}}}}",
-                      f"{name} = {{'car': {{'min_score': 2}}}}"]
+            cases += [
+                f"{name} = ['car']",
+                f"{name} = {{'car': 0.5}}",
+                f"{name} = {{'car': {{'min_scor': 0.5}}}}",
+                f"{name} = {{'car': {{'min_score': 2}}}}",
+            ]
         elif name in ("DETECT_SOURCE", "RECORD_SOURCE"):  # an int is a USB camera index
             cases += [f"{name} = ''", f"{name} = 3.5", f"{name} = ['rtsp://a']"]
-        elif name not in ("cam", "subFolderNameGeneratorFunc", "FFMPEG_PATH", "LOG_FILE_PATH", "scaleFrameTo",
-                          "OBJECT_MODEL", "OBJECT_LABELS"):
+        elif name not in (
+            "cam",
+            "subFolderNameGeneratorFunc",
+            "FFMPEG_PATH",
+            "LOG_FILE_PATH",
+            "scaleFrameTo",
+            "OBJECT_MODEL",
+            "OBJECT_LABELS",
+        ):
             cases += [f"{name} = ''", f"{name} = 42"]
         typo = name[:-1] if len(name) > 4 else name + "X"
         cases.append(f"{typo} = 1")
-    cases += ["scaleFrameTo = (500,)", "scaleFrameTo = 'big'", "subFolderNameGeneratorFunc = 'daily'",
-              "MOTION_BLUR_SIZE = 4", "PRE_ALARM_RECORDING_SECONDS = -5", "MINIMAL_MOTION_DURATION = -1",
-              "X = (", "def f(:\n    pass", "if True\n    x = 1", "1/0", "import no_such_module_here",
-              "raise RuntimeError('broken')", "APP_LOG_LEVEL = 'LOUD'", "CAMERA_NAME = '../escape'",
-              "RTSP_TRANSPORT = 'pigeon'", "cam = 3.5", "cam = ['a']", "cam = '   '"]
+    cases += [
+        "scaleFrameTo = (500,)",
+        "scaleFrameTo = 'big'",
+        "subFolderNameGeneratorFunc = 'daily'",
+        "MOTION_BLUR_SIZE = 4",
+        "PRE_ALARM_RECORDING_SECONDS = -5",
+        "MINIMAL_MOTION_DURATION = -1",
+        "X = (",
+        "def f(:\n    pass",
+        "if True\n    x = 1",
+        "1/0",
+        "import no_such_module_here",
+        "raise RuntimeError('broken')",
+        "APP_LOG_LEVEL = 'LOUD'",
+        "CAMERA_NAME = '../escape'",
+        "RTSP_TRANSPORT = 'pigeon'",
+        "cam = 3.5",
+        "cam = ['a']",
+        "cam = '   '",
+    ]
     for i, body in enumerate(cases):
         path = tmp_path / f"bad_{i:03}.py"
         path.write_text(body + "\n")

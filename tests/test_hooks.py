@@ -1,4 +1,5 @@
 """Hooks run real commands: what they are given, and that a bad one never gets in the way."""
+
 import json
 import logging
 import sys
@@ -6,10 +7,10 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import pid_alive, wait_for
-from nvr_cli.runtime.hooks import HookRunner, hook_env
+
 from nvr_cli.config import Settings
+from nvr_cli.runtime.hooks import HookRunner, hook_env
 
 PROBE = str(Path(__file__).parent / "support" / "hook_probe.py")
 
@@ -32,14 +33,20 @@ def hook_log():
     logger.setLevel(old)
 
 
-
-
 def test_hook_gets_env_and_json_without_a_shell(tmp_path, hook_log):
     # an argument with shell syntax arrives as it is: nothing ever goes through a shell
-    s = Settings().replace(CAMERA_NAME="front", ON_EVENT_END=(sys.executable, PROBE, str(tmp_path), "$(touch x); *"))
+    s = Settings().replace(
+        CAMERA_NAME="front", ON_EVENT_END=(sys.executable, PROBE, str(tmp_path), "$(touch x); *")
+    )
     runner = HookRunner(s.hooks, s.CAMERA_NAME)
-    payload = {"event": 7, "clip": "/v/front/a.mp4", "labels": ["person", "dog"], "score": 0.0125, "kept": True,
-               "objects": [{"label": "person", "score": 0.9}]}
+    payload = {
+        "event": 7,
+        "clip": "/v/front/a.mp4",
+        "labels": ["person", "dog"],
+        "score": 0.0125,
+        "kept": True,
+        "objects": [{"label": "person", "score": 0.9}],
+    }
     t = runner.fire("event_end", payload)
     t.join(10)
     [out] = list(tmp_path.glob("event_end-*.json"))
@@ -55,8 +62,9 @@ def test_hook_gets_env_and_json_without_a_shell(tmp_path, hook_log):
 
 
 def test_hanging_hook_and_its_children_are_killed_at_the_timeout(tmp_path, hook_log):
-    s = Settings().replace(ON_CAMERA_LOST=(sys.executable, PROBE, str(tmp_path), "--hang", "300"),
-                           HOOK_TIMEOUT_SECS=1.5)
+    s = Settings().replace(
+        ON_CAMERA_LOST=(sys.executable, PROBE, str(tmp_path), "--hang", "300"), HOOK_TIMEOUT_SECS=1.5
+    )
     t0 = time.monotonic()
     t = HookRunner(s.hooks, s.CAMERA_NAME).fire("camera_lost", {"reason": "timeout"})
     assert wait_for(lambda: list(tmp_path.glob("camera_lost-*.json")), timeout=10)
@@ -65,20 +73,25 @@ def test_hanging_hook_and_its_children_are_killed_at_the_timeout(tmp_path, hook_
     took = time.monotonic() - t0
     assert not t.is_alive() and 1.4 < took < 8, took
     # SIGKILL is sent at the timeout; the kernel takes a moment to finish the orphaned child
-    assert wait_for(lambda: not pid_alive(got["pid"]) and not pid_alive(got["child"]), timeout=5), \
+    assert wait_for(lambda: not pid_alive(got["pid"]) and not pid_alive(got["child"]), timeout=5), (
         "the hook or its child survived"
+    )
     assert any("ON_CAMERA_LOST" in m and "killed" in m for m in hook_log), hook_log
 
 
 def test_failing_missing_and_too_many_hooks_are_logged(tmp_path, hook_log):
-    s = Settings().replace(ON_QR_CODE=(sys.executable, PROBE, str(tmp_path), "--fail"),
-                           ON_CAMERA_FOUND=(str(tmp_path / "no-such-program"),),
-                           ON_EVENT_START=(sys.executable, PROBE, str(tmp_path), "--hang", "3"),
-                           HOOK_MAX_RUNNING=2)
+    s = Settings().replace(
+        ON_QR_CODE=(sys.executable, PROBE, str(tmp_path), "--fail"),
+        ON_CAMERA_FOUND=(str(tmp_path / "no-such-program"),),
+        ON_EVENT_START=(sys.executable, PROBE, str(tmp_path), "--hang", "3"),
+        HOOK_MAX_RUNNING=2,
+    )
     runner = HookRunner(s.hooks, s.CAMERA_NAME)
     runner.fire("qr_code", {"payload": "hello"}).join(10)
     runner.fire("camera_found", {}).join(10)
-    assert any("ON_QR_CODE" in m and "exited with 3" in m and "probe failed on purpose" in m for m in hook_log)
+    assert any(
+        "ON_QR_CODE" in m and "exited with 3" in m and "probe failed on purpose" in m for m in hook_log
+    )
     assert any("ON_CAMERA_FOUND" in m and "could not start" in m for m in hook_log)
     first = [runner.fire("event_start", {"event": i}) for i in range(3)]
     assert first[2] is None and any("HOOK_MAX_RUNNING" in m for m in hook_log)

@@ -1,4 +1,5 @@
 """Logging as the settings say, and no password in any line."""
+
 import json
 import logging
 import sys
@@ -7,12 +8,12 @@ import warnings
 
 import pytest
 from click.testing import CliRunner
-
 from helpers import free_port, run_cli
+
 from nvr_cli.cli import cli
-from nvr_cli.runtime.logs import setup_logging
-from nvr_cli.core.redact import redact
 from nvr_cli.config import Settings
+from nvr_cli.core.redact import redact
+from nvr_cli.runtime.logs import setup_logging
 
 PASSWORD = "hunter2-pass"
 
@@ -20,12 +21,25 @@ PASSWORD = "hunter2-pass"
 def test_rotating_log_file_format_no_console_and_masked_password(tmp_path):
     log = tmp_path / "logs" / "nvr.log"
     cfg = tmp_path / "cfg.py"
-    cfg.write_text(f"LOG_FILE_PATH = {str(log)!r}\nMAIN_LOG_FILE_MAX_SIZE = 1024\nLOG_BACKUPS_COUNT = 2\n"
-                   "LOG_FORMAT = 'X|%(levelname)s|%(message)s'\nLOG_TO_CONSOLE = False\nAPP_LOG_LEVEL = 'DEBUG'\n"
-                   "RECONNECT_DELAY_SECS = 0.1\nRECONNECT_MAX_DELAY_SECS = 0.1\n")
+    cfg.write_text(
+        f"LOG_FILE_PATH = {str(log)!r}\nMAIN_LOG_FILE_MAX_SIZE = 1024\nLOG_BACKUPS_COUNT = 2\n"
+        "LOG_FORMAT = 'X|%(levelname)s|%(message)s'\nLOG_TO_CONSOLE = False\nAPP_LOG_LEVEL = 'DEBUG'\n"
+        "RECONNECT_DELAY_SECS = 0.1\nRECONNECT_MAX_DELAY_SECS = 0.1\n"
+    )
     url = f"rtsp://admin:{PASSWORD}@127.0.0.1:{free_port()}/cam"
-    proc = run_cli("record", url, "--config", cfg, "--retries", "40", "--open-timeout", "1",
-                   "--output", tmp_path / "v", timeout=120)
+    proc = run_cli(
+        "record",
+        url,
+        "--config",
+        cfg,
+        "--retries",
+        "40",
+        "--open-timeout",
+        "1",
+        "--output",
+        tmp_path / "v",
+        timeout=120,
+    )
     assert proc.returncode == 1
     assert proc.stderr.strip().count("\n") == 0  # only the final error: logging goes to the file
     files = sorted(log.parent.iterdir())
@@ -43,7 +57,8 @@ def test_redact_covers_every_url_in_a_line():
 
 def test_config_show_json_masks_the_camera_password(tmp_path, isolated_home):
     (isolated_home / "machine_specific_configuration.py").write_text(
-        f"cam = 'rtsp://admin:{PASSWORD}@10.0.0.5/stream'\nMASKS = ['0,0 10,0 10,10']\n")
+        f"cam = 'rtsp://admin:{PASSWORD}@10.0.0.5/stream'\nMASKS = ['0,0 10,0 10,10']\n"
+    )
     out = CliRunner().invoke(cli, ["config", "show", "--json"])
     assert out.exit_code == 0
     data = json.loads(out.output)
@@ -64,26 +79,43 @@ URL_FORMS = [
     (f"rtsp://admin:a@b?c#{SECRET}@cam.lan:554", "rtsp://admin:***@cam.lan:554"),
     (f"rtsp://me@mail.com:{SECRET}@cam.lan/x", "rtsp://me@mail.com:***@cam.lan/x"),
     (f"rtsp://cam.lan/x?user=admin&password={SECRET}", "rtsp://cam.lan/x?user=admin&password=***"),
-    (f"rtsp://cam.lan/x?user=admin&PassWord={SECRET}&ch=1#f", "rtsp://cam.lan/x?user=admin&PassWord=***&ch=1#f"),
+    (
+        f"rtsp://cam.lan/x?user=admin&PassWord={SECRET}&ch=1#f",
+        "rtsp://cam.lan/x?user=admin&PassWord=***&ch=1#f",
+    ),
     (f"http://cam.lan/cgi?pwd={SECRET}", "http://cam.lan/cgi?pwd=***"),
     (f"http://cam.lan/cgi?passwd={SECRET}&x=1", "http://cam.lan/cgi?passwd=***&x=1"),
     (f"http://cam.lan/cgi?PASS={SECRET}", "http://cam.lan/cgi?PASS=***"),
     (f"http://cam.lan/cgi?token={SECRET} next", "http://cam.lan/cgi?token=*** next"),
     (f"http://cam.lan/cgi?access_token={SECRET}", "http://cam.lan/cgi?access_token=***"),
     (f"http://cam.lan/cgi?auth={SECRET}", "http://cam.lan/cgi?auth=***"),
-    (f"http://cam.lan/cgi?key={SECRET}&apikey={SECRET}&api_key={SECRET}",
-     "http://cam.lan/cgi?key=***&apikey=***&api_key=***"),
+    (
+        f"http://cam.lan/cgi?key={SECRET}&apikey={SECRET}&api_key={SECRET}",
+        "http://cam.lan/cgi?key=***&apikey=***&api_key=***",
+    ),
     (f"http://cam.lan/cgi?secret={SECRET}", "http://cam.lan/cgi?secret=***"),
     (f"http://cam.lan/cgi?signature={SECRET}&Sig={SECRET}", "http://cam.lan/cgi?signature=***&Sig=***"),
-    (f"rtsp://admin:{SECRET}@cam.lan/x, mail me@example.com", "rtsp://admin:***@cam.lan/x, mail me@example.com"),
+    (
+        f"rtsp://admin:{SECRET}@cam.lan/x, mail me@example.com",
+        "rtsp://admin:***@cam.lan/x, mail me@example.com",
+    ),
     (f"rtsp://admin:p@{SECRET}@cam.lan/x me@example.com", "rtsp://admin:***@cam.lan/x me@example.com"),
-    (f"rtsp://10.0.0.5:554/sub and rtsp://admin:{SECRET}@10.0.0.5/main",
-     "rtsp://10.0.0.5:554/sub and rtsp://admin:***@10.0.0.5/main"),
-    (f"rtsp://a:{SECRET}@h1/x rtsp://b:p@{SECRET}@h2/y http://h3/z?token={SECRET}",
-     "rtsp://a:***@h1/x rtsp://b:***@h2/y http://h3/z?token=***"),
+    (
+        f"rtsp://10.0.0.5:554/sub and rtsp://admin:{SECRET}@10.0.0.5/main",
+        "rtsp://10.0.0.5:554/sub and rtsp://admin:***@10.0.0.5/main",
+    ),
+    (
+        f"rtsp://a:{SECRET}@h1/x rtsp://b:p@{SECRET}@h2/y http://h3/z?token={SECRET}",
+        "rtsp://a:***@h1/x rtsp://b:***@h2/y http://h3/z?token=***",
+    ),
 ]
-UNCHANGED = ["rtsp://admin@cam.lan/x", "rtsp://10.0.0.5:554/stream", "rtsp://cam.lan/x?user=admin&channel=1",
-             "http://cam.lan/x bypass=1", "mail me@example.com"]
+UNCHANGED = [
+    "rtsp://admin@cam.lan/x",
+    "rtsp://10.0.0.5:554/stream",
+    "rtsp://cam.lan/x?user=admin&channel=1",
+    "http://cam.lan/x bypass=1",
+    "mail me@example.com",
+]
 
 
 @pytest.mark.parametrize("url, masked", URL_FORMS)
@@ -168,11 +200,14 @@ def test_config_show_json_stays_json_with_every_url_form(isolated_home):
     (isolated_home / "machine_specific_configuration.py").write_text(
         f"cam = 'rtsp://10.0.0.5/s?user=admin&password={SECRET}'\n"
         f"CAMERAS = {{'back': {{'cam': 'rtsp://admin:p@ss/w{SECRET}@10.0.0.6/s'}}, "
-        f"'side': {{'cam': 'http://10.0.0.7/mjpg?token={SECRET}'}}}}\n")
+        f"'side': {{'cam': 'http://10.0.0.7/mjpg?token={SECRET}'}}}}\n"
+    )
     out = CliRunner().invoke(cli, ["config", "show", "--json"])
     assert out.exit_code == 0 and SECRET not in out.output
     data = json.loads(out.output)
     assert data["cam"]["value"] == "rtsp://10.0.0.5/s?user=admin&password=***"
-    assert data["CAMERAS"]["value"] == {"back": {"cam": "rtsp://admin:***@10.0.0.6/s"},
-                                        "side": {"cam": "http://10.0.0.7/mjpg?token=***"}}
+    assert data["CAMERAS"]["value"] == {
+        "back": {"cam": "rtsp://admin:***@10.0.0.6/s"},
+        "side": {"cam": "http://10.0.0.7/mjpg?token=***"},
+    }
     assert SECRET not in CliRunner().invoke(cli, ["config", "show"]).output

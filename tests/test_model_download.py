@@ -1,4 +1,5 @@
 """`nvr-cli model download` against a real HTTP server on 127.0.0.1 serving ../shared's models."""
+
 import hashlib
 import json
 import subprocess
@@ -6,7 +7,6 @@ import sys
 
 import cv2
 import pytest
-
 from helpers import free_port, run_cli, shared
 
 
@@ -14,8 +14,11 @@ from helpers import free_port, run_cli, shared
 def model_server():
     folder = shared("models", "ssd_mobilenet_v1_1_metadata_1.tflite").parent
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-                             "--directory", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(folder)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     import time
     import urllib.request
 
@@ -37,7 +40,9 @@ def test_known_model_is_fetched_verified_and_usable(tmp_path, model_server):
     labels = model.with_name("ssd_mobilenet_v1_1_metadata_1.labels.txt")
     assert model.read_bytes() == shared("models", "ssd_mobilenet_v1_1_metadata_1.tflite").read_bytes()
     assert "(verified)" in proc.stdout
-    assert f"OBJECT_MODEL = {str(model)!r}" in proc.stdout and f"OBJECT_LABELS = {str(labels)!r}" in proc.stdout
+    assert (
+        f"OBJECT_MODEL = {str(model)!r}" in proc.stdout and f"OBJECT_LABELS = {str(labels)!r}" in proc.stdout
+    )
     # the printed lines work as a config file, and the model detects with the written labels
     cfg = tmp_path / "cfg.py"
     cfg.write_text("\n".join(x for x in proc.stdout.splitlines() if not x.startswith("#")) + "\n")

@@ -1,10 +1,11 @@
 """The motion detector on generated frames."""
+
 import numpy as np
 import pytest
 
-from nvr_cli.core.geometry import parse_polygon
 from nvr_cli.analysis.motion import MotionDetector
 from nvr_cli.config import Settings
+from nvr_cli.core.geometry import parse_polygon
 from nvr_cli.runtime.synthetic import Scene
 
 W, H = 640, 360

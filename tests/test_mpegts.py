@@ -1,6 +1,7 @@
 """The bounds-safe MPEG-TS parser (nvr_cli.mpegts) on real ffmpeg output, from a file and from the real
 RTSP server, and fuzzed with hypothesis: random bytes, the real stream mutated, any chunking. It returns
 whole aligned packets and keyframe offsets, or raises TsError; never anything else."""
+
 import json
 import shutil
 import subprocess
@@ -11,9 +12,13 @@ from hypothesis import strategies as st
 
 from nvr_cli.ffmpeg.mpegts import TS, TsError, TsParser, keyframe_starts, pmt_pid_of, video_pid_of
 
-FUZZ = settings(max_examples=200, deadline=None, database=None,
-                # the autouse isolated_home fixture is function-scoped; nothing here depends on it
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=200,
+    deadline=None,
+    database=None,
+    # the autouse isolated_home fixture is function-scoped; nothing here depends on it
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 VIDEO_TYPES = (0x01, 0x02, 0x10, 0x1B, 0x24)
 PID_OR_NONE = {None, *range(0x10, 0x1FFF)}  # what the table readers may answer: no reserved or null PID
 
@@ -25,9 +30,25 @@ def ffprobe_bin():
 
 def probe(path):
     """(the video stream's PID, byte positions of its keyframe packets) as ffprobe sees them."""
-    out = subprocess.run([ffprobe_bin(), "-v", "error", "-select_streams", "v:0", "-show_streams", "-show_packets",
-                          "-show_entries", "stream=id:packet=pos,flags", "-of", "json", str(path)],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            ffprobe_bin(),
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_streams",
+            "-show_packets",
+            "-show_entries",
+            "stream=id:packet=pos,flags",
+            "-of",
+            "json",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     info = json.loads(out)
     pid = int(info["streams"][0]["id"], 16)
     return pid, [int(p["pos"]) for p in info["packets"] if "K" in p["flags"]]
@@ -60,16 +81,26 @@ def psi_packet(pid, table_id, body, *, pointer=0, af=None, pusi=True):
 
 
 def pat_packet(programs, **kwargs):
-    body = b"\x00\x01\xc1\x00\x00" + b"".join(n.to_bytes(2, "big") + (0xE000 | p).to_bytes(2, "big")
-                                              for n, p in programs)
+    body = b"\x00\x01\xc1\x00\x00" + b"".join(
+        n.to_bytes(2, "big") + (0xE000 | p).to_bytes(2, "big") for n, p in programs
+    )
     return psi_packet(0, 0x00, body, **kwargs)
 
 
 def pmt_packet(pmt_pid, streams, program_info=b"", **kwargs):
-    body = b"\x00\x01\xc1\x00\x00" + (0xE100).to_bytes(2, "big") + (0xF000 | len(program_info)).to_bytes(2, "big")
+    body = (
+        b"\x00\x01\xc1\x00\x00"
+        + (0xE100).to_bytes(2, "big")
+        + (0xF000 | len(program_info)).to_bytes(2, "big")
+    )
     body += program_info
     for stype, pid, info in streams:
-        body += bytes([stype]) + (0xE000 | pid).to_bytes(2, "big") + (0xF000 | len(info)).to_bytes(2, "big") + info
+        body += (
+            bytes([stype])
+            + (0xE000 | pid).to_bytes(2, "big")
+            + (0xF000 | len(info)).to_bytes(2, "big")
+            + info
+        )
     return psi_packet(pmt_pid, 0x02, body, **kwargs)
 
 
@@ -83,7 +114,7 @@ def fix_crc(pkt: bytearray, off: int):
         return
     end = start + 3 + (((pkt[start + 1] & 0x0F) << 8) | pkt[start + 2])
     if start + 7 <= end <= min(len(pkt), off + TS):
-        pkt[end - 4:end] = crc32_mpeg2(bytes(pkt[start:end - 4])).to_bytes(4, "big")
+        pkt[end - 4 : end] = crc32_mpeg2(bytes(pkt[start : end - 4])).to_bytes(4, "big")
 
 
 def feed_all(chunks, parser=None):
@@ -121,7 +152,7 @@ def check_packets(data: bytes, offs: list, parser: TsParser):
     assert offs == sorted(set(offs))
     for k in offs:
         assert k % TS == 0 and 0 <= k < len(data)
-        pkt = data[k:k + TS]
+        pkt = data[k : k + TS]
         assert parser.video_pid is not None and pid_of(pkt) == parser.video_pid
         assert pkt[1] & 0x40 and pkt[3] & 0x20 and 0 < pkt[4] <= 183 and pkt[5] & 0x40
     assert parser.video_pid is None or 0x10 <= parser.video_pid < 0x1FFF
@@ -139,7 +170,7 @@ def in_order_within(out: bytes, source: bytes):
     """Every returned packet is 188 bytes of the input, in order, none overlapping: nothing invented."""
     at = 0
     for off in range(0, len(out), TS):
-        found = source.find(out[off:off + TS], at)
+        found = source.find(out[off : off + TS], at)
         assert found >= 0, f"returned packet {off // TS} is not in the input"
         at = found + TS
 
@@ -155,7 +186,7 @@ def check_real(ts: bytes, path):
     assert key_pos, "ffprobe sees no keyframe"
     parser = TsParser()
     out, keys = parser.feed(ts)
-    assert out == ts[:len(ts) - len(ts) % TS] and not len(ts) % TS
+    assert out == ts[: len(ts) - len(ts) % TS] and not len(ts) % TS
     assert parser.video_pid == pid
     assert keys == key_pos, "keyframe offsets differ from ffprobe's keyframe packets"
     assert keys == keyframe_starts(ts, pid)
@@ -172,8 +203,24 @@ def scene(scene_cache):
 @pytest.fixture(scope="module")
 def real_ts(scene, ffmpeg, tmp_path_factory):
     path = tmp_path_factory.mktemp("mpegts") / "scene.ts"
-    subprocess.run([ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-i", str(scene), "-c", "copy",
-                    "-f", "mpegts", str(path)], check=True, timeout=60)
+    subprocess.run(
+        [
+            ffmpeg,
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-i",
+            str(scene),
+            "-c",
+            "copy",
+            "-f",
+            "mpegts",
+            str(path),
+        ],
+        check=True,
+        timeout=60,
+    )
     return path
 
 
@@ -200,10 +247,30 @@ def test_real_ts_from_a_file(real_ts, ts_bytes):
 def test_real_ts_over_rtsp(scene, ffmpeg, rtsp_server, tmp_path):
     server = rtsp_server(scene)
     path = tmp_path / "camera.ts"
-    cmd = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp",
-           "-timeout", "10000000", "-i", server.url, "-map", "0:v:0", "-c", "copy",
-           "-bsf:v", "setts=pts=if(eq(PTS\\,NOPTS)\\,0\\,PTS):dts=if(eq(DTS\\,NOPTS)\\,0\\,DTS)",  # as PacketRing
-           "-f", "mpegts", "-t", "3", str(path)]
+    cmd = [
+        ffmpeg,
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-rtsp_transport",
+        "tcp",
+        "-timeout",
+        "10000000",
+        "-i",
+        server.url,
+        "-map",
+        "0:v:0",
+        "-c",
+        "copy",
+        "-bsf:v",
+        "setts=pts=if(eq(PTS\\,NOPTS)\\,0\\,PTS):dts=if(eq(DTS\\,NOPTS)\\,0\\,DTS)",  # as PacketRing
+        "-f",
+        "mpegts",
+        "-t",
+        "3",
+        str(path),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     ts = path.read_bytes()
@@ -212,14 +279,14 @@ def test_real_ts_over_rtsp(scene, ffmpeg, rtsp_server, tmp_path):
     # cut as the pipe would be
     whole = feed_all([ts])
     for step in (1000, TS * 512, 4093):
-        assert feed_all([ts[i:i + step] for i in range(0, len(ts), step)])[:3] == whole[:3]
+        assert feed_all([ts[i : i + step] for i in range(0, len(ts), step)])[:3] == whole[:3]
 
 
 def test_tiny_chunks_give_the_same_as_whole(ts_head):
     whole = feed_all([ts_head])
     assert whole[0] == ts_head and whole[2] == 0 and len(whole[1]) >= 2
     for step in (1, 7, TS - 1, TS, TS + 1, 3 * TS + 5):
-        assert feed_all([ts_head[i:i + step] for i in range(0, len(ts_head), step)])[:3] == whole[:3]
+        assert feed_all([ts_head[i : i + step] for i in range(0, len(ts_head), step)])[:3] == whole[:3]
     view = memoryview(ts_head)
     assert feed_all([bytearray(view[:1000]), view[1000:5000], view[5000:]])[:3] == whole[:3]
 
@@ -283,15 +350,15 @@ def test_keyframe_starts_checks_the_adaptation_field():
 # -- sync ----------------------------------------------------------------------------------------
 def test_sync_is_found_again_after_garbage(ts_head):
     garbage = bytes(range(1, 71)) * 10  # 700 bytes, no 0x47
-    stream = garbage + ts_head[:TS * 20] + b"garbage!" + ts_head[TS * 20:]
+    stream = garbage + ts_head[: TS * 20] + b"garbage!" + ts_head[TS * 20 :]
     out, keys, errors, parser = feed_all([stream])
     assert errors == 0 and out == ts_head and parser.video_pid == 0x100
     assert keys == keyframe_starts(ts_head, 0x100)
     assert feed_all(cut(stream, range(0, len(stream), 61)))[:3] == (out, keys, errors)
     # garbage inside a packet: that one packet is kept as it came (it starts right), the next is found
-    stream = ts_head[:TS * 30 + 50] + b"\x47garbage" + ts_head[TS * 30 + 50:]
+    stream = ts_head[: TS * 30 + 50] + b"\x47garbage" + ts_head[TS * 30 + 50 :]
     out, keys, errors, _ = feed_all([stream])
-    assert errors == 0 and out == ts_head[:TS * 30] + stream[TS * 30:TS * 31] + ts_head[TS * 31:]
+    assert errors == 0 and out == ts_head[: TS * 30] + stream[TS * 30 : TS * 31] + ts_head[TS * 31 :]
     assert feed_all(cut(stream, range(0, len(stream), 97)))[:3] == (out, keys, errors)
 
 
@@ -302,11 +369,11 @@ def test_no_sync_raises_ts_error_then_goes_on(ts_head):
     assert parser.feed(ts_head)[0] == ts_head  # a stream that becomes TS is then read
     # packets before the failure come first; the error on the next call
     parser = TsParser(max_resync_bytes=TS * 8)
-    out, _ = parser.feed(ts_head[:TS * 10] + b"\x00" * (TS * 10) + ts_head[TS * 10:])
-    assert out == ts_head[:TS * 10]
+    out, _ = parser.feed(ts_head[: TS * 10] + b"\x00" * (TS * 10) + ts_head[TS * 10 :])
+    assert out == ts_head[: TS * 10]
     with pytest.raises(TsError):
         parser.feed(b"")
-    assert parser.feed(b"")[0] == ts_head[TS * 10:]
+    assert parser.feed(b"")[0] == ts_head[TS * 10 :]
     for not_bytes in ("text", -1, 5, None):
         with pytest.raises(TsError):
             TsParser().feed(not_bytes)
@@ -316,8 +383,9 @@ def test_no_sync_raises_ts_error_then_goes_on(ts_head):
 # -- fuzzing --------------------------------------------------------------------------------------
 positions = st.integers(0, 10**9)
 FIELD_VALUES = st.one_of(st.sampled_from([0, 1, 2, 5, 9, 12, 13, 182, 183, 184, 255]), st.integers(0, 255))
-LENGTHS = st.one_of(st.sampled_from([0, 1, 4, 5, 8, 9, 13, 170, 175, 180, 1021, 1022, 0x3FF, 0xFFF]),
-                    st.integers(0, 0xFFF))
+LENGTHS = st.one_of(
+    st.sampled_from([0, 1, 4, 5, 8, 9, 13, 170, 175, 180, 1021, 1022, 0x3FF, 0xFFF]), st.integers(0, 0xFFF)
+)
 mutation = st.one_of(
     st.tuples(st.just("flip"), positions, st.integers(1, 255)),
     st.tuples(st.just("insert"), positions, st.binary(min_size=1, max_size=400)),
@@ -328,10 +396,19 @@ mutation = st.one_of(
     st.tuples(st.just("section_length"), st.sampled_from(["pat", "pmt"]), LENGTHS, st.booleans()),
     st.tuples(st.just("info_length"), st.sampled_from([15, 20]), LENGTHS),  # PMT program_info / ES_info
     st.tuples(st.just("afc"), st.sampled_from(["pat", "pmt", "key", "any"]), positions, st.integers(0, 3)),
-    st.tuples(st.just("af_length"), st.sampled_from(["pat", "pmt", "key", "any"]), positions,
-              st.sampled_from([0, 1, 182, 183, 184, 255])),
-    st.tuples(st.just("psi_byte"), st.sampled_from(["pat", "pmt"]), st.integers(0, TS - 1), st.integers(0, 255),
-              st.booleans()),
+    st.tuples(
+        st.just("af_length"),
+        st.sampled_from(["pat", "pmt", "key", "any"]),
+        positions,
+        st.sampled_from([0, 1, 182, 183, 184, 255]),
+    ),
+    st.tuples(
+        st.just("psi_byte"),
+        st.sampled_from(["pat", "pmt"]),
+        st.integers(0, TS - 1),
+        st.integers(0, 255),
+        st.booleans(),
+    ),
     st.tuples(st.just("rai"), positions),
 )
 
@@ -344,9 +421,16 @@ def locate(data, which, pos):
     if which == "any":
         return pos % n * TS
     for off in range(0, n * TS, TS):
-        pid, pusi = pid_of(data[off:off + 3]), data[off + 1] & 0x40
-        if data[off] == 0x47 and pusi and ((which == "pat" and pid == 0) or (which == "pmt" and pid == 0x1000)
-                                           or (which == "key" and pid == 0x100 and data[off + 3] & 0x20)):
+        pid, pusi = pid_of(data[off : off + 3]), data[off + 1] & 0x40
+        if (
+            data[off] == 0x47
+            and pusi
+            and (
+                (which == "pat" and pid == 0)
+                or (which == "pmt" and pid == 0x1000)
+                or (which == "key" and pid == 0x100 and data[off + 3] & 0x20)
+            )
+        ):
             return off
     return None
 
@@ -364,7 +448,7 @@ def mutate(data: bytes, mutations) -> bytes:
             elif kind == "insert47":
                 buf[at:at] = (b"\x47" + bytes(TS - 1)) * (m[2] // TS) + b"\x47" * (m[2] % TS)
             elif kind == "delete":
-                del buf[at:at + m[2]]
+                del buf[at : at + m[2]]
             elif kind == "truncate":
                 del buf[at:]
             continue
@@ -407,8 +491,11 @@ def mutate(data: bytes, mutations) -> bytes:
 
 
 @FUZZ
-@given(data=st.binary(max_size=6000), points=st.lists(positions, max_size=20),
-       max_resync=st.sampled_from([0, 1, TS, TS * 4, TS * 64]))
+@given(
+    data=st.binary(max_size=6000),
+    points=st.lists(positions, max_size=20),
+    max_resync=st.sampled_from([0, 1, TS, TS * 4, TS * 64]),
+)
 def test_fuzz_random_bytes(data, points, max_resync):
     out, keys, errors, parser = feed_all(cut(data, points), TsParser(max_resync_bytes=max_resync))
     in_order_within(out, data)
@@ -416,23 +503,35 @@ def test_fuzz_random_bytes(data, points, max_resync):
 
 
 @FUZZ
-@given(packets_=st.lists(st.tuples(st.sampled_from([0, 0x1000, 0x100, 0x11, 0x1FFF]), st.integers(0, 255),
-                                   st.binary(min_size=TS - 3, max_size=TS - 3)), min_size=4, max_size=30),
-       points=st.lists(positions, max_size=10))
+@given(
+    packets_=st.lists(
+        st.tuples(
+            st.sampled_from([0, 0x1000, 0x100, 0x11, 0x1FFF]),
+            st.integers(0, 255),
+            st.binary(min_size=TS - 3, max_size=TS - 3),
+        ),
+        min_size=4,
+        max_size=30,
+    ),
+    points=st.lists(positions, max_size=10),
+)
 def test_fuzz_random_packets_in_sync(packets_, points):
     """Garbage that keeps sync: random PAT/PMT/video packets (headers and payload at random)."""
     data = b"".join(bytes([0x47, (b1 & 0xE0) | (pid >> 8), pid & 0xFF]) + body for pid, b1, body in packets_)
     out, keys, errors, parser = feed_all(cut(data, points))
     assert out == data and errors == 0
     for off in range(0, len(data), TS):
-        assert pmt_pid_of(data[off:off + TS]) in PID_OR_NONE
-        assert video_pid_of(data[off:off + TS]) in PID_OR_NONE
-        assert pmt_pid_of(data[off:off + TS + 5]) == pmt_pid_of(data[off:off + TS])
+        assert pmt_pid_of(data[off : off + TS]) in PID_OR_NONE
+        assert video_pid_of(data[off : off + TS]) in PID_OR_NONE
+        assert pmt_pid_of(data[off : off + TS + 5]) == pmt_pid_of(data[off : off + TS])
 
 
 @FUZZ
-@given(mutations=st.lists(mutation, min_size=1, max_size=8), points=st.lists(positions, max_size=40),
-       near=st.lists(st.integers(0, 2000), max_size=20))
+@given(
+    mutations=st.lists(mutation, min_size=1, max_size=8),
+    points=st.lists(positions, max_size=40),
+    near=st.lists(st.integers(0, 2000), max_size=20),
+)
 def test_fuzz_mutated_real_stream(ts_head, mutations, points, near):
     data = mutate(ts_head, mutations)
     whole = feed_all([data])
@@ -440,18 +539,21 @@ def test_fuzz_mutated_real_stream(ts_head, mutations, points, near):
     got = feed_all(cut(data, points + near))
     assert got[:3] == whole[:3], "the chunking changed the packets, keyframes or errors"
     for off in range(0, len(data), TS):  # the table readers on every (mutated) packet and on slices of it
-        for pkt in (data[off:off + TS], data[off:off + 7], data[off + 1:off + TS]):
+        for pkt in (data[off : off + TS], data[off : off + 7], data[off + 1 : off + TS]):
             assert pmt_pid_of(pkt) in PID_OR_NONE
             assert video_pid_of(pkt) in PID_OR_NONE
     for pid in (0x100, None, 0, 0x1FFF):
-        for part in (data, data[1:], data[TS // 2:]):
+        for part in (data, data[1:], data[TS // 2 :]):
             assert all(k % TS == 0 and k < len(part) for k in keyframe_starts(part, pid))
 
 
 @FUZZ
-@given(pat=st.binary(max_size=TS + 10), pmt=st.binary(max_size=TS + 10), head=st.sampled_from([b"", b"\x47\x40\x00\x10",
-                                                                                               b"\x47\x50\x00\x10"]),
-       pid=st.one_of(st.none(), st.integers(-2, 0x2001)))
+@given(
+    pat=st.binary(max_size=TS + 10),
+    pmt=st.binary(max_size=TS + 10),
+    head=st.sampled_from([b"", b"\x47\x40\x00\x10", b"\x47\x50\x00\x10"]),
+    pid=st.one_of(st.none(), st.integers(-2, 0x2001)),
+)
 def test_fuzz_table_readers_on_any_bytes(pat, pmt, head, pid):
     assert pmt_pid_of(head + pat) in PID_OR_NONE
     assert video_pid_of(head + pmt) in PID_OR_NONE

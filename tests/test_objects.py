@@ -1,13 +1,14 @@
 """Object confirmation with the real TFLite models from ../shared on real footage."""
+
 import json
 
 import cv2
 import numpy as np
 import pytest
-
 from helpers import NUMBER_MASK, clips, run_cli, shared
-from nvr_cli.core.errors import ConfigError
+
 from nvr_cli.analysis.objects import ObjectDetector, expand_to_aspect, load_labels, model_kind
+from nvr_cli.core.errors import ConfigError
 
 
 def ssd():
@@ -76,15 +77,26 @@ def test_unsupported_models_and_files_are_clear_errors(tmp_path):
         model_kind("m", details((1, 3549, 85)), 90)
     with pytest.raises(ConfigError, match="not a TFLite model"):
         ObjectDetector(shared("models", "labelmap.txt"), shared("models", "labelmap.txt"))
-    proc = run_cli("detect", shared("qr", "zxing_qrcode-2_5.png"), "--model", tmp_path / "none.tflite",
-                   "--labels", shared("models", "labelmap.txt"))
+    proc = run_cli(
+        "detect",
+        shared("qr", "zxing_qrcode-2_5.png"),
+        "--model",
+        tmp_path / "none.tflite",
+        "--labels",
+        shared("models", "labelmap.txt"),
+    )
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "model file not found" in proc.stderr
 
 
 def test_expand_to_aspect_keeps_the_box_and_the_shape():
     for box in [(100, 100, 20, 80), (0, 0, 300, 10), (600, 300, 40, 40)]:
         x, y, w, h = expand_to_aspect(box, 1.0, (640, 360))
-        assert x <= box[0] and y <= box[1] and x + w >= min(640, box[0] + box[2]) and y + h >= min(360, box[1] + box[3])
+        assert (
+            x <= box[0]
+            and y <= box[1]
+            and x + w >= min(640, box[0] + box[2])
+            and y + h >= min(360, box[1] + box[3])
+        )
         assert 0 <= x and 0 <= y and x + w <= 640 and y + h <= 360
         assert abs(w / h - 1.0) < 0.05 or w == 640 or h == 360
 
@@ -101,17 +113,49 @@ def test_detect_command_json_and_annotation(tmp_path):
     drawn = cv2.imread(str(out))
     assert drawn.shape == cv2.imread(str(img)).shape
     assert np.sum((drawn[..., 2] > 200) & (drawn[..., 1] < 50) & (drawn[..., 0] < 50)) > 100  # red boxes
-    proc = run_cli("detect", shared("video", "vtest_480x360.avi"), "--model", model, "--labels", labels,
-                   "--every", "2", "--max-frames", "3", "--objects", "car", check=0)
+    proc = run_cli(
+        "detect",
+        shared("video", "vtest_480x360.avi"),
+        "--model",
+        model,
+        "--labels",
+        labels,
+        "--every",
+        "2",
+        "--max-frames",
+        "3",
+        "--objects",
+        "car",
+        check=0,
+    )
     rows = proc.stdout.strip().splitlines()
     assert rows and all(" s  " in r for r in rows) and all("person" not in r for r in rows)
 
 
 def test_person_is_confirmed_and_thumbnail_shows_it(tmp_path):
     model, labels = ssd()
-    proc = run_cli("scan", shared("video", "one-by-one-person-detection.mp4"), "--model", model, "--labels", labels,
-                   "--confirm", "require", "--motion-duration", "2", "--post-capture", "0", "--json",
-                   "--extract", "--output", tmp_path, "--name", "room", check=0, timeout=300)
+    proc = run_cli(
+        "scan",
+        shared("video", "one-by-one-person-detection.mp4"),
+        "--model",
+        model,
+        "--labels",
+        labels,
+        "--confirm",
+        "require",
+        "--motion-duration",
+        "2",
+        "--post-capture",
+        "0",
+        "--json",
+        "--extract",
+        "--output",
+        tmp_path,
+        "--name",
+        "room",
+        check=0,
+        timeout=300,
+    )
     (result,) = [json.loads(x) for x in proc.stdout.splitlines()]
     events = result["events"]
     assert events and all(e["labels"] == ["person"] for e in events)
@@ -131,9 +175,23 @@ def test_require_keeps_fewer_night_ir_insect_events_than_motion_alone(tmp_path):
     model, labels = ssd()
     counts = {}
     for mode in ("off", "require"):
-        proc = run_cli("scan", shared("video", "night_ir.mp4"), "--model", model, "--labels", labels,
-                       "--confirm", mode, "--motion-duration", "2", "--post-capture", "0", "--json",
-                       check=0, timeout=600)
+        proc = run_cli(
+            "scan",
+            shared("video", "night_ir.mp4"),
+            "--model",
+            model,
+            "--labels",
+            labels,
+            "--confirm",
+            mode,
+            "--motion-duration",
+            "2",
+            "--post-capture",
+            "0",
+            "--json",
+            check=0,
+            timeout=600,
+        )
         counts[mode] = len(json.loads(proc.stdout)["events"])
     print(f"\nnight_ir.mp4 events: motion alone {counts['off']}, require person (SSD) {counts['require']}")
     assert counts["require"] < counts["off"]
@@ -143,8 +201,16 @@ def test_confirm_settings_errors():
     model, labels = ssd()
     proc = run_cli("scan", shared("video", "car-detection.mp4"), "--confirm", "require")
     assert proc.returncode == 2 and "needs a model" in proc.stderr and proc.stderr.count("\n") == 1
-    proc = run_cli("scan", shared("video", "car-detection.mp4"), "--model", model, "--labels", labels,
-                   "--objects", "unicorn")
+    proc = run_cli(
+        "scan",
+        shared("video", "car-detection.mp4"),
+        "--model",
+        model,
+        "--labels",
+        labels,
+        "--objects",
+        "unicorn",
+    )
     assert proc.returncode == 2 and "'unicorn' is not a label" in proc.stderr
     proc = run_cli("scan", shared("video", "car-detection.mp4"), "--model", model)
     assert proc.returncode == 2 and "--labels" in proc.stderr
@@ -153,8 +219,19 @@ def test_confirm_settings_errors():
 def test_tag_mode_records_everything_and_lists_labels(scene_cache):
     """The generated scene has no real objects: tag keeps its motion events, require keeps none."""
     model, labels = ssd()
-    base = ["scan", scene_cache(), "--mask", NUMBER_MASK, "--motion-duration", "1", "--model", model,
-            "--labels", labels, "--json"]
+    base = [
+        "scan",
+        scene_cache(),
+        "--mask",
+        NUMBER_MASK,
+        "--motion-duration",
+        "1",
+        "--model",
+        model,
+        "--labels",
+        labels,
+        "--json",
+    ]
     tagged = json.loads(run_cli(*base, "--confirm", "tag", check=0).stdout)["events"]
     required = json.loads(run_cli(*base, "--confirm", "require", check=0).stdout)["events"]
     assert len(tagged) == 2 and all(e["labels"] == [] for e in tagged)
@@ -164,8 +241,8 @@ def test_tag_mode_records_everything_and_lists_labels(scene_cache):
 @pytest.fixture(scope="module")
 def still_person(tmp_path_factory):
     """A real frame with a person standing still, and a small square moving far from them."""
-    from nvr_cli.output.encoders import FfmpegWriter
     from nvr_cli.ffmpeg.binary import find_ffmpeg
+    from nvr_cli.output.encoders import FfmpegWriter
 
     base = frame_of("one-by-one-person-detection.mp4", 9.0)  # someone stands at the right (SSD: 0.67)
     path = tmp_path_factory.mktemp("still") / "still_person.mp4"
@@ -182,8 +259,21 @@ def still_person(tmp_path_factory):
 
 def scan_events(path, *args):
     model, labels = ssd()
-    proc = run_cli("scan", path, "--model", model, "--labels", labels, "--confirm", "require", "--json",
-                   "--motion-duration", "1", *args, check=0)
+    proc = run_cli(
+        "scan",
+        path,
+        "--model",
+        model,
+        "--labels",
+        labels,
+        "--confirm",
+        "require",
+        "--json",
+        "--motion-duration",
+        "1",
+        *args,
+        check=0,
+    )
     return json.loads(proc.stdout)["events"]
 
 
@@ -191,7 +281,9 @@ def test_motion_region_crop_misses_a_still_person_that_periodic_detection_finds(
     # 0.6: SSD-MobileNet calls bits of the upscaled corner crop "person" at up to 0.54
     assert scan_events(still_person, "--object-min-score", "0.6") == []  # only the moving corner is looked at
     (event,) = scan_events(still_person, "--detect-every", "1", "--object-min-score", "0.6")
-    assert event["labels"] == ["person"] and event["objects"][0]["box"][0] > 250  # at the right, not the corner
+    assert (
+        event["labels"] == ["person"] and event["objects"][0]["box"][0] > 250
+    )  # at the right, not the corner
 
 
 def test_area_limits_and_per_label_overrides(still_person, isolated_home):
@@ -209,8 +301,11 @@ def test_input_overrides_change_what_the_model_is_fed():
     model, labels = yolo()
 
     def people(**kw):
-        return sorted(round(d.score, 3) for d in ObjectDetector(model, labels, **kw).detect(img, 0.3)
-                      if d.label == "person")
+        return sorted(
+            round(d.score, 3)
+            for d in ObjectDetector(model, labels, **kw).detect(img, 0.3)
+            if d.label == "person"
+        )
 
     auto = people()
     assert people(color="bgr", letterbox="on", scale="0-255") == auto  # what auto means for YOLO

@@ -1,13 +1,14 @@
 """An RTSP camera's clips are its own packets by default (EVENT_REENCODE None or False, no continuous
 recording), the pre-alarm a buffer of packets. Over the real RTSP server on 127.0.0.1."""
+
 import json
 import signal
 import subprocess
 import sys
 
 import pytest
-
 from helpers import NUMBER_MASK, clips, decode_all, ffprobe, wait_for
+
 from nvr_cli.runtime.synthetic import read_frame_number
 
 pytestmark = pytest.mark.rtsp
@@ -16,8 +17,23 @@ FPS = 15  # the generated scene: 1 keyframe a second, walkers at 8-12 s and 19-2
 
 def packets(path):
     """(size, keyframe) of each video packet, in decode order."""
-    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=size,flags",
-                          "-of", "csv=p=0", str(path)], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=size,flags",
+            "-of",
+            "csv=p=0",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return [(int(size), "K" in flags) for size, flags in (line.split(",")[:2] for line in out.split())]
 
 
@@ -25,10 +41,34 @@ def test_clip_is_the_cameras_own_packets_with_pre_alarm(tmp_path, scene_cache, r
     scene = scene_cache()
     server = rtsp_server(scene)
     out = tmp_path / "video"
-    proc = subprocess.Popen([sys.executable, "-m", "nvr_cli", "record", server.url, "--output", str(out),
-                             "--name", "door", "--mask", NUMBER_MASK, "--initial-wait", "1", "--pre-alarm", "2",
-                             "--motion-duration", "1", "--post-capture", "1",
-                             "--log-level", "INFO"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "nvr_cli",
+            "record",
+            server.url,
+            "--output",
+            str(out),
+            "--name",
+            "door",
+            "--mask",
+            NUMBER_MASK,
+            "--initial-wait",
+            "1",
+            "--pre-alarm",
+            "2",
+            "--motion-duration",
+            "1",
+            "--post-capture",
+            "1",
+            "--log-level",
+            "INFO",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert wait_for(lambda: clips(out), timeout=45), "no clip from the first walker"
         proc.send_signal(signal.SIGTERM)
@@ -53,7 +93,7 @@ def test_clip_is_the_cameras_own_packets_with_pre_alarm(tmp_path, scene_cache, r
     assert side["pre_alarm_seconds"] >= 2.0
     # not re-encoded: every frame is the camera's, sizes and all, but for the same few bytes of framing
     # on each (an access unit delimiter; keyframes also gain the parameter sets the payloader repeats)
-    expected = [size for size, key in source[nums[0]:nums[-1] + 1] if not key]
+    expected = [size for size, key in source[nums[0] : nums[-1] + 1] if not key]
     got = [size for size, key in packets(first) if not key]
     assert len(got) == len(expected) > 3 * FPS
     assert len({g - e for g, e in zip(got, expected)}) == 1 and 0 <= got[0] - expected[0] <= 16
@@ -63,9 +103,26 @@ def test_a_30_fps_camera_is_decoded_whole_and_analysed_15_times_a_second(tmp_pat
     """MAX_ANALYSIS_FPS on a live camera whose clips need no decoded frames: the status file shows it."""
     server = rtsp_server(scene_cache("fast", fps=30))
     out = tmp_path / "video"
-    proc = subprocess.Popen([sys.executable, "-m", "nvr_cli", "record", server.url, "--output", str(out),
-                             "--name", "fast", "--mask", NUMBER_MASK, "--initial-wait", "1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "nvr_cli",
+            "record",
+            server.url,
+            "--output",
+            str(out),
+            "--name",
+            "fast",
+            "--mask",
+            NUMBER_MASK,
+            "--initial-wait",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     status = out / ".status" / "fast.json"
 
     def settled():

@@ -1,15 +1,21 @@
 """QR codes: the real images in ../shared, generated scenes, and the zbar-missing message."""
+
 import json
 import os
 import subprocess
 import sys
 
 import pytest
-
 from helpers import NUMBER_MASK, SHARED, clips, run_cli, shared
 
-QR_IMAGES = ["pyzbar_qrcode_rotated", "zxing_qrcode-1_1", "zxing_qrcode-1_16", "zxing_qrcode-2_28",
-             "zxing_qrcode-2_4", "zxing_qrcode-2_5"]
+QR_IMAGES = [
+    "pyzbar_qrcode_rotated",
+    "zxing_qrcode-1_1",
+    "zxing_qrcode-1_16",
+    "zxing_qrcode-2_28",
+    "zxing_qrcode-2_4",
+    "zxing_qrcode-2_5",
+]
 
 
 def expected(name):
@@ -36,8 +42,21 @@ def test_qr_in_a_recorded_event_and_repeats_are_one_sighting(tmp_path, scene_cac
     # a code held up while someone walks by (8-12 s), and still there afterwards
     scene = scene_cache("qr_walk", seconds=20, walkers=[(8, 12)], codes=[(9, 18, "parcel-7731", (420, 60))])
     out = tmp_path / "v"
-    proc = run_cli("record", scene, "--output", out, "--mask", NUMBER_MASK, "--qr", "--motion-duration", "2",
-                   "--initial-wait", "1", "--json", check=0)
+    proc = run_cli(
+        "record",
+        scene,
+        "--output",
+        out,
+        "--mask",
+        NUMBER_MASK,
+        "--qr",
+        "--motion-duration",
+        "2",
+        "--initial-wait",
+        "1",
+        "--json",
+        check=0,
+    )
     (clip,) = clips(out)
     side = json.loads(clip.with_suffix(".json").read_text())
     assert [q["payload"] for q in side["qr"]] == ["parcel-7731"]  # seen for 9 s, reported once
@@ -59,7 +78,9 @@ def test_qr_starts_an_event_without_motion_when_configured(tmp_path, scene_cache
     assert event["kind"] == "qr" and [q["payload"] for q in event["qr"]] == ["gate-open"]
     assert 5.0 <= event["trigger"] <= 5.6
     # QR_AREA = "motion": only motion regions are scanned, and here nothing moves
-    (isolated_home / "machine_specific_configuration.py").write_text("QR_STARTS_EVENT = True\nQR_AREA = 'motion'\n")
+    (isolated_home / "machine_specific_configuration.py").write_text(
+        "QR_STARTS_EVENT = True\nQR_AREA = 'motion'\n"
+    )
     proc = run_cli("scan", scene, *mask, "--qr", "--json", check=0)
     assert json.loads(proc.stdout)["events"] == []
 
@@ -71,11 +92,16 @@ def test_missing_zbar_library_is_one_line(tmp_path, scene_cache):
     (fake / "__init__.py").write_text("")
     (fake / "pyzbar.py").write_text("raise ImportError('Unable to find zbar shared library')\n")
     env = dict(os.environ, PYTHONPATH=f"{tmp_path / 'fake'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    proc = subprocess.run([sys.executable, "-m", "nvr_cli", "qr", str(scene_cache())], env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "nvr_cli", "qr", str(scene_cache())], env=env, capture_output=True, text=True
+    )
     assert proc.returncode == 1
     assert proc.stderr == "nvr-cli: error: QR codes need the zbar library: apt-get install libzbar0\n"
     # everything else keeps working without it
-    proc = subprocess.run([sys.executable, "-m", "nvr_cli", "scan", str(scene_cache()), "--mask", NUMBER_MASK,
-                           "--json"], env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "nvr_cli", "scan", str(scene_cache()), "--mask", NUMBER_MASK, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0 and json.loads(proc.stdout)["events"]

@@ -1,4 +1,5 @@
 """record and demo end to end on generated files whose frames carry their own number."""
+
 import json
 import os
 import signal
@@ -7,14 +8,26 @@ import sys
 import time
 
 import cv2
-
 from helpers import NUMBER_MASK, clips, decode_all, ffprobe, power_cut, run_cli, wait_for
+
 from nvr_cli.runtime.synthetic import read_frame_number
 
 FPS = 15
 # the default scene: 30 s at 15 fps, walkers at 8-12 s and 19-22 s
-COMMON = ["--mask", NUMBER_MASK, "--initial-wait", "2", "--pre-alarm", "3", "--motion-duration", "2",
-          "--post-capture", "1", "--name", "cam1"]
+COMMON = [
+    "--mask",
+    NUMBER_MASK,
+    "--initial-wait",
+    "2",
+    "--pre-alarm",
+    "3",
+    "--motion-duration",
+    "2",
+    "--post-capture",
+    "1",
+    "--name",
+    "cam1",
+]
 
 
 def numbers(path):
@@ -73,7 +86,9 @@ def test_max_clip_splits_into_consecutive_files(tmp_path, scene_cache):
 
 def test_subfolder_function_from_config(tmp_path, scene_cache, isolated_home):
     (isolated_home / "machine_specific_configuration.py").write_text(
-        "def subFolderNameGeneratorFunc(dts):\n    return 'day-{:04}{:02}{:02}'.format(dts.year, dts.month, dts.day)\n")
+        "def subFolderNameGeneratorFunc(dts):\n    return 'day-{:04}{:02}{:02}'.format(dts.year, dts.month, "
+        "dts.day)\n"
+    )
     out = tmp_path / "video"
     run_cli("record", scene_cache(), "--output", out, *COMMON, check=0)
     files = clips(out)
@@ -93,10 +108,21 @@ def test_without_ffmpeg_opencv_writes_mp4v_with_a_warning(tmp_path, scene_cache)
 
 def test_sigkill_mid_clip_leaves_a_playable_part_that_is_recovered(tmp_path, scene_cache):
     out = tmp_path / "video"
-    cmd = [sys.executable, "-m", "nvr_cli", "record", str(scene_cache()), "--output", str(out), "--realtime",
-           *map(str, COMMON)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "nvr_cli",
+        "record",
+        str(scene_cache()),
+        "--output",
+        str(out),
+        "--realtime",
+        *map(str, COMMON),
+    ]
     # its own process group: the kill must reach it and nothing else
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         part = wait_for(lambda: next(iter(out.rglob("*.part.mp4")), None), timeout=30)
         assert part, "no clip was started"
@@ -123,8 +149,17 @@ def test_sigkill_mid_clip_leaves_a_playable_part_that_is_recovered(tmp_path, sce
 
 def test_sigterm_mid_event_finalizes_the_clip(tmp_path, scene_cache):
     out = tmp_path / "video"
-    cmd = [sys.executable, "-m", "nvr_cli", "record", str(scene_cache()), "--output", str(out), "--realtime",
-           *map(str, COMMON)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "nvr_cli",
+        "record",
+        str(scene_cache()),
+        "--output",
+        str(out),
+        "--realtime",
+        *map(str, COMMON),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     part = wait_for(lambda: next(iter(out.rglob("*.part.mp4")), None), timeout=30)
     assert part
@@ -142,10 +177,20 @@ def test_ctrl_c_in_a_terminal_finalizes_the_clip(tmp_path, scene_cache):
     """A terminal's Ctrl-C reaches the whole foreground process group, ffmpeg children included:
     the clip must still be finished by us, not left as an interrupted part."""
     out = tmp_path / "video"
-    cmd = [sys.executable, "-m", "nvr_cli", "record", str(scene_cache()), "--output", str(out), "--realtime",
-           *map(str, COMMON)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "nvr_cli",
+        "record",
+        str(scene_cache()),
+        "--output",
+        str(out),
+        "--realtime",
+        *map(str, COMMON),
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         assert wait_for(lambda: next(iter(out.rglob("*.part.mp4")), None), timeout=30)
         time.sleep(1.0)
@@ -206,8 +251,12 @@ def test_without_system_ffmpeg_the_one_imageio_ffmpeg_ships_is_used(tmp_path, sc
     assert "no ffmpeg found" not in proc.stderr
     files = clips(tmp_path / "d" / "demo")
     assert len(files) == 2 and ffprobe(files[0])["streams"][0]["codec_name"] == "h264"
-    probe = subprocess.run([sys.executable, "-c", "from nvr_cli.ffmpeg.binary import find_ffmpeg; print(find_ffmpeg())"],
-                           env=dict(os.environ, **env), capture_output=True, text=True)
+    probe = subprocess.run(
+        [sys.executable, "-c", "from nvr_cli.ffmpeg.binary import find_ffmpeg; print(find_ffmpeg())"],
+        env=dict(os.environ, **env),
+        capture_output=True,
+        text=True,
+    )
     assert probe.stdout.strip() == imageio_ffmpeg.get_ffmpeg_exe()
 
 

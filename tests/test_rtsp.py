@@ -1,4 +1,5 @@
 """Over a real RTSP server on 127.0.0.1 (GStreamer's gst-rtsp-server, started by the test)."""
+
 import json
 import signal
 import subprocess
@@ -7,8 +8,8 @@ import time
 
 import cv2
 import pytest
-
 from helpers import NUMBER_MASK, clips, decode_all, ffprobe, run_cli, wait_for
+
 from nvr_cli.runtime.synthetic import read_frame_number
 
 pytestmark = pytest.mark.rtsp
@@ -17,9 +18,32 @@ FPS = 15
 
 
 def start_recorder(url, out, *extra):
-    cmd = [sys.executable, "-m", "nvr_cli", "record", url, "--output", str(out), "--name", "door",
-           "--mask", NUMBER_MASK, "--initial-wait", "1", "--pre-alarm", "2", "--motion-duration", "1",
-           "--post-capture", "1", "--read-timeout", "3", "--open-timeout", "5", *map(str, extra)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "nvr_cli",
+        "record",
+        url,
+        "--output",
+        str(out),
+        "--name",
+        "door",
+        "--mask",
+        NUMBER_MASK,
+        "--initial-wait",
+        "1",
+        "--pre-alarm",
+        "2",
+        "--motion-duration",
+        "1",
+        "--post-capture",
+        "1",
+        "--read-timeout",
+        "3",
+        "--open-timeout",
+        "5",
+        *map(str, extra),
+    ]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -97,10 +121,13 @@ def test_probe_rtsp(tmp_path, scene_cache, rtsp_server):
     assert PASSWORD not in proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("mangle, words", [
-    (lambda u: u.replace(PASSWORD, "wrong"), "wrong user name or password"),
-    (lambda u: u.replace("/cam", "/nothing-here"), "no such stream"),
-])
+@pytest.mark.parametrize(
+    "mangle, words",
+    [
+        (lambda u: u.replace(PASSWORD, "wrong"), "wrong user name or password"),
+        (lambda u: u.replace("/cam", "/nothing-here"), "no such stream"),
+    ],
+)
 def test_probe_rtsp_errors_are_one_line(scene_cache, rtsp_server, mangle, words):
     server = rtsp_server(scene_cache(), user="admin", password=PASSWORD)
     proc = run_cli("probe", mangle(server.url), "--no-snapshot", "--open-timeout", "5")

@@ -1,7 +1,8 @@
 """`nvr-cli run`: two cameras over a real RTSP server on 127.0.0.1, as a user would run them."""
+
 import json
-import re
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -9,9 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import NUMBER_MASK, LineCollector, check_clip, clips, pid_alive, run_cli, terminate, wait_for
-
 
 PROBE = str(Path(__file__).parent / "support" / "hook_probe.py")
 
@@ -54,10 +53,11 @@ def statuses(out: Path) -> dict:
 
 def connected(out, name, not_pid=None):
     st = statuses(out).get(name)
-    return st if st and st["state"] == "connected" and st["pid"] != not_pid and \
-        time.time() - st["last_frame"] < 2 else None
-
-
+    return (
+        st
+        if st and st["state"] == "connected" and st["pid"] != not_pid and time.time() - st["last_frame"] < 2
+        else None
+    )
 
 
 @pytest.mark.rtsp
@@ -67,8 +67,9 @@ def test_two_cameras_restart_reload_hooks_status(tmp_path, isolated_home, scene_
     hooks.mkdir()
     config = isolated_home / "machine_specific_configuration.py"
     write_config(config, server.url, out, hooks)
-    proc = subprocess.Popen([sys.executable, "-m", "nvr_cli", "run"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nvr_cli", "run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     log = LineCollector(proc.stderr)
     try:
         # both cameras connect, and `status` says so with exit 0
@@ -80,23 +81,36 @@ def test_two_cameras_restart_reload_hooks_status(tmp_path, isolated_home, scene_
         assert wait_for(lambda: clips(out / "front") and clips(out / "yard"), timeout=45), log.text()
 
         # hooks: front's start and end hooks got the event; yard's end hook hung and was killed at 2 s
-        assert wait_for(lambda: list(hooks.glob("event_end-*.json")) and list(hooks.glob("event_start-*.json")),
-                        timeout=10)
-        assert wait_for(lambda: "ON_EVENT_END" in log.text() and "killed" in log.text(), timeout=10), log.text()
+        assert wait_for(
+            lambda: list(hooks.glob("event_end-*.json")) and list(hooks.glob("event_start-*.json")),
+            timeout=10,
+        )
+        assert wait_for(lambda: "ON_EVENT_END" in log.text() and "killed" in log.text(), timeout=10), (
+            log.text()
+        )
         ends = [json.loads(p.read_text()) for p in hooks.glob("event_end-*.json")]
         front_end = next(e for e in ends if e["json"]["camera"] == "front")
         yard_end = next(e for e in ends if e["json"]["camera"] == "yard")
-        assert not pid_alive(yard_end["pid"]) and not pid_alive(yard_end["child"]), "the hanging hook survived its timeout"
+        assert not pid_alive(yard_end["pid"]) and not pid_alive(yard_end["child"]), (
+            "the hanging hook survived its timeout"
+        )
         j, env = front_end["json"], front_end["env"]
         clip = Path(j["clip"])
         assert clip in clips(out / "front") and Path(j["thumbnail"]).exists() and Path(j["sidecar"]).exists()
         side = json.loads(clip.with_suffix(".json").read_text())
         assert j["start"] == side["start"] and j["end"] == side["end"] and j["frames"] == side["frames"]
         assert j["score"] == side["peak_score"] > 0 and j["kept"] is True and j["pre_alarm_seconds"] >= 2
-        assert env["NVR_CLIP"] == str(clip) and env["NVR_CAMERA"] == "front" and env["NVR_EVENT"] == str(j["event"])
+        assert (
+            env["NVR_CLIP"] == str(clip)
+            and env["NVR_CAMERA"] == "front"
+            and env["NVR_EVENT"] == str(j["event"])
+        )
         assert "Sup3r-s3cret" not in json.dumps(front_end) + json.dumps(yard_end)
-        start = next(json.loads(p.read_text()) for p in hooks.glob("event_start-*.json")
-                     if json.loads(p.read_text())["json"]["event"] == j["event"])["json"]
+        start = next(
+            json.loads(p.read_text())
+            for p in hooks.glob("event_start-*.json")
+            if json.loads(p.read_text())["json"]["event"] == j["event"]
+        )["json"]
         assert start["clip"] == j["clip"] and start["trigger"] == side["trigger"]
 
         # the status file counts what was written today
@@ -120,8 +134,9 @@ def test_two_cameras_restart_reload_hooks_status(tmp_path, isolated_home, scene_
         yard = statuses(out)["yard"]
 
         # an invalid edit is reported and both carry on with the settings they had
-        config.write_text(config.read_text().replace('"PRE_ALARM_RECORDING_SECONDS": 2',
-                                                     '"PRE_ALARM_RECORDING_SECOND": 2'))
+        config.write_text(
+            config.read_text().replace('"PRE_ALARM_RECORDING_SECONDS": 2', '"PRE_ALARM_RECORDING_SECOND": 2')
+        )
         assert wait_for(lambda: "config change rejected" in log.text(), timeout=10), log.text()
         assert "did you mean PRE_ALARM_RECORDING_SECONDS" in log.text()
         time.sleep(2)
@@ -130,13 +145,17 @@ def test_two_cameras_restart_reload_hooks_status(tmp_path, isolated_home, scene_
         assert run_cli("status").returncode == 2, "a broken config is an error for `status` too"
         # putting it right restarts nothing: the running settings are the ones it describes
         write_config(config, server.url, out, hooks, yard_pre_alarm=1)
-        assert wait_for(lambda: "config reloaded: unchanged front, yard" in log.text(), timeout=10), log.text()
+        assert wait_for(lambda: "config reloaded: unchanged front, yard" in log.text(), timeout=10), (
+            log.text()
+        )
 
         # a camera renamed: the old one stops (its status file goes), the new one starts, front is untouched
         config.write_text(config.read_text().replace('"yard":', '"side":'))
         assert wait_for(lambda: connected(out, "side"), timeout=20), log.text()
         # yard may first wait for its hanging hook (up to HOOK_TIMEOUT_SECS) and finish its clip
-        assert wait_for(lambda: not pid_alive(yard["pid"]) and "yard" not in statuses(out), timeout=15), log.text()
+        assert wait_for(lambda: not pid_alive(yard["pid"]) and "yard" not in statuses(out), timeout=15), (
+            log.text()
+        )
         assert connected(out, "front")["pid"] == front["pid"]
 
         # the camera goes away: `status` exits 1 and says why
@@ -145,8 +164,11 @@ def test_two_cameras_restart_reload_hooks_status(tmp_path, isolated_home, scene_
         assert wait_for(lambda: run_cli("status").returncode == 1, timeout=20, interval=0.5)
         print(f"status non-zero {time.monotonic() - t0:.1f} s after the camera vanished")
         # one camera may see the loss a moment before the other
-        assert wait_for(lambda: all(not c["ok"] for c in json.loads(run_cli("status", "--json").stdout)["cameras"]),
-                        timeout=20, interval=0.5)
+        assert wait_for(
+            lambda: all(not c["ok"] for c in json.loads(run_cli("status", "--json").stdout)["cameras"]),
+            timeout=20,
+            interval=0.5,
+        )
         assert "front" in run_cli("status").stdout
         assert wait_for(lambda: list(hooks.glob("camera_lost-*.json")), timeout=10)
         lost = json.loads(next(hooks.glob("camera_lost-*.json")).read_text())["json"]
@@ -190,8 +212,9 @@ CAMERAS = {{
     "broken": {{"cam": {str(tmp_path / "no-such-file.mp4")!r}}},
 }}
 """)
-    proc = subprocess.Popen([sys.executable, "-m", "nvr_cli", "run"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nvr_cli", "run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     log = LineCollector(proc.stderr)
     try:
         assert wait_for(lambda: "CRITICAL" in log.text(), timeout=30), log.text()
@@ -202,7 +225,10 @@ CAMERAS = {{
     text = log.text()
     assert proc.returncode == 0, text
     # the broken camera: started, restarted twice, then held; the door camera never disturbed
-    assert len(re.findall(r"camera broken: worker \d+ started", text)) == 3 and "restarted 2 times in the last hour" in text, text
+    assert (
+        len(re.findall(r"camera broken: worker \d+ started", text)) == 3
+        and "restarted 2 times in the last hour" in text
+    ), text
     assert "nvr-cli: error: [broken] " in text and "no-such-file.mp4" in text and "Traceback" not in text
     [qr] = [json.loads(p.read_text()) for p in hooks.glob("qr_code-*.json")]  # seen for 9 s, reported once
     assert qr["json"]["payload"] == "parcel-7731" and qr["env"]["NVR_PAYLOAD"] == "parcel-7731"
@@ -215,14 +241,23 @@ CAMERAS = {{
     assert "[broken]" in (logs / "nvr.broken.log").read_text()
 
 
-@pytest.mark.parametrize("config, needle", [
-    ("", "no CAMERAS in the config"),
-    ("CAMERAS = {'a': {'cam': 'x.mp4', 'PRE_ALARM_SECONDS': 3}}", "did you mean PRE_ALARM_RECORDING_SECONDS"),
-    ("CAMERAS = {'a': {'cam': 'x.mp4', 'POST_CAPTURE_SECONDS': -1}}", "CAMERAS['a']: POST_CAPTURE_SECONDS"),
-    ("CAMERAS = {'a/b': {'cam': 'x.mp4'}}", "folder name"),
-    ("CAMERAS = {'a': 'rtsp://x'}", "expected a dict of settings"),
-    ("CAMERAS = {'a': {'CAMERA_NAME': 'b'}}", "cannot be set per camera"),
-])
+@pytest.mark.parametrize(
+    "config, needle",
+    [
+        ("", "no CAMERAS in the config"),
+        (
+            "CAMERAS = {'a': {'cam': 'x.mp4', 'PRE_ALARM_SECONDS': 3}}",
+            "did you mean PRE_ALARM_RECORDING_SECONDS",
+        ),
+        (
+            "CAMERAS = {'a': {'cam': 'x.mp4', 'POST_CAPTURE_SECONDS': -1}}",
+            "CAMERAS['a']: POST_CAPTURE_SECONDS",
+        ),
+        ("CAMERAS = {'a/b': {'cam': 'x.mp4'}}", "folder name"),
+        ("CAMERAS = {'a': 'rtsp://x'}", "expected a dict of settings"),
+        ("CAMERAS = {'a': {'CAMERA_NAME': 'b'}}", "cannot be set per camera"),
+    ],
+)
 def test_run_config_errors_are_one_line(isolated_home, config, needle):
     (isolated_home / "machine_specific_configuration.py").write_text(config + "\n")
     r = run_cli("run", timeout=30)
@@ -230,7 +265,9 @@ def test_run_config_errors_are_one_line(isolated_home, config, needle):
 
 
 def test_run_unknown_camera(isolated_home):
-    (isolated_home / "machine_specific_configuration.py").write_text("CAMERAS = {'front': {'cam': 'x.mp4'}}\n")
+    (isolated_home / "machine_specific_configuration.py").write_text(
+        "CAMERAS = {'front': {'cam': 'x.mp4'}}\n"
+    )
     r = run_cli("run", "--camera", "frnt", timeout=30)
     assert r.returncode == 2 and "did you mean 'front'" in r.stderr
 
@@ -241,9 +278,12 @@ def test_workers_stop_when_run_is_killed(tmp_path, isolated_home, scene_cache, r
     server = rtsp_server(scene_cache())
     out = tmp_path / "video"
     (isolated_home / "machine_specific_configuration.py").write_text(
-        f"PATH_FOR_VIDEO = {str(out)!r}\nSTATUS_INTERVAL_SECS = 0.5\nCAMERAS = {{'front': {{'cam': {server.url!r}}}}}\n")
-    proc = subprocess.Popen([sys.executable, "-m", "nvr_cli", "run"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+        f"PATH_FOR_VIDEO = {str(out)!r}\nSTATUS_INTERVAL_SECS = 0.5\nCAMERAS = "
+        f"{{'front': {{'cam': {server.url!r}}}}}\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nvr_cli", "run"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         worker = wait_for(lambda: connected(out, "front"), timeout=30)
         assert worker
@@ -260,13 +300,34 @@ def test_status_of_a_continuous_only_camera(tmp_path, scene_cache, rtsp_server):
     """No decoding: ffmpeg's progress is the pulse, and segments count as bytes written today."""
     server = rtsp_server(scene_cache())
     out = tmp_path / "video"
-    proc = subprocess.Popen([sys.executable, "-m", "nvr_cli", "record", server.url, "--output", str(out),
-                             "--name", "gate", "--continuous", "--no-motion", "--segment-seconds", "2"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "nvr_cli",
+            "record",
+            server.url,
+            "--output",
+            str(out),
+            "--name",
+            "gate",
+            "--continuous",
+            "--no-motion",
+            "--segment-seconds",
+            "2",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     log = LineCollector(proc.stderr)
     try:
-        st = wait_for(lambda: (x := statuses(out).get("gate")) and x["state"] == "connected" and x["bytes_today"] > 0
-                      and x, timeout=30)
+        st = wait_for(
+            lambda: (
+                (x := statuses(out).get("gate")) and x["state"] == "connected" and x["bytes_today"] > 0 and x
+            ),
+            timeout=30,
+        )
         assert st, log.text()
         assert st["events_today"] == 0 and st["source"] == server.url
         assert run_cli("status", "--output", out, check=0).stdout.count("gate") == 1
@@ -285,7 +346,8 @@ def test_status_of_a_continuous_only_camera(tmp_path, scene_cache, rtsp_server):
 
 def test_config_show_hides_passwords_inside_cameras(isolated_home):
     (isolated_home / "machine_specific_configuration.py").write_text(
-        "CAMERAS = {'front': {'cam': 'rtsp://admin:Sup3r-s3cret@127.0.0.1/a'}}\n")
+        "CAMERAS = {'front': {'cam': 'rtsp://admin:Sup3r-s3cret@127.0.0.1/a'}}\n"
+    )
     for args in (("config", "show"), ("config", "show", "--json")):
         r = run_cli(*args, check=0)
         assert "admin:***@127.0.0.1" in r.stdout and "Sup3r-s3cret" not in r.stdout

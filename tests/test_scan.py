@@ -1,9 +1,9 @@
 """scan over files: JSON/CSV/table output, --extract, real footage from ../shared."""
+
 import csv
 import json
 
 import pytest
-
 from helpers import NUMBER_MASK, clips, decode_all, run_cli, shared
 
 SHORT = ["--motion-duration", "1", "--post-capture", "0", "--pre-alarm", "0"]
@@ -16,8 +16,9 @@ def scan_json(*args):
 
 def test_scan_json_events_match_the_walkers(scene_cache):
     scene = scene_cache()
-    (result,) = scan_json(scene, "--mask", NUMBER_MASK, "--pre-alarm", "2", "--motion-duration", "1",
-                          "--post-capture", "0.5")
+    (result,) = scan_json(
+        scene, "--mask", NUMBER_MASK, "--pre-alarm", "2", "--motion-duration", "1", "--post-capture", "0.5"
+    )
     assert result["file"] == str(scene) and abs(result["duration"] - 30.0) < 0.1
     events = result["events"]
     assert len(events) == 2
@@ -40,8 +41,17 @@ def test_scan_without_events_exits_0_and_csv(tmp_path, scene_cache):
 
 
 def test_scan_extract_writes_clips_like_record(tmp_path, scene_cache):
-    (result,) = scan_json(scene_cache(), "--mask", NUMBER_MASK, *SHORT, "--extract", "--output", tmp_path / "v",
-                          "--name", "scan")
+    (result,) = scan_json(
+        scene_cache(),
+        "--mask",
+        NUMBER_MASK,
+        *SHORT,
+        "--extract",
+        "--output",
+        tmp_path / "v",
+        "--name",
+        "scan",
+    )
     files = clips(tmp_path / "v" / "scan")
     assert len(files) == len(result["events"]) == 2
     for f, e in zip(files, result["events"]):
@@ -59,9 +69,13 @@ def test_scan_bad_inputs_are_one_line_errors(tmp_path, scene_cache):
     corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40)
     truncated = tmp_path / "truncated.mp4"
     truncated.write_bytes(scene_cache().read_bytes()[:3000])
-    cases = [(tmp_path / "missing.mp4", "no such file"), (tmp_path, "is a directory"),
-             (corrupt, "corrupt"), (truncated, "corrupt"),
-             ("rtsp://u:pw@127.0.0.1:1/x", "scan takes video files")]
+    cases = [
+        (tmp_path / "missing.mp4", "no such file"),
+        (tmp_path, "is a directory"),
+        (corrupt, "corrupt"),
+        (truncated, "corrupt"),
+        ("rtsp://u:pw@127.0.0.1:1/x", "scan takes video files"),
+    ]
     for target, words in cases:
         proc = run_cli("scan", target)
         assert proc.returncode == 1, (target, proc.stderr)
@@ -78,6 +92,7 @@ def test_scan_one_bad_file_does_not_stop_the_others(tmp_path, scene_cache):
 
 
 # --- real footage ------------------------------------------------------------------------------
+
 
 def test_car_detection_auto_exposure_dips_are_not_events():
     # cars drive through around 4-9, 14-20 and 25-28 s; the picture dims several times, also after
@@ -121,8 +136,9 @@ def test_variable_frame_rate_times_come_from_timestamps():
 
 def test_region_limits_traffic_to_three_bursts():
     (full,) = scan_json(shared("video", "traffic_camera.mp4"), *SHORT)
-    (region,) = scan_json(shared("video", "traffic_camera.mp4"), *SHORT,
-                          "--region", "631,532 841,532 841,659 631,659")
+    (region,) = scan_json(
+        shared("video", "traffic_camera.mp4"), *SHORT, "--region", "631,532 841,532 841,659 631,659"
+    )
     covered = sum(e["end"] - e["start"] for e in region["events"])
     assert sum(e["end"] - e["start"] for e in full["events"]) > 20  # a busy motorway: motion throughout
     assert covered < 12 and 3 <= len(region["events"]) <= 5
@@ -142,8 +158,16 @@ def test_other_footage_formats_scan(name):
 
 
 def test_extract_uses_the_container_creation_time(tmp_path):
-    (result,) = scan_json(shared("video", "car-detection.mp4"), *SHORT, "--extract", "--output", tmp_path,
-                          "--name", "lot", "--utc")
+    (result,) = scan_json(
+        shared("video", "car-detection.mp4"),
+        *SHORT,
+        "--extract",
+        "--output",
+        tmp_path,
+        "--name",
+        "lot",
+        "--utc",
+    )
     side = json.loads(open(result["events"][0]["clip"].replace(".mp4", ".json")).read())
     # creation_time 2018-04-19T22:46:00Z; the first car triggers 4.56 s in
     assert side["trigger"].startswith("2018-04-19T22:46:04.")
@@ -154,7 +178,9 @@ def test_damaged_file_reports_what_came_before_and_fails(tmp_path, scene_cache):
     data = bytearray(scene_cache().read_bytes())
     n = len(data)
     damaged = tmp_path / "damaged.mp4"
-    data[n * 3 // 4:n * 3 // 4 + 20000] = bytes(20000)  # zeroed in the middle of the second walker... or after
+    data[n * 3 // 4 : n * 3 // 4 + 20000] = bytes(
+        20000
+    )  # zeroed in the middle of the second walker... or after
     damaged.write_bytes(bytes(data))
     truncated = tmp_path / "truncated.mp4"
     truncated.write_bytes(scene_cache().read_bytes()[: n * 3 // 5])
@@ -165,11 +191,14 @@ def test_damaged_file_reports_what_came_before_and_fails(tmp_path, scene_cache):
         assert "truncated or corrupt" in line["error"]
         assert line["events"] and line["events"][0]["trigger"] < 9  # the first walker was still found
         errors = proc.stderr.strip().splitlines()
-        assert len(errors) == 1 and errors[0].startswith("nvr-cli: error:") and "decoding stopped at" in errors[0]
+        assert (
+            len(errors) == 1
+            and errors[0].startswith("nvr-cli: error:")
+            and "decoding stopped at" in errors[0]
+        )
     proc = run_cli("record", truncated, "--output", tmp_path / "v", "--mask", NUMBER_MASK, *SHORT)
     assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].startswith("nvr-cli: error:")
     assert clips(tmp_path / "v")  # the clip before the damage is kept, complete
-
 
 
 def test_fast_files_are_analysed_at_most_max_analysis_fps(scene_cache):
@@ -191,15 +220,20 @@ def test_fast_files_are_analysed_at_most_max_analysis_fps(scene_cache):
 
 # --- the library function behind `scan` -------------------------------------------------------
 
+
 def test_scan_file_returns_a_typed_result(walking):
     from nvr_cli.config import Settings
     from nvr_cli.core.errors import SourceError
     from nvr_cli.core.geometry import parse_polygon
     from nvr_cli.runtime.scan import ScanResult, scan_file
 
-    s = Settings().replace(MASKS=(parse_polygon(NUMBER_MASK),), MINIMAL_MOTION_DURATION=1.0,
-                           POST_CAPTURE_SECONDS=0.0, PRE_ALARM_RECORDING_SECONDS=0.0,
-                           INITIAL_WAIT_INTERVAL_BEFORE_MOTION_DETECTION_SECS=0)
+    s = Settings().replace(
+        MASKS=(parse_polygon(NUMBER_MASK),),
+        MINIMAL_MOTION_DURATION=1.0,
+        POST_CAPTURE_SECONDS=0.0,
+        PRE_ALARM_RECORDING_SECONDS=0.0,
+        INITIAL_WAIT_INTERVAL_BEFORE_MOTION_DETECTION_SECS=0,
+    )
     seen = []
 
     class Bar:
@@ -217,8 +251,14 @@ def test_scan_file_returns_a_typed_result(walking):
     assert result.fps == 15.0 and seen == [("walking.mp4", 180), 180]
     (event,) = result.events  # someone walks the whole 12 s: one event
     assert 0 <= event["start"] <= event["trigger"] < 1.0 and event["end"] >= 11.5 and event["peak_score"] > 0
-    assert result.as_dict() == {"file": str(walking), "duration": result.duration, "frames": 180,
-                                "analysed_frames": 180, "fps": 15.0, "events": result.events}
+    assert result.as_dict() == {
+        "file": str(walking),
+        "duration": result.duration,
+        "frames": 180,
+        "analysed_frames": 180,
+        "fps": 15.0,
+        "events": result.events,
+    }
     with pytest.raises(SourceError, match="scan takes video files"):
         scan_file(s, "rtsp://127.0.0.1:1/x")
     with pytest.raises(SourceError, match="no such file"):

@@ -1,34 +1,48 @@
 """The scripts in scripts/ run against the installed library."""
+
 import subprocess
 import sys
 
 import numpy as np
-
 from helpers import NUMBER_MASK, ROOT, decode_all, ffprobe
 
 
 def script(name, *args):
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / name), *map(str, args)],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / name), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_four_panel_debug_video(tmp_path, scene_cache):
     out = tmp_path / "debug.mp4"
     # frames 100-160 of the scene: quiet until frame 120, then the walker
-    proc = script("motion_detection_test_with_contours.py", scene_cache(), "-o", out, "--max-frames", 160,
-                  "--mask", NUMBER_MASK, "--frame-width", 320)
+    proc = script(
+        "motion_detection_test_with_contours.py",
+        scene_cache(),
+        "-o",
+        out,
+        "--max-frames",
+        160,
+        "--mask",
+        NUMBER_MASK,
+        "--frame-width",
+        320,
+    )
     assert proc.returncode == 0, proc.stderr
     assert ffprobe(out)["streams"][0]["width"] == 640 and ffprobe(out)["streams"][0]["height"] == 360
     frames = decode_all(out)
     assert len(frames) == 160
 
     def morph_panel(img):  # bottom-left: after threshold, dilate and erode (below its label)
-        return img[180 + 25:, :320]
+        return img[180 + 25 :, :320]
 
     assert np.mean(morph_panel(frames[100]) > 128) < 0.001  # nothing changed yet
     assert np.mean(morph_panel(frames[140]) > 128) > 0.01  # the walker
     # bottom-right has the red box drawn around it
-    br = frames[140][180 + 25:, 320:].astype(int)
+    br = frames[140][180 + 25 :, 320:].astype(int)
     assert np.sum((br[..., 2] > 180) & (br[..., 1] < 60) & (br[..., 0] < 60)) > 50
 
 
@@ -41,7 +55,15 @@ def test_score_script_and_recorder_wrapper(tmp_path, scene_cache):
     proc = script("motion_detection_test.py", scene_cache("quiet", seconds=6, walkers=[]), "--every", 10)
     rows = proc.stdout.strip().splitlines()
     assert proc.returncode == 0 and rows[0].startswith("frame") and len(rows) == 1 + 9
-    proc = script("motion_driven_recorder.py", scene_cache(), "--output", tmp_path, "--mask", NUMBER_MASK,
-                  "--motion-duration", "1")
+    proc = script(
+        "motion_driven_recorder.py",
+        scene_cache(),
+        "--output",
+        tmp_path,
+        "--mask",
+        NUMBER_MASK,
+        "--motion-duration",
+        "1",
+    )
     assert proc.returncode == 0, proc.stderr
     assert len(list(tmp_path.rglob("*.mp4"))) == 2

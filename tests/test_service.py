@@ -1,4 +1,5 @@
 """Service files are checked by the real tools: systemd-analyze, and a real supervisord running one."""
+
 import configparser
 import json
 import os
@@ -10,13 +11,13 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from helpers import NUMBER_MASK, pid_alive, run_cli, terminate, wait_for
 
 
 def _config(home: Path, cams: str, out="video"):
     (home / "machine_specific_configuration.py").write_text(
-        f"PATH_FOR_VIDEO = {out!r}\nSTATUS_INTERVAL_SECS = 0.5\nCAMERAS = {cams}\n")
+        f"PATH_FOR_VIDEO = {out!r}\nSTATUS_INTERVAL_SECS = 0.5\nCAMERAS = {cams}\n"
+    )
 
 
 def test_systemd_units_verify(tmp_path, isolated_home):
@@ -36,11 +37,15 @@ def test_systemd_units_verify(tmp_path, isolated_home):
         argv = shlex.split(svc["ExecStart"])
         # the command it names is this installation's nvr-cli, and it runs
         i = argv.index("run")
-        assert subprocess.run(argv[:i] + ["--version"], capture_output=True, text=True).stdout.startswith("nvr-cli")
+        assert subprocess.run(argv[:i] + ["--version"], capture_output=True, text=True).stdout.startswith(
+            "nvr-cli"
+        )
         if "front" in name:
             assert argv[i:] == ["run", "--camera", "front"] and svc["User"] == "daemon"
         if shutil.which("systemd-analyze"):
-            r = subprocess.run(["systemd-analyze", "verify", str(tmp_path / name)], capture_output=True, text=True)
+            r = subprocess.run(
+                ["systemd-analyze", "verify", str(tmp_path / name)], capture_output=True, text=True
+            )
             # what systemd would warn about (unknown keys, bad values) goes to stderr
             assert r.returncode == 0 and r.stderr.strip() == "", r.stderr
     printed = run_cli("service", "systemd", check=0).stdout
@@ -88,16 +93,22 @@ serverurl=unix://{run_dir}/s.sock
         except (OSError, ValueError):
             return None
 
-    sv = subprocess.Popen([shutil.which("supervisord"), "-c", str(conf)], stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
+    sv = subprocess.Popen(
+        [shutil.which("supervisord"), "-c", str(conf)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     ctl = [shutil.which("supervisorctl"), "-c", str(conf)]
     try:
         first = wait_for(lambda: (st := state()) and st["state"] == "connected" and st, timeout=40)
         assert first, (run_dir / "supervisord.log").read_text()
         assert run_cli("status", check=0)
         os.kill(first["pid"], signal.SIGKILL)  # supervisord's autorestart brings it back
-        again = wait_for(lambda: (st := state()) and st["state"] == "connected" and st["pid"] != first["pid"] and st,
-                         timeout=40)
+        again = wait_for(
+            lambda: (st := state()) and st["state"] == "connected" and st["pid"] != first["pid"] and st,
+            timeout=40,
+        )
         assert again, (run_dir / "supervisord.log").read_text()
         r = subprocess.run(ctl + ["stop", "nvr-cli-front"], capture_output=True, text=True, timeout=120)
         assert "stopped" in r.stdout, r.stdout + r.stderr

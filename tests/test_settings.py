@@ -1,4 +1,5 @@
 """Settings: layering, provenance, validation with one-line errors (exit 2)."""
+
 import dataclasses
 import runpy
 import stat
@@ -6,12 +7,12 @@ from types import MappingProxyType
 
 import pytest
 from click.testing import CliRunner
-
 from helpers import ROOT, run_cli
+
 from nvr_cli.cli import cli
+from nvr_cli.config import FIELDS, SECTION_OF, SECTIONS, Settings, load_settings
 from nvr_cli.core.errors import ConfigError
 from nvr_cli.core.geometry import parse_polygon
-from nvr_cli.config import FIELDS, SECTION_OF, SECTIONS, Settings, load_settings
 
 
 def invoke(*args):
@@ -32,9 +33,12 @@ def test_each_stage_gets_its_own_section_and_flat_names_read_through():
     s = Settings(PRE_ALARM_RECORDING_SECONDS=3, MOTION_BLUR_SIZE=5)
     assert s.events.PRE_ALARM_RECORDING_SECONDS == 3.0 == s.PRE_ALARM_RECORDING_SECONDS
     assert s.motion.MOTION_BLUR_SIZE == 5 and not hasattr(s.motion, "PRE_ALARM_RECORDING_SECONDS")
-    assert set(FIELDS) == {f for section in SECTIONS for f in dataclasses.fields(getattr(s, section))
-                           for f in [f.name]}
-    with pytest.raises(ConfigError, match="unknown setting 'PRE_ALARM_SECONDS'; did you mean PRE_ALARM_RECORDING_SECONDS"):
+    assert set(FIELDS) == {
+        f for section in SECTIONS for f in dataclasses.fields(getattr(s, section)) for f in [f.name]
+    }
+    with pytest.raises(
+        ConfigError, match="unknown setting 'PRE_ALARM_SECONDS'; did you mean PRE_ALARM_RECORDING_SECONDS"
+    ):
         Settings(PRE_ALARM_SECONDS=3)
     with pytest.raises(ConfigError, match="MOTION_BLUR_SIZE: must be odd"):
         s.replace(MOTION_BLUR_SIZE=4)
@@ -44,7 +48,8 @@ def test_machine_file_overrides_config_and_options_override_both(isolated_home):
     (isolated_home / "config.py").write_text((ROOT / "config.py").read_text())
     (isolated_home / "machine_specific_configuration.py").write_text(
         "PRE_ALARM_RECORDING_SECONDS = 7\nCAMERA_NAME = 'yard'\n"
-        "def subFolderNameGeneratorFunc(dts):\n    return f'{dts.year}-{dts.month:02}'\n")
+        "def subFolderNameGeneratorFunc(dts):\n    return f'{dts.year}-{dts.month:02}'\n"
+    )
     loaded = load_settings(overrides={"CAMERA_NAME": "gate"})
     s = loaded.settings
     assert s.PRE_ALARM_RECORDING_SECONDS == 7.0
@@ -58,24 +63,27 @@ def test_machine_file_overrides_config_and_options_override_both(isolated_home):
     assert "7.0" in line and "machine_specific_configuration.py" in line
 
 
-@pytest.mark.parametrize("body, fragment", [
-    ("PRE_ALARM_RECORDNG_SECONDS = 3\n", "did you mean PRE_ALARM_RECORDING_SECONDS?"),
-    ("pre_alarm_recording_seconds = 3\n", "did you mean PRE_ALARM_RECORDING_SECONDS?"),
-    ("PRE_ALARM_RECORDING_SECONDS = 'five'\n", "expected a number"),
-    ("PRE_ALARM_RECORDING_SECONDS = -1\n", "must be at least 0"),
-    ("MOTION_BLUR_SIZE = 20\n", "must be odd"),
-    ("MOTION_DILATE_ITERATIONS = 2.5\n", "whole number"),
-    ("LOG_TO_CONSOLE = 'maybe'\n", "expected True or False"),
-    ("EVENT_REENCODE = 'maybe'\n", "expected True, False or None (automatic)"),
-    ("MASKS = ['0,0 10,10']\n", "at least 3 points"),
-    ("MASKS = ['0,0 10,x 5,5']\n", "must be numbers"),
-    ("REGIONS = 5\n", "list of polygons"),
-    ("scaleFrameTo = (500,)\n", "(width, height)"),
-    ("APP_LOG_LEVEL = 'LOUD'\n", "DEBUG, INFO"),
-    ("CAMERA_NAME = 'a/b'\n", "folder name"),
-    ("x = = 1\n", "syntax error"),
-    ("raise RuntimeError('boom')\n", "RuntimeError: boom"),
-])
+@pytest.mark.parametrize(
+    "body, fragment",
+    [
+        ("PRE_ALARM_RECORDNG_SECONDS = 3\n", "did you mean PRE_ALARM_RECORDING_SECONDS?"),
+        ("pre_alarm_recording_seconds = 3\n", "did you mean PRE_ALARM_RECORDING_SECONDS?"),
+        ("PRE_ALARM_RECORDING_SECONDS = 'five'\n", "expected a number"),
+        ("PRE_ALARM_RECORDING_SECONDS = -1\n", "must be at least 0"),
+        ("MOTION_BLUR_SIZE = 20\n", "must be odd"),
+        ("MOTION_DILATE_ITERATIONS = 2.5\n", "whole number"),
+        ("LOG_TO_CONSOLE = 'maybe'\n", "expected True or False"),
+        ("EVENT_REENCODE = 'maybe'\n", "expected True, False or None (automatic)"),
+        ("MASKS = ['0,0 10,10']\n", "at least 3 points"),
+        ("MASKS = ['0,0 10,x 5,5']\n", "must be numbers"),
+        ("REGIONS = 5\n", "list of polygons"),
+        ("scaleFrameTo = (500,)\n", "(width, height)"),
+        ("APP_LOG_LEVEL = 'LOUD'\n", "DEBUG, INFO"),
+        ("CAMERA_NAME = 'a/b'\n", "folder name"),
+        ("x = = 1\n", "syntax error"),
+        ("raise RuntimeError('boom')\n", "RuntimeError: boom"),
+    ],
+)
 def test_bad_config_is_one_line_and_exit_2(tmp_path, body, fragment):
     cfg = tmp_path / "bad.py"
     cfg.write_text(body)
@@ -94,7 +102,9 @@ def test_missing_or_directory_config_file(tmp_path):
         assert out.exit_code == 2 and words in out.output
 
 
-@pytest.mark.skipif(__import__("os").geteuid() == 0, reason="root reads any file; permissions cannot be tested")
+@pytest.mark.skipif(
+    __import__("os").geteuid() == 0, reason="root reads any file; permissions cannot be tested"
+)
 def test_unreadable_config_file(tmp_path):
     cfg = tmp_path / "c.py"
     cfg.write_text("CAMERA_NAME = 'x'\n")
@@ -113,7 +123,9 @@ def test_bad_option_value_is_exit_2():
 
 def test_legacy_names_warn_and_helpers_are_allowed(tmp_path):
     cfg = tmp_path / "old.py"
-    cfg.write_text("import os\nFOURCC_CODEC = 'DIVX'\ndef helper(x):\n    return x\nCAMERA_NAME = helper('old')\n")
+    cfg.write_text(
+        "import os\nFOURCC_CODEC = 'DIVX'\ndef helper(x):\n    return x\nCAMERA_NAME = helper('old')\n"
+    )
     loaded = load_settings(str(cfg))
     assert loaded.settings.CAMERA_NAME == "old"
     assert any("FOURCC_CODEC" in w for w in loaded.warnings)
@@ -133,10 +145,16 @@ def test_settings_made_in_code_are_validated_and_typed():
         Settings().replace(PRE_ALARM_RECORDING_SECONDS=-1)
     with pytest.raises(ConfigError, match=r"^MASKS: .*at least 3 points"):
         Settings(MASKS=["0,0 10,10"])
-    s = Settings().replace(ON_EVENT_END=["/bin/true", "-x"], MASKS=["0,0 10,0 10,10"], scaleFrameTo=[320, 240],
-                           OBJECT_LABELS_OF_INTEREST="person, car", APP_LOG_LEVEL="debug",
-                           PRE_ALARM_RECORDING_SECONDS=3,
-                           OBJECT_LABEL_OVERRIDES={"car": {"min_score": 1}}, CAMERAS={"front": {"cam": "rtsp://h/x"}})
+    s = Settings().replace(
+        ON_EVENT_END=["/bin/true", "-x"],
+        MASKS=["0,0 10,0 10,10"],
+        scaleFrameTo=[320, 240],
+        OBJECT_LABELS_OF_INTEREST="person, car",
+        APP_LOG_LEVEL="debug",
+        PRE_ALARM_RECORDING_SECONDS=3,
+        OBJECT_LABEL_OVERRIDES={"car": {"min_score": 1}},
+        CAMERAS={"front": {"cam": "rtsp://h/x"}},
+    )
     assert s.ON_EVENT_END == ("/bin/true", "-x") and s.scaleFrameTo == (320, 240)
     assert s.MASKS == (parse_polygon("0,0 10,0 10,10"),) and s.OBJECT_LABELS_OF_INTEREST == ("person", "car")
     assert s.APP_LOG_LEVEL == "DEBUG" and type(s.PRE_ALARM_RECORDING_SECONDS) is float
@@ -164,8 +182,9 @@ def test_misspelt_config_function_is_an_unknown_setting(tmp_path):
     cfg.write_text(MISSPELT_FUNCTION)
     with pytest.raises(ConfigError) as e:
         load_settings(str(cfg))
-    assert str(e.value) == (f"{cfg}: unknown setting 'subFolderNameGeneratorFun'; "
-                            "did you mean subFolderNameGeneratorFunc?")
+    assert str(e.value) == (
+        f"{cfg}: unknown setting 'subFolderNameGeneratorFun'; did you mean subFolderNameGeneratorFunc?"
+    )
     proc = run_cli("config", "check", "--config", cfg)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [f"nvr-cli: error: {e.value}"]
@@ -173,10 +192,12 @@ def test_misspelt_config_function_is_an_unknown_setting(tmp_path):
 
 def test_helper_functions_and_lambdas_with_other_names_are_allowed(tmp_path):
     cfg = tmp_path / "c.py"
-    cfg.write_text("def folder_for(dts):\n    return dts.strftime('%Y')\n"
-                   "def subFolderNameGeneratorFunc(dts):\n    return folder_for(dts)\n"
-                   "def camera(n):\n    return f'rtsp://10.0.0.{n}/s'\n"
-                   "scale = lambda w: (w, w * 9 // 16)\ncam = camera(5)\nscaleFrameTo = scale(320)\n")
+    cfg.write_text(
+        "def folder_for(dts):\n    return dts.strftime('%Y')\n"
+        "def subFolderNameGeneratorFunc(dts):\n    return folder_for(dts)\n"
+        "def camera(n):\n    return f'rtsp://10.0.0.{n}/s'\n"
+        "scale = lambda w: (w, w * 9 // 16)\ncam = camera(5)\nscaleFrameTo = scale(320)\n"
+    )
     s = load_settings(str(cfg)).settings
     assert s.cam == "rtsp://10.0.0.5/s" and s.scaleFrameTo == (320, 180)
     assert s.subFolderNameGeneratorFunc.__name__ == "subFolderNameGeneratorFunc"

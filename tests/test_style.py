@@ -1,5 +1,6 @@
 """One style everywhere (ruff.toml: `ruff format`, `ruff check`, lines of 110) and type hints on every
 public function of the package, so a reader and an editor know what each takes and gives."""
+
 import ast
 import shutil
 import subprocess
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-TREES = ["nvr_cli", "tests", "bench", "scripts"]
+TREES = ["."]  # what README says to run: the package, tests, bench, scripts and the config files
 
 
 def _ruff() -> str:
@@ -45,11 +46,15 @@ def _unhinted(path: Path, base: Path = ROOT) -> list:
                 if prefix and params and params[0].arg in ("self", "cls"):
                     params = params[1:]
                 missing = [p.arg for p in params if p.annotation is None]
-                missing += [f"*{p.arg}" for p in (a.vararg, a.kwarg) if p is not None and p.annotation is None]
+                missing += [
+                    f"*{p.arg}" for p in (a.vararg, a.kwarg) if p is not None and p.annotation is None
+                ]
                 if node.returns is None and node.name != "__init__":
                     missing.append("return")
                 if missing:
-                    found.append(f"{path.relative_to(base)}:{node.lineno} {prefix}{node.name}: {', '.join(missing)}")
+                    found.append(
+                        f"{path.relative_to(base)}:{node.lineno} {prefix}{node.name}: {', '.join(missing)}"
+                    )
 
     visit(ast.parse(path.read_text()).body, "", True)
     return found
@@ -62,8 +67,10 @@ def test_every_public_function_has_type_hints():
 
 def test_the_hint_check_sees_what_it_should(tmp_path):
     sample = tmp_path / "sample.py"
-    sample.write_text("def shown(a, b: int):\n    pass\n\n\ndef _private(a):\n    pass\n\n\n"
-                      "class Public:\n    def method(self, x: int) -> None:\n        pass\n\n"
-                      "    def __init__(self, y):\n        pass\n")
+    sample.write_text(
+        "def shown(a, b: int):\n    pass\n\n\ndef _private(a):\n    pass\n\n\n"
+        "class Public:\n    def method(self, x: int) -> None:\n        pass\n\n"
+        "    def __init__(self, y):\n        pass\n"
+    )
     found = _unhinted(sample, tmp_path)
     assert [f.split(" ", 1)[1] for f in found] == ["shown: a, return", "Public.__init__: y"]

@@ -1,5 +1,6 @@
 """Unattended for months: no component dies silently, nothing grows with run time, and no child
 process outlives its camera. Real ffmpeg, the real RTSP test server, real files, a real tmpfs."""
+
 import json
 import os
 import shutil
@@ -12,20 +13,31 @@ from pathlib import Path
 
 import cv2
 import pytest
+from helpers import (
+    NUMBER_MASK,
+    LineCollector,
+    clips,
+    decode_all,
+    descendants,
+    mount_tmpfs,
+    pid_alive,
+    start_recorder,
+    terminate,
+    unmount,
+    wait_for,
+)
 
-from helpers import (NUMBER_MASK, LineCollector, clips, decode_all, descendants, mount_tmpfs, pid_alive,
-                     start_recorder, terminate, unmount, wait_for)
 import nvr_cli.storage.paths as storage
-from nvr_cli.analysis.analysers import QrScanner
-from nvr_cli.storage.segments import INDEX, append_index, index_folders, read_index
+from nvr_cli.analysis.qr import QrScanner
+from nvr_cli.config import Settings
 from nvr_cli.core.errors import StorageError
 from nvr_cli.core.frames import Frame
-from nvr_cli.runtime.logs import setup_logging
-from nvr_cli.output.packet_clip import PacketClip, open_packet_clip
-from nvr_cli.source.packets import PacketRing
-from nvr_cli.config import Settings
-from nvr_cli.source.spec import parse_source
 from nvr_cli.core.supervised import Supervised
+from nvr_cli.output.packet_clip import PacketClip, open_packet_clip
+from nvr_cli.runtime.logs import setup_logging
+from nvr_cli.source.packets import PacketRing
+from nvr_cli.source.spec import parse_source
+from nvr_cli.storage.segments import INDEX, append_index, index_folders, read_index
 
 
 def recorder(url, out, *extra, config=None):
@@ -38,7 +50,7 @@ def ffmpeg_wrapper(folder: Path, ffmpeg: str, remux_sleep: float = 0) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "ffmpeg"
     slow = f'case "$*" in *+faststart*) sleep {remux_sleep};; esac\n' if remux_sleep else ""
-    path.write_text(f"#!/bin/sh\n{slow}exec {ffmpeg} \"$@\"\n")
+    path.write_text(f'#!/bin/sh\n{slow}exec {ffmpeg} "$@"\n')
     path.chmod(0o755)
     return path
 
@@ -54,6 +66,7 @@ def names(pids) -> list:
 
 
 # --- 1. no component dies silently ---------------------------------------------------------------
+
 
 def test_a_crashing_component_is_logged_with_its_traceback_restarted_then_declared_fatal(tmp_path):
     log_file = tmp_path / "nvr.log"
@@ -72,8 +85,15 @@ def test_a_crashing_component_is_logged_with_its_traceback_restarted_then_declar
     assert calls[2] - calls[1] > calls[1] - calls[0]  # backoff grows
 
     fatal = []
-    broken = Supervised("broken part", lambda: 1 / 0, stop, on_fatal=fatal.append, max_failures=3,
-                        first_delay=0.01, max_delay=0.02).start()
+    broken = Supervised(
+        "broken part",
+        lambda: 1 / 0,
+        stop,
+        on_fatal=fatal.append,
+        max_failures=3,
+        first_delay=0.01,
+        max_delay=0.02,
+    ).start()
     broken.join(10)
     assert fatal and fatal[0].startswith("broken part failed 4 times") and "ZeroDivisionError" in fatal[0]
     text = log_file.read_text()
@@ -90,7 +110,9 @@ def test_continuous_only_survives_a_full_disk_and_records_when_space_returns(tmp
         out = mnt / "video"
         cfg = tmp_path / "no_floor.py"
         cfg.write_text("RETENTION_MIN_FREE_GB = 0\n")  # nothing may be deleted: recording must keep trying
-        proc, log = recorder(server.url, out, "--continuous", "--no-motion", "--segment-seconds", "2", config=cfg)
+        proc, log = recorder(
+            server.url, out, "--continuous", "--no-motion", "--segment-seconds", "2", config=cfg
+        )
         try:
             assert wait_for(lambda: "space left" in log.text().lower(), timeout=90), log.text()[-2000:]
             full_at = time.monotonic()
@@ -98,8 +120,9 @@ def test_continuous_only_survives_a_full_disk_and_records_when_space_returns(tmp
             assert proc.poll() is None, "the recorder exited on a full disk:\n" + log.text()[-2000:]
             indexed = len(read_index(out / "cam"))
             subprocess.run(["mount", "-o", "remount,size=64m", str(mnt)], check=True)
-            assert wait_for(lambda: len(read_index(out / "cam")) >= indexed + 3, timeout=40), \
+            assert wait_for(lambda: len(read_index(out / "cam")) >= indexed + 3, timeout=40), (
                 "no new segments after the space returned:\n" + log.text()[-3000:]
+            )
             assert proc.poll() is None
             terminate(proc)
         finally:
@@ -143,13 +166,19 @@ def test_a_component_that_cannot_recover_makes_record_exit_non_zero(tmp_path, wa
     assert proc.returncode == 1, text[-3000:]
     assert "packet buffer crashed (FileNotFoundError" in text and "Traceback" in text
     assert "packet buffer failed 6 times" in text
-    assert text.strip().splitlines()[-1].startswith("nvr-cli: error: recording of cam stopped: packet buffer failed")
+    assert (
+        text.strip()
+        .splitlines()[-1]
+        .startswith("nvr-cli: error: recording of cam stopped: packet buffer failed")
+    )
 
 
 # --- 2. nothing grows with run time --------------------------------------------------------------
 
-def test_a_clip_writer_that_stops_reading_ends_that_clip_not_the_memory(tmp_path, walking, rtsp_server, ffmpeg,
-                                                                       monkeypatch):
+
+def test_a_clip_writer_that_stops_reading_ends_that_clip_not_the_memory(
+    tmp_path, walking, rtsp_server, ffmpeg, monkeypatch
+):
     server = rtsp_server(walking)
     ring = PacketRing(parse_source(server.url), ffmpeg, 2.0, threading.Event())
     try:
@@ -177,8 +206,9 @@ def test_qr_payloads_seen_long_ago_are_forgotten():
     enc = cv2.QRCodeEncoder.create()
     for i in range(150):  # a delivery code a minute for 2.5 hours
         code = cv2.resize(enc.encode(f"parcel-{i}"), None, fx=6, fy=6, interpolation=cv2.INTER_NEAREST)
-        img = cv2.cvtColor(cv2.copyMakeBorder(code, 30, 30, 30, 30, cv2.BORDER_CONSTANT, value=255),
-                           cv2.COLOR_GRAY2BGR)
+        img = cv2.cvtColor(
+            cv2.copyMakeBorder(code, 30, 30, 30, 30, cv2.BORDER_CONSTANT, value=255), cv2.COLOR_GRAY2BGR
+        )
         seen = scanner.process(Frame(img, 60.0 * i, i), None)
         assert [q.payload for q in seen] == [f"parcel-{i}"]
     assert len(scanner._seen) <= 65
@@ -190,8 +220,10 @@ def test_an_event_cut_reads_only_the_days_it_can_touch(tmp_path):
     t0 = 1_780_000_000.0
     for d in range(30):  # a month of history, one segment a day in each day's folder
         start = t0 + d * day
-        append_index(storage.clip_dir(root, "cam", start), {"file": f"s{d}.seg.mp4", "start": start,
-                                                            "end": start + 60, "size": 1, "valid": True})
+        append_index(
+            storage.clip_dir(root, "cam", start),
+            {"file": f"s{d}.seg.mp4", "start": start, "end": start + 60, "size": 1, "valid": True},
+        )
     folders = index_folders(root, "cam", t0 + 20 * day + 10, t0 + 20 * day + 50)
     assert 1 <= len([f for f in folders if (f / INDEX).exists()]) <= 2
     got = read_index(root / "cam", folders)
@@ -200,6 +232,7 @@ def test_an_event_cut_reads_only_the_days_it_can_touch(tmp_path):
 
 
 # --- 4. children never outlive their camera ------------------------------------------------------
+
 
 @pytest.mark.parametrize("mode", [[], ["--continuous"]], ids=["packet-clips", "continuous+reencoded"])
 def test_a_sigkilled_recorder_leaves_no_process_behind(tmp_path, walking, rtsp_server, mode):
@@ -210,14 +243,17 @@ def test_a_sigkilled_recorder_leaves_no_process_behind(tmp_path, walking, rtsp_s
     proc, log = recorder(server.url, out, *mode, "--max-clip", "60", config=cfg)
     try:
         # mid-event: a clip is being written and its hook is running
-        assert wait_for(lambda: list(out.rglob("*.part.mp4")) and "sleep" in names(descendants(proc.pid)),
-                        timeout=40), log.text()[-2000:]
+        assert wait_for(
+            lambda: list(out.rglob("*.part.mp4")) and "sleep" in names(descendants(proc.pid)), timeout=40
+        ), log.text()[-2000:]
         kids = descendants(proc.pid)
         assert names(kids).count("ffmpeg") >= (2 if mode else 2), names(kids)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         left = wait_for(lambda: not [k for k in kids if pid_alive(k)], timeout=2, interval=0.05)
-        assert left, f"still running 2 s after the recorder was killed: {names(k for k in kids if pid_alive(k))}"
+        assert left, (
+            f"still running 2 s after the recorder was killed: {names(k for k in kids if pid_alive(k))}"
+        )
     finally:
         for k in descendants(proc.pid):
             os.kill(k, signal.SIGKILL)
@@ -240,18 +276,27 @@ RESTART_DELAY_SECS = 30
 HOOK_TIMEOUT_SECS = 300
 CAMERAS = {{"gate": {{"cam": {server.url!r}, "ON_EVENT_START": ["/bin/sh", "-c", "sleep 120; echo done"]}}}}
 """)
-    run = subprocess.Popen([sys.executable, "-m", "nvr_cli", "run", "--config", str(cfg)], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "nvr_cli", "run", "--config", str(cfg)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     log = LineCollector(run.stderr)
     try:
+
         def worker_mid_event():
             tree = descendants(run.pid)
             return tree if names(tree).count("sleep") and list(out.rglob("*.part.mp4")) else None
 
         tree = wait_for(worker_mid_event, timeout=60)
         assert tree, log.text()[-2000:]
-        worker = next(p for p in tree if os.path.exists(f"/proc/{p}") and
-                      int(Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[1]) == run.pid)
+        worker = next(
+            p
+            for p in tree
+            if os.path.exists(f"/proc/{p}")
+            and int(Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[1]) == run.pid
+        )
         kids = descendants(worker)
         assert {"sh", "sleep", "ffmpeg"} <= set(names(kids)), names(kids)
         os.kill(worker, signal.SIGKILL)
@@ -309,13 +354,19 @@ PATH_FOR_VIDEO = {str(out)!r}
 RETENTION_CHECK_SECONDS = 5
 CAMERAS = {{"a": {{"cam": {server.url!r}}}, "b": {{"cam": {server.url!r}}}}}
 """)
-    run = subprocess.Popen([sys.executable, "-m", "nvr_cli", "run", "--config", str(cfg)], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "nvr_cli", "run", "--config", str(cfg)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     log = LineCollector(run.stderr)
     try:
         assert wait_for(lambda: not old.exists(), timeout=30)
-        assert wait_for(lambda: (out / ".status" / "a.json").exists() and (out / ".status" / "b.json").exists(),
-                        timeout=30)
+        assert wait_for(
+            lambda: (out / ".status" / "a.json").exists() and (out / ".status" / "b.json").exists(),
+            timeout=30,
+        )
         time.sleep(6)  # another round of checks
     finally:
         terminate(run)
@@ -328,14 +379,47 @@ def test_recovery_leaves_parts_being_written_and_export_temporaries(tmp_path, wa
     day = tmp_path / "video" / "cam" / "2026" / "11" / "29"
     day.mkdir(parents=True)
     left = day / "cam_20261129-110000.part.mp4"  # what a killed recorder left: to be finished
-    subprocess.run([ffmpeg, "-v", "error", "-i", str(walking), "-c", "copy", "-t", "3", "-movflags",
-                    "+frag_keyframe+empty_moov+default_base_moof", "-f", "mp4", str(left)], check=True)
+    subprocess.run(
+        [
+            ffmpeg,
+            "-v",
+            "error",
+            "-i",
+            str(walking),
+            "-c",
+            "copy",
+            "-t",
+            "3",
+            "-movflags",
+            "+frag_keyframe+empty_moov+default_base_moof",
+            "-f",
+            "mp4",
+            str(left),
+        ],
+        check=True,
+    )
     temporary = day / ".export.mp4.part.mp4"  # an export's file in the making
     shutil.copy(left, temporary)
     busy = day / "cam_20261129-120000.part.mp4"  # still being written by another process
-    writer = subprocess.Popen([ffmpeg, "-v", "error", "-re", "-i", str(walking), "-c", "copy", "-movflags",
-                               "+frag_keyframe+empty_moov+default_base_moof", "-flush_packets", "1", "-f", "mp4",
-                               str(busy)])
+    writer = subprocess.Popen(
+        [
+            ffmpeg,
+            "-v",
+            "error",
+            "-re",
+            "-i",
+            str(walking),
+            "-c",
+            "copy",
+            "-movflags",
+            "+frag_keyframe+empty_moov+default_base_moof",
+            "-flush_packets",
+            "1",
+            "-f",
+            "mp4",
+            str(busy),
+        ]
+    )
     try:
         assert wait_for(lambda: storage.plays(busy), timeout=20)
         recovered = storage.recover_parts(tmp_path / "video", "cam", ffmpeg)

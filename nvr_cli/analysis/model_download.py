@@ -1,4 +1,5 @@
 """Fetching detection models into the user's data folder, checked by SHA-256."""
+
 from __future__ import annotations
 
 import hashlib
@@ -13,16 +14,19 @@ from typing import Optional
 
 from nvr_cli.core.errors import NvrError
 
+
 def _coco90() -> list:
     """COCO's 90 class ids as SSD models number them (0-based, "n/a" where COCO left an id unused)."""
-    words = ("person bicycle car motorcycle airplane bus train truck boat traffic_light fire_hydrant n/a "
-             "stop_sign parking_meter bench bird cat dog horse sheep cow elephant bear zebra giraffe n/a "
-             "backpack umbrella n/a n/a handbag tie suitcase frisbee skis snowboard sports_ball kite "
-             "baseball_bat baseball_glove skateboard surfboard tennis_racket bottle n/a wine_glass cup fork "
-             "knife spoon bowl banana apple sandwich orange broccoli carrot hot_dog pizza donut cake chair "
-             "couch potted_plant bed n/a dining_table n/a n/a toilet n/a tv laptop mouse remote keyboard "
-             "cell_phone microwave oven toaster sink refrigerator n/a book clock vase scissors teddy_bear "
-             "hair_drier toothbrush").split()
+    words = (
+        "person bicycle car motorcycle airplane bus train truck boat traffic_light fire_hydrant n/a "
+        "stop_sign parking_meter bench bird cat dog horse sheep cow elephant bear zebra giraffe n/a "
+        "backpack umbrella n/a n/a handbag tie suitcase frisbee skis snowboard sports_ball kite "
+        "baseball_bat baseball_glove skateboard surfboard tennis_racket bottle n/a wine_glass cup fork "
+        "knife spoon bowl banana apple sandwich orange broccoli carrot hot_dog pizza donut cake chair "
+        "couch potted_plant bed n/a dining_table n/a n/a toilet n/a tv laptop mouse remote keyboard "
+        "cell_phone microwave oven toaster sink refrigerator n/a book clock vase scissors teddy_bear "
+        "hair_drier toothbrush"
+    ).split()
     return [w.replace("_", " ") for w in words]
 
 
@@ -41,8 +45,10 @@ KNOWN = {
         "ssd-mobilenet-v1",
         "https://tfhub.dev/tensorflow/lite-model/ssd_mobilenet_v1/1/metadata/1?lite-format=tflite",
         "df027205054d6fd9af22337dd27010fb03701c9d9b122a54468a03c5078db64f",
-        "ssd_mobilenet_v1_1_metadata_1.tflite", tuple(_coco90()),
-        "COCO SSD-MobileNet v1, uint8 300x300, built-in post-processing (TF Hub, Apache-2.0)"),
+        "ssd_mobilenet_v1_1_metadata_1.tflite",
+        tuple(_coco90()),
+        "COCO SSD-MobileNet v1, uint8 300x300, built-in post-processing (TF Hub, Apache-2.0)",
+    ),
 }
 
 
@@ -57,8 +63,9 @@ def _mirror(url: str) -> str:
     return url if not mirror else mirror.rstrip("/") + "/"
 
 
-def download(name_or_url: str, *, sha256: Optional[str] = None, dest: Optional[Path] = None,
-             progress: bool = True) -> tuple:
+def download(
+    name_or_url: str, *, sha256: Optional[str] = None, dest: Optional[Path] = None, progress: bool = True
+) -> tuple:
     """Fetch a known model by name, or any URL; verify it; returns (model path, labels path or None)."""
     dest = Path(dest) if dest else data_dir()
     known = KNOWN.get(name_or_url)

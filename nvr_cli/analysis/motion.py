@@ -1,4 +1,5 @@
 """Motion score by frame differencing: grey, blur, difference, threshold, dilate, erode, contours."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -7,8 +8,8 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from nvr_cli.core.geometry import rasterize
 from nvr_cli.config import MotionSettings
+from nvr_cli.core.geometry import rasterize
 
 # Mean grey-level difference below which a frame repeats the previous one. Exports and some
 # cameras repeat frames irregularly (seen: 15 fps footage at 29.97 fps): real frames differ by
@@ -47,7 +48,11 @@ class MotionDetector:
         # GaussianBlur's own kernel, applied by sepFilter2D: same result, a third less time (0.29 vs 0.44 ms)
         self.blur_kernel = cv2.getGaussianKernel(settings.MOTION_BLUR_SIZE, 0)
         self.area_mask = self._build_mask()
-        self.area = int(cv2.countNonZero(self.area_mask)) if self.area_mask is not None else self.size[0] * self.size[1]
+        self.area = (
+            int(cv2.countNonZero(self.area_mask))
+            if self.area_mask is not None
+            else self.size[0] * self.size[1]
+        )
         if self.area == 0:
             raise ValueError("masks and regions leave nothing of the picture to analyse")
         self.keep_stages = keep_stages
@@ -84,8 +89,12 @@ class MotionDetector:
         if (ax1 - ax0) * (ay1 - ay0) > 0.6 * w * h:
             return None  # not worth it
         sx, sy = self.scale
-        src = (int(ax0 / sx), int(ay0 / sy), min(self.source_size[0], int(np.ceil(ax1 / sx))),
-               min(self.source_size[1], int(np.ceil(ay1 / sy))))
+        src = (
+            int(ax0 / sx),
+            int(ay0 / sy),
+            min(self.source_size[0], int(np.ceil(ax1 / sx))),
+            min(self.source_size[1], int(np.ceil(ay1 / sy))),
+        )
         self.area_mask = np.ascontiguousarray(self.area_mask[ay0:ay1, ax0:ax1])
         return src, (ax0, ay0, ax1 - ax0, ay1 - ay0)
 
@@ -129,16 +138,25 @@ class MotionDetector:
         _, changed = cv2.threshold(diff, s.MOTION_PIXEL_THRESHOLD, 255, cv2.THRESH_BINARY)
         if self.area_mask is not None:
             cv2.bitwise_and(changed, self.area_mask, dst=changed)
-        dilated = cv2.dilate(changed, self.kernel, iterations=s.MOTION_DILATE_ITERATIONS) if s.MOTION_DILATE_ITERATIONS else changed
-        eroded = cv2.erode(dilated, self.kernel, iterations=s.MOTION_ERODE_ITERATIONS) if s.MOTION_ERODE_ITERATIONS else dilated
+        dilated = (
+            cv2.dilate(changed, self.kernel, iterations=s.MOTION_DILATE_ITERATIONS)
+            if s.MOTION_DILATE_ITERATIONS
+            else changed
+        )
+        eroded = (
+            cv2.erode(dilated, self.kernel, iterations=s.MOTION_ERODE_ITERATIONS)
+            if s.MOTION_ERODE_ITERATIONS
+            else dilated
+        )
         if self.area_mask is not None and s.MOTION_DILATE_ITERATIONS:
             # dilation must not grow blobs back into masked-out areas
             cv2.bitwise_and(eroded, self.area_mask, dst=eroded)
         score = cv2.countNonZero(eroded) / self.area
         if self.keep_stages:
             self.stages = {"blurred": blurred, "diff": diff, "threshold": changed, "morph": eroded}
-        if s.LIGHTING_REJECT and (score > s.LIGHTING_MAX_CHANGED_FRACTION
-                                  or abs(mean - ref_mean) > s.LIGHTING_BRIGHTNESS_JUMP):
+        if s.LIGHTING_REJECT and (
+            score > s.LIGHTING_MAX_CHANGED_FRACTION or abs(mean - ref_mean) > s.LIGHTING_BRIGHTNESS_JUMP
+        ):
             return MotionResult(score=score, lighting=True, brightness=mean)
         boxes = []
         if score >= s.MOTION_MIN_SCORE:

@@ -4,6 +4,7 @@ The model's kind is read off its tensors: four outputs (boxes, classes, scores, 
 with built-in post-processing; one [1, N, 5 + classes] output is YOLO-style raw predictions that
 need our own NMS. Anything else is a clear error naming what was found.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -95,28 +96,45 @@ def load_interpreter(model_path: Union[str, Path], threads: int) -> Any:
 
 
 def _describe(details) -> str:
-    return ", ".join(f"{d['name']} {[int(x) for x in d['shape']]} {np.dtype(d['dtype']).name}" for d in details)
+    return ", ".join(
+        f"{d['name']} {[int(x) for x in d['shape']]} {np.dtype(d['dtype']).name}" for d in details
+    )
 
 
 def model_kind(model_path: Union[str, Path], outputs: list[dict], n_labels: int) -> str:
-    """"ssd" or "yolo" from the output tensors' shapes, or a ConfigError naming what was found."""
+    """ "ssd" or "yolo" from the output tensors' shapes, or a ConfigError naming what was found."""
     shapes = [tuple(o["shape"]) for o in outputs]
-    if len(outputs) == 4 and sorted(len(s) for s in shapes) == [1, 2, 2, 3] and any(s[-1:] == (4,) for s in shapes):
+    if (
+        len(outputs) == 4
+        and sorted(len(s) for s in shapes) == [1, 2, 2, 3]
+        and any(s[-1:] == (4,) for s in shapes)
+    ):
         return "ssd"
     if len(outputs) == 1 and len(shapes[0]) == 3 and shapes[0][2] >= 6:
         if shapes[0][2] - 5 != n_labels:
-            raise ConfigError(f"{model_path}: YOLO output has {shapes[0][2] - 5} classes but the labels file "
-                              f"has {n_labels}")
+            raise ConfigError(
+                f"{model_path}: YOLO output has {shapes[0][2] - 5} classes but the labels file has {n_labels}"
+            )
         return "yolo"
-    raise ConfigError(f"{model_path}: unsupported detector outputs ({_describe(outputs)}); expected SSD "
-                      "post-processed (boxes, classes, scores, count) or YOLO [1, N, 5 + classes]")
+    raise ConfigError(
+        f"{model_path}: unsupported detector outputs ({_describe(outputs)}); expected SSD "
+        "post-processed (boxes, classes, scores, count) or YOLO [1, N, 5 + classes]"
+    )
 
 
 class ObjectDetector:
     """Runs one model on BGR images; returns detections in the image's pixels."""
 
-    def __init__(self, model_path: Union[str, Path], labels_path: Union[str, Path], *, threads: int = 2,
-                 color: str = "auto", letterbox: str = "auto", scale: str = "auto"):
+    def __init__(
+        self,
+        model_path: Union[str, Path],
+        labels_path: Union[str, Path],
+        *,
+        threads: int = 2,
+        color: str = "auto",
+        letterbox: str = "auto",
+        scale: str = "auto",
+    ):
         self.interp = load_interpreter(model_path, threads)
         self.labels = load_labels(labels_path)
         inp = self.interp.get_input_details()
@@ -171,7 +189,9 @@ class ObjectDetector:
             if x1 <= x0 or y1 <= y0:
                 continue
             label = self.labels[cls] if 0 <= cls < len(self.labels) else str(cls)
-            out.append(Detection(label, float(score), (int(x0), int(y0), int(round(x1 - x0)), int(round(y1 - y0)))))
+            out.append(
+                Detection(label, float(score), (int(x0), int(y0), int(round(x1 - x0)), int(round(y1 - y0))))
+            )
         return out
 
     def _ssd(self, min_score):
@@ -188,8 +208,16 @@ class ObjectDetector:
         for i in range(min(count, len(scores))):
             if scores[i] >= min_score:
                 y0, x0, y1, x1 = boxes[i]
-                res.append((int(classes[i]), scores[i], x0 * self.width, y0 * self.height,
-                            x1 * self.width, y1 * self.height))
+                res.append(
+                    (
+                        int(classes[i]),
+                        scores[i],
+                        x0 * self.width,
+                        y0 * self.height,
+                        x1 * self.width,
+                        y1 * self.height,
+                    )
+                )
         return res
 
     def _yolo(self, min_score):
@@ -215,9 +243,9 @@ class ObjectDetector:
         return sorted(res, key=lambda r: -r[1])
 
 
-def expand_to_aspect(box: tuple[int, int, int, int], aspect: float, size: tuple[int, int],
-                     margin: float = 0.25) -> tuple:
-
+def expand_to_aspect(
+    box: tuple[int, int, int, int], aspect: float, size: tuple[int, int], margin: float = 0.25
+) -> tuple:
     """Grow ``box`` (x, y, w, h) by ``margin`` and to the model's ``aspect`` (w/h), inside ``size``."""
     x, y, w, h = box
     W, H = size

@@ -1,4 +1,5 @@
 """Which frames of an image or video `detect` and `qr` look at, and which one `detect` keeps."""
+
 from __future__ import annotations
 
 from typing import Callable, Iterable, Iterator, Optional
@@ -8,7 +9,9 @@ import numpy as np
 from nvr_cli.source.capture import VideoSource, parse_source
 
 
-def sample_frames(path: str, every: float, max_frames: int = 0) -> Iterator[tuple[Optional[float], np.ndarray]]:
+def sample_frames(
+    path: str, every: float, max_frames: int = 0
+) -> Iterator[tuple[Optional[float], np.ndarray]]:
     """(time, BGR image) of an image file (time None), or of a video every ``every`` seconds
     (at most ``max_frames`` of them, if not 0). Raises SourceError if it cannot be read."""
     import cv2
@@ -49,11 +52,12 @@ class BestFrame:
             self.image, self.detections = image, detections
 
 
-def unique_qr_codes(decode: Callable[[np.ndarray], list],
-                    frames: Iterable[tuple[Optional[float], np.ndarray]]) -> Iterator[dict]:
+def unique_qr_codes(
+    decode: Callable[[np.ndarray], list], frames: Iterable[tuple[Optional[float], np.ndarray]]
+) -> Iterator[dict]:
     """Each QR code in ``frames`` ((time, image) pairs) once, when first seen:
     {"payload", "box"[, "time"]}. ``decode``: pyzbar's (see ``load_zbar``)."""
-    from nvr_cli.analysis.analysers import decode_qr
+    from nvr_cli.analysis.qr import decode_qr
 
     seen = set()
     for t, image in frames:

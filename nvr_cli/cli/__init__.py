@@ -4,14 +4,42 @@ One module per command or command group; ``app`` holds the group and its error h
 ``options`` the options several commands share, ``render`` tables, JSON lines and progress.
 Exit codes: 0 done; 1 a source or the storage failed; 2 bad options or settings; 130 interrupted.
 """
+
 from __future__ import annotations
 
-from nvr_cli.cli.app import NvrGroup, cli, main
 # the modules, not their commands, are bound here: `nvr_cli.cli.scan` stays the module (for patching too)
-from nvr_cli.cli import config, demo, detect, export, model, probe, prune, qr, record, run, scan, service, status
+from nvr_cli.cli import (
+    config,
+    demo,
+    detect,
+    export,
+    model,
+    probe,
+    prune,
+    qr,
+    record,
+    run,
+    scan,
+    service,
+    status,
+)
+from nvr_cli.cli.app import NvrGroup, cli, main
 
-for _command in (record.record, run.run, status.status, service.service, scan.scan, probe.probe, demo.demo,
-                 detect.detect, qr.qr, model.model_group, export.export_cmd, prune.prune, config.config_group):
+for _command in (
+    record.record,
+    run.run,
+    status.status,
+    service.service,
+    scan.scan,
+    probe.probe,
+    demo.demo,
+    detect.detect,
+    qr.qr,
+    model.model_group,
+    export.export_cmd,
+    prune.prune,
+    config.config_group,
+):
     cli.add_command(_command)
 
 __all__ = ["NvrGroup", "cli", "main"]

@@ -2,6 +2,7 @@
 
 Exit codes: 0 done; 1 a source or the storage failed; 2 bad options or settings; 130 interrupted.
 """
+
 from __future__ import annotations
 
 import logging
@@ -24,8 +25,14 @@ log = logging.getLogger(__name__)
 class NvrGroup(click.Group):
     """Any error becomes ``nvr-cli: error: <one line>`` and its exit code; never a traceback."""
 
-    def main(self, args: Optional[Sequence[str]] = None, prog_name: Optional[str] = None,
-             complete_var: Optional[str] = None, standalone_mode: bool = True, **extra: Any) -> Any:
+    def main(
+        self,
+        args: Optional[Sequence[str]] = None,
+        prog_name: Optional[str] = None,
+        complete_var: Optional[str] = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as e:  # Click's own three-line usage block, made one line
@@ -100,8 +107,10 @@ def stop_on_signals(patient: bool = False) -> threading.Event:
 
 @click.group(cls=NvrGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="nvr-cli")
-@config_option(help="settings file used instead of machine_specific_configuration.py, for every command that "
-                    "reads settings; also accepted after the command name, where it wins if given in both places")
+@config_option(
+    help="settings file used instead of machine_specific_configuration.py, for every command that "
+    "reads settings; also accepted after the command name, where it wins if given in both places"
+)
 def cli(config_path: Optional[str]) -> None:
     """Motion-triggered event recorder for RTSP, HTTP, USB cameras and video files.
 

@@ -1,4 +1,5 @@
 """`nvr-cli config`: the effective settings, shown or checked."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """`nvr-cli demo`: record a generated scene, no camera needed."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,8 +12,14 @@ from nvr_cli.runtime.logs import setup_logging
 
 
 @click.command()
-@click.option("--output", "-o", type=click.Path(file_okay=False), default="demo-output", show_default=True,
-              help="folder for the generated scene and the clips")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(file_okay=False),
+    default="demo-output",
+    show_default=True,
+    help="folder for the generated scene and the clips",
+)
 @json_option("print the clips as JSON lines")
 def demo(output: str, as_json: bool) -> None:
     """Record a generated scene (no camera needed) and print where the clips are."""
@@ -26,7 +33,9 @@ def demo(output: str, as_json: bool) -> None:
         if as_json:
             echo_json(rec.as_dict())
         else:
-            click.echo(f"{rec.clip}  ({rec.end - rec.start:.1f} s, motion at {rec.trigger:.1f} s of the scene, "
-                       f"{rec.pre_alarm:.1f} s pre-alarm)")
+            click.echo(
+                f"{rec.clip}  ({rec.end - rec.start:.1f} s, motion at {rec.trigger:.1f} s of the scene, "
+                f"{rec.pre_alarm:.1f} s pre-alarm)"
+            )
     if not as_json:
         click.echo(f"{len(records)} clip(s) with JSON sidecars and thumbnails under {out / 'demo'}")

@@ -1,4 +1,5 @@
 """`nvr-cli detect`: what an object detector sees in an image or video, and how sure it is."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,13 +19,25 @@ from nvr_cli.cli.render import echo_json
 @click.option("--labels", required=True, help="its labels file [OBJECT_LABELS]")
 @click.option("--min-score", type=float, default=0.3, show_default=True, help="lowest score shown")
 @click.option("--objects", help="only these labels, comma-separated (default: all)")
-@click.option("--every", type=float, default=1.0, show_default=True, help="videos: seconds between analysed frames")
+@click.option(
+    "--every", type=float, default=1.0, show_default=True, help="videos: seconds between analysed frames"
+)
 @click.option("--max-frames", type=int, default=0, help="videos: stop after this many analysed frames")
 @click.option("--annotate", help="write the image (for a video: its best frame) with the boxes drawn")
 @json_option("one JSON line per analysed image or frame")
 @click.option("--threads", type=int, default=2, show_default=True, help="TFLite threads [OBJECT_THREADS]")
-def detect(source: str, model: str, labels: str, min_score: float, objects: Optional[str], every: float,
-           max_frames: int, annotate: Optional[str], as_json: bool, threads: int) -> None:
+def detect(
+    source: str,
+    model: str,
+    labels: str,
+    min_score: float,
+    objects: Optional[str],
+    every: float,
+    max_frames: int,
+    annotate: Optional[str],
+    as_json: bool,
+    threads: int,
+) -> None:
     """Run an object detector on an IMAGE or VIDEO: what it sees, and how sure it is.
 
     Use it to pick OBJECT_MIN_SCORE. The model's kind (SSD or YOLO style) is read off its tensors.
@@ -50,7 +63,11 @@ def detect(source: str, model: str, labels: str, min_score: float, objects: Opti
             x, y, w, h = d.box
             click.echo(f"{when}{d.label:<16} {d.score:5.2f}  x={x} y={y} w={w} h={h}")
     if annotate and best.image is not None:
-        storage.write_thumbnail(Path(annotate), best.image, [d.box for d in best.detections],
-                                [f"{d.label} {d.score:.2f}" for d in best.detections])
+        storage.write_thumbnail(
+            Path(annotate),
+            best.image,
+            [d.box for d in best.detections],
+            [f"{d.label} {d.score:.2f}" for d in best.detections],
+        )
         if not as_json:
             click.echo(f"annotated: {annotate}")

@@ -1,4 +1,5 @@
 """`nvr-cli export`: a time range of a camera's continuous recording as one file."""
+
 from __future__ import annotations
 
 import sys
@@ -23,8 +24,17 @@ from nvr_cli.runtime.logs import setup_logging
 @config_option()
 @click.option("--progress/--no-progress", default=None, help="progress on stderr (default: on a terminal)")
 @json_option("print the export's sidecar as JSON")
-def export_cmd(camera: str, outfile: str, from_: str, to: str, allow_gaps: bool, root: Optional[str],
-               config_path: Optional[str], progress: Optional[bool], as_json: bool) -> None:
+def export_cmd(
+    camera: str,
+    outfile: str,
+    from_: str,
+    to: str,
+    allow_gaps: bool,
+    root: Optional[str],
+    config_path: Optional[str],
+    progress: Optional[bool],
+    as_json: bool,
+) -> None:
     """Join CAMERA's continuous segments from --from to --to into OUTFILE, losslessly.
 
     Stream copy, no re-encode: the cut starts at the keyframe at or before --from. A sidecar
@@ -35,15 +45,29 @@ def export_cmd(camera: str, outfile: str, from_: str, to: str, allow_gaps: bool,
     s = load_with_root(config_path, root).settings
     setup_logging(s.logging, quiet=True)
     start, end = parse_time(from_), parse_time(to)
-    bar = Progress(Path(outfile).name, int((end - start) * 10)) if (
-        progress or (progress is None and sys.stderr.isatty())) else None
+    bar = (
+        Progress(Path(outfile).name, int((end - start) * 10))
+        if (progress or (progress is None and sys.stderr.isatty()))
+        else None
+    )
     ffmpeg = find_ffmpeg(s.FFMPEG_PATH)
-    info, _ = export(s.PATH_FOR_VIDEO, camera, start, end, Path(outfile), ffmpeg=ffmpeg, allow_gaps=allow_gaps,
-                     local_time=s.LOCAL_TIME, progress=(lambda t: bar.update(int(t * 10) - bar.done)) if bar else None)
+    info, _ = export(
+        s.PATH_FOR_VIDEO,
+        camera,
+        start,
+        end,
+        Path(outfile),
+        ffmpeg=ffmpeg,
+        allow_gaps=allow_gaps,
+        local_time=s.LOCAL_TIME,
+        progress=(lambda t: bar.update(int(t * 10) - bar.done)) if bar else None,
+    )
     if bar:
         bar.close()
     if as_json:
         echo_json(info)
     else:
-        click.echo(f"{outfile}: {info['duration_seconds']:.1f} s from {len(info['segments'])} segment(s)"
-                   + (f", {len(info['gaps'])} gap(s) skipped" if info["gaps"] else ""))
+        click.echo(
+            f"{outfile}: {info['duration_seconds']:.1f} s from {len(info['segments'])} segment(s)"
+            + (f", {len(info['gaps'])} gap(s) skipped" if info["gaps"] else "")
+        )

@@ -1,4 +1,5 @@
 """`nvr-cli model`: fetching detection models."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,7 +23,11 @@ def model_download(name_or_url: str, sha256: Optional[str], dest: Optional[str])
     from nvr_cli.analysis.model_download import KNOWN, download
 
     path, labels, digest = download(name_or_url, sha256=sha256, dest=Path(dest) if dest else None)
-    click.echo(f"# {path.name}: SHA-256 {digest}" + (" (verified)" if sha256 or name_or_url in KNOWN else
-                                                     " (not verified: give --sha256)"))
+    click.echo(
+        f"# {path.name}: SHA-256 {digest}"
+        + (" (verified)" if sha256 or name_or_url in KNOWN else " (not verified: give --sha256)")
+    )
     click.echo(f"OBJECT_MODEL = {str(path)!r}")
-    click.echo(f"OBJECT_LABELS = {str(labels)!r}" if labels else "OBJECT_LABELS = '...'  # the model's labels file")
+    click.echo(
+        f"OBJECT_LABELS = {str(labels)!r}" if labels else "OBJECT_LABELS = '...'  # the model's labels file"
+    )

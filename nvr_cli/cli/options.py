@@ -1,5 +1,6 @@
 """Options more than one command takes, declared once: --config, --json, --output, and one option
 per setting (generated from the settings' schema); and loading the settings they name."""
+
 from __future__ import annotations
 
 import logging
@@ -23,7 +24,9 @@ def _config_from_group(ctx: click.Context, _param, value: Optional[str]) -> Opti
 
 
 def config_option(help: str = CONFIG_HELP) -> Callable:
-    """``--config FILE`` as ``config_path``; a command's falls back to the group's (``nvr-cli --config F``)."""
+    """``--config FILE`` as ``config_path``; a command's falls back to the group's (``nvr-cli --config
+    F``).
+    """
     return click.option("--config", "config_path", help=help, callback=_config_from_group)
 
 
@@ -54,8 +57,13 @@ def settings_options(func: Callable) -> Callable:
         if "/" in opt:
             func = click.option(opt, option_name(name), default=None, help=helptext)(func)
         elif name in ("MASKS", "REGIONS"):
-            func = click.option(opt, option_name(name), multiple=True, metavar='"X,Y X,Y X,Y ..."',
-                                help=f"{helptext}; repeat for more")(func)
+            func = click.option(
+                opt,
+                option_name(name),
+                multiple=True,
+                metavar='"X,Y X,Y X,Y ..."',
+                help=f"{helptext}; repeat for more",
+            )(func)
         else:
             func = click.option(opt, option_name(name), type=kind, default=None, help=helptext)(func)
     return config_option()(func)

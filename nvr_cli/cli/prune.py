@@ -1,4 +1,5 @@
 """`nvr-cli prune`: the retention limits applied now."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,10 +26,19 @@ def prune(dry_run: bool, root: Optional[str], config_path: Optional[str], as_jso
     done = do_prune(Path(s.PATH_FOR_VIDEO), s.retention, dry_run=dry_run)
     for item, reason in done:
         if as_json:
-            echo_json({"file": str(item.path), "kind": item.kind, "bytes": item.size,
-                       "reason": reason, "deleted": not dry_run})
+            echo_json(
+                {
+                    "file": str(item.path),
+                    "kind": item.kind,
+                    "bytes": item.size,
+                    "reason": reason,
+                    "deleted": not dry_run,
+                }
+            )
         else:
             click.echo(f"{'would delete' if dry_run else 'deleted'} {item.path} ({reason})")
     if not as_json:
-        click.echo(f"{len(done)} file(s) {'would be ' if dry_run else ''}deleted, "
-                   f"{sum(i.size for i, _ in done) / 2**20:.1f} MB")
+        click.echo(
+            f"{len(done)} file(s) {'would be ' if dry_run else ''}deleted, "
+            f"{sum(i.size for i, _ in done) / 2**20:.1f} MB"
+        )

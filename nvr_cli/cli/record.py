@@ -1,4 +1,5 @@
 """`nvr-cli record`: one source until stopped."""
+
 from __future__ import annotations
 
 import json
@@ -16,10 +17,13 @@ from nvr_cli.config import Settings
 @click.command()
 @click.argument("source", required=False)
 @settings_options
-@click.option("--realtime", is_flag=True, help="play a file source at its own pace (default: as fast as possible)")
+@click.option(
+    "--realtime", is_flag=True, help="play a file source at its own pace (default: as fast as possible)"
+)
 @json_option("print each finished clip as one JSON line on stdout")
-def record(source: Optional[str], config_path: Optional[str], realtime: bool, as_json: bool,
-           **opts: object) -> None:
+def record(
+    source: Optional[str], config_path: Optional[str], realtime: bool, as_json: bool, **opts: object
+) -> None:
     """Record motion events from SOURCE (default: `cam` in the config) until stopped.
 
     SOURCE is an RTSP or HTTP URL, a USB camera index (0) or /dev/videoN, or a video file.
@@ -31,9 +35,12 @@ def record(source: Optional[str], config_path: Optional[str], realtime: bool, as
     record_until_stopped(s, realtime=realtime, as_json=as_json)
 
 
-def record_until_stopped(s: Settings, *, realtime: bool = False, as_json: bool = False,
-                         parent_pid: Optional[int] = None) -> None:
-    """Record with ``s`` until SIGINT/SIGTERM (or the end of a file); ``as_json``: each clip as a JSON line."""
+def record_until_stopped(
+    s: Settings, *, realtime: bool = False, as_json: bool = False, parent_pid: Optional[int] = None
+) -> None:
+    """Record with ``s`` until SIGINT/SIGTERM (or the end of a file); ``as_json``: each clip as a JSON
+    line.
+    """
     from nvr_cli.runtime.recorder import Recorder
 
     stop = stop_on_signals(patient=parent_pid is not None)

@@ -1,4 +1,5 @@
 """How results look: tables for people, JSON lines and CSV for programs, progress on stderr."""
+
 from __future__ import annotations
 
 import csv
@@ -55,12 +56,26 @@ def print_scan_table(result: ScanResult) -> None:
     if events:
         click.echo(f"  {'#':>3} {'start':>9} {'end':>9} {'length':>7} {'trigger':>9} {'peak':>7}  clip")
         for e in events:
-            click.echo(f"  {e['event']:>3} {e['start']:>9.2f} {e['end']:>9.2f} {e['duration']:>7.2f} "
-                       f"{e['trigger']:>9.2f} {e['peak_score']:>7.4f}  {e['clip'] or ''}")
+            click.echo(
+                f"  {e['event']:>3} {e['start']:>9.2f} {e['end']:>9.2f} {e['duration']:>7.2f} "
+                f"{e['trigger']:>9.2f} {e['peak_score']:>7.4f}  {e['clip'] or ''}"
+            )
 
 
-SCAN_CSV_COLUMNS = ["file", "event", "part", "start", "end", "duration", "trigger", "pre_alarm_seconds",
-                    "frames", "peak_score", "motion_seconds", "clip"]
+SCAN_CSV_COLUMNS = [
+    "file",
+    "event",
+    "part",
+    "start",
+    "end",
+    "duration",
+    "trigger",
+    "pre_alarm_seconds",
+    "frames",
+    "peak_score",
+    "motion_seconds",
+    "clip",
+]
 
 
 def write_csv(path: str, rows: list) -> None:
@@ -78,13 +93,17 @@ def write_csv(path: str, rows: list) -> None:
 def print_status(verdicts: list) -> None:
     """One line per camera: its verdict and the figures of its status file."""
     now = time.time()
-    click.echo(f"{'camera':<14} {'state':<34} {'last frame':>10} {'fps':>6} {'dropped':>7} {'event':>6} "
-               f"{'today':>6} {'MB':>8}  last error")
+    click.echo(
+        f"{'camera':<14} {'state':<34} {'last frame':>10} {'fps':>6} {'dropped':>7} {'event':>6} "
+        f"{'today':>6} {'MB':>8}  last error"
+    )
     for v in verdicts:
         st = v.status or {}
         age = f"{now - st['last_frame']:.1f} s" if st.get("last_frame") else "-"
         ev = st.get("event")
-        click.echo(f"{v.camera:<14} {v.why[:34]:<34} {age:>10} {st.get('fps', 0):>6.1f} "
-                   f"{st.get('dropped_frames', 0):>7} {('#' + str(ev['event'])) if ev else '-':>6} "
-                   f"{st.get('events_today', 0):>6} {st.get('bytes_today', 0) / 2**20:>8.1f}  "
-                   f"{redact(st.get('last_error') or '')}")
+        click.echo(
+            f"{v.camera:<14} {v.why[:34]:<34} {age:>10} {st.get('fps', 0):>6.1f} "
+            f"{st.get('dropped_frames', 0):>7} {('#' + str(ev['event'])) if ev else '-':>6} "
+            f"{st.get('events_today', 0):>6} {st.get('bytes_today', 0) / 2**20:>8.1f}  "
+            f"{redact(st.get('last_error') or '')}"
+        )

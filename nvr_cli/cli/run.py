@@ -1,4 +1,5 @@
 """`nvr-cli run`: every camera of CAMERAS, or (``--camera``) one of them as a worker."""
+
 from __future__ import annotations
 
 import logging
@@ -19,7 +20,9 @@ log = logging.getLogger(__name__)
 
 @click.command()
 @config_option()
-@click.option("--camera", help="run this one camera of CAMERAS in this process (what a per-camera service calls)")
+@click.option(
+    "--camera", help="run this one camera of CAMERAS in this process (what a per-camera service calls)"
+)
 def run(config_path: Optional[str], camera: Optional[str]) -> None:
     """Record every camera of CAMERAS, one worker process each, until stopped.
 
@@ -39,7 +42,9 @@ def run(config_path: Optional[str], camera: Optional[str]) -> None:
             record_until_stopped(s, parent_pid=supervisor_pid())
         except NvrError as e:  # in the supervisor's log, say which camera
             e.args = (f"[{camera}] {e}",)
-            to_log_file(f"worker exits: {e}")  # stderr gets the one line; the camera's log file the reason too
+            to_log_file(
+                f"worker exits: {e}"
+            )  # stderr gets the one line; the camera's log file the reason too
             raise
         return
     from nvr_cli.runtime.fleet import Supervisor

@@ -1,4 +1,5 @@
 """`nvr-cli scan`: motion events in recorded files, as a table, JSON lines or CSV."""
+
 from __future__ import annotations
 
 import sys
@@ -19,10 +20,21 @@ from nvr_cli.runtime.scan import scan_file
 @settings_options
 @json_option('one JSON line per file: {"file": ..., "events": [...]}')
 @click.option("--csv", "csv_path", help="write the events as CSV to this file ('-' for stdout)")
-@click.option("--extract", is_flag=True, help="also write each event's clip, sidecar and thumbnail, as record does")
-@click.option("--progress/--no-progress", default=None, help="progress bar on stderr (default: when it is a terminal)")
-def scan(files: tuple[str, ...], config_path: Optional[str], as_json: bool, csv_path: Optional[str],
-         extract: bool, progress: Optional[bool], **opts: object) -> None:
+@click.option(
+    "--extract", is_flag=True, help="also write each event's clip, sidecar and thumbnail, as record does"
+)
+@click.option(
+    "--progress/--no-progress", default=None, help="progress bar on stderr (default: when it is a terminal)"
+)
+def scan(
+    files: tuple[str, ...],
+    config_path: Optional[str],
+    as_json: bool,
+    csv_path: Optional[str],
+    extract: bool,
+    progress: Optional[bool],
+    **opts: object,
+) -> None:
     """Find motion events in recorded FILES, as fast as the machine allows.
 
     Times are seconds from the start of each file, pre-alarm and post-capture included.
@@ -33,15 +45,20 @@ def scan(files: tuple[str, ...], config_path: Optional[str], as_json: bool, csv_
     # a file has no camera to settle, and its report is the output: quiet logs unless asked
     wait = opts.get(option_name("INITIAL_WAIT_INTERVAL_BEFORE_MOTION_DETECTION_SECS"))
     level = opts.get(option_name("APP_LOG_LEVEL"))
-    s, _ = load_with_options(config_path, opts,
-                             INITIAL_WAIT_INTERVAL_BEFORE_MOTION_DETECTION_SECS=wait if wait is not None else 0,
-                             APP_LOG_LEVEL=level or "WARNING")
+    s, _ = load_with_options(
+        config_path,
+        opts,
+        INITIAL_WAIT_INTERVAL_BEFORE_MOTION_DETECTION_SECS=wait if wait is not None else 0,
+        APP_LOG_LEVEL=level or "WARNING",
+    )
     ffmpeg = find_ffmpeg(s.FFMPEG_PATH, required=False) if extract else None
     show_progress = sys.stderr.isatty() if progress is None else progress
     rows, failed = [], 0
     for name in files:
         try:
-            result = scan_file(s, name, extract=extract, ffmpeg=ffmpeg, progress=Progress if show_progress else None)
+            result = scan_file(
+                s, name, extract=extract, ffmpeg=ffmpeg, progress=Progress if show_progress else None
+            )
         except SourceError as e:
             failed += 1
             click.echo(f"nvr-cli: error: {redact(e)}", err=True)

@@ -1,4 +1,5 @@
 """`nvr-cli service`: systemd units or supervisor programs that run `nvr-cli run`."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,14 +14,27 @@ from nvr_cli.config import load_settings
 
 @click.command()
 @click.argument("kind", type=click.Choice(["systemd", "supervisor"]))
-@click.option("--camera", "cameras", multiple=True,
-              help="one unit/program per camera that runs `run --camera NAME`; repeat, or 'all' for every camera")
+@click.option(
+    "--camera",
+    "cameras",
+    multiple=True,
+    help="one unit/program per camera that runs `run --camera NAME`; repeat, or 'all' for every camera",
+)
 @config_option(help="settings file the service should use")
 @click.option("--user", help="run the service as this user")
-@click.option("--write", "write_dir", type=click.Path(file_okay=False),
-              help="write the files into this folder instead of printing them")
-def service(kind: str, cameras: tuple[str, ...], config_path: Optional[str], user: Optional[str],
-            write_dir: Optional[str]) -> None:
+@click.option(
+    "--write",
+    "write_dir",
+    type=click.Path(file_okay=False),
+    help="write the files into this folder instead of printing them",
+)
+def service(
+    kind: str,
+    cameras: tuple[str, ...],
+    config_path: Optional[str],
+    user: Optional[str],
+    write_dir: Optional[str],
+) -> None:
     """Print ready-to-use systemd units or supervisor programs for `run` (or per camera).
 
     systemd: save as /etc/systemd/system/nvr-cli.service (or nvr-cli-NAME.service), then
@@ -36,8 +50,9 @@ def service(kind: str, cameras: tuple[str, ...], config_path: Optional[str], use
         cameras = tuple(loaded.cameras) or ("all",)
     for name in cameras:
         camera_settings(loaded, name)  # an unknown name is an error now, not when the service starts
-    out = service_files(kind, cameras, settings=loaded.settings, config=config, home=str(home_dir().resolve()),
-                        user=user)
+    out = service_files(
+        kind, cameras, settings=loaded.settings, config=config, home=str(home_dir().resolve()), user=user
+    )
     if write_dir:
         folder = Path(write_dir)
         folder.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
 """`nvr-cli status`: every camera's state, for people, cron and monitoring."""
+
 from __future__ import annotations
 
 import sys
@@ -15,10 +16,12 @@ from nvr_cli.runtime.logs import setup_logging
 @config_option()
 @output_option("storage root whose .status folder to read [PATH_FOR_VIDEO]")
 @json_option("print one JSON object with every camera")
-@click.option("--stale-after", type=float, help="seconds without news that make a camera stale [STATUS_STALE_SECS]")
-def status(config_path: Optional[str], root: Optional[str], as_json: bool,
-           stale_after: Optional[float]) -> None:
-
+@click.option(
+    "--stale-after", type=float, help="seconds without news that make a camera stale [STATUS_STALE_SECS]"
+)
+def status(
+    config_path: Optional[str], root: Optional[str], as_json: bool, stale_after: Optional[float]
+) -> None:
     """Show each camera's state; exit 1 if any is down, stale or missing (for cron and monitoring).
 
     The cameras are those of CAMERAS (or `cam`'s CAMERA_NAME) and any with a status file.

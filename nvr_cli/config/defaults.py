@@ -15,16 +15,16 @@ Each block below is one section of the settings (nvr_cli/config/schema.py), hand
 # RTSP/HTTP URL, USB camera index (0) or /dev/videoN, or a video file; `record` uses it when no
 # SOURCE is given. Passwords in URLs are masked in every log line and sidecar.
 cam = None
-CAMERA_NAME = "camera"          # folder and file-name prefix of this camera's clips (--name)
-RTSP_TRANSPORT = "tcp"          # "tcp" (reliable) or "udp"
-OPEN_TIMEOUT_SECS = 10.0        # a source that has not opened by then has failed
-READ_TIMEOUT_SECS = 10.0        # a live source silent this long is lost (stall) and reopened
-RECONNECT_DELAY_SECS = 1.0      # first wait before reopening a lost camera; doubles each failure
+CAMERA_NAME = "camera"  # folder and file-name prefix of this camera's clips (--name)
+RTSP_TRANSPORT = "tcp"  # "tcp" (reliable) or "udp"
+OPEN_TIMEOUT_SECS = 10.0  # a source that has not opened by then has failed
+READ_TIMEOUT_SECS = 10.0  # a live source silent this long is lost (stall) and reopened
+RECONNECT_DELAY_SECS = 1.0  # first wait before reopening a lost camera; doubles each failure
 RECONNECT_MAX_DELAY_SECS = 3.0  # ... up to this: a camera that comes back records again within ~5 s
-RECONNECT_ATTEMPTS = 0          # give up after this many failed opens in a row; 0 = never (--retries)
+RECONNECT_ATTEMPTS = 0  # give up after this many failed opens in a row; 0 = never (--retries)
 # As NVRs do: analyse a low-resolution sub-stream for motion while recording the main stream.
-DETECT_SOURCE = None            # None: cam
-RECORD_SOURCE = None            # None: cam
+DETECT_SOURCE = None  # None: cam
+RECORD_SOURCE = None  # None: cam
 
 #################################
 ### motion detection settings ###
@@ -32,14 +32,14 @@ RECORD_SOURCE = None            # None: cam
 # Each frame is downscaled, turned grey, blurred and compared with the previous one; changed
 # pixels (difference > MOTION_PIXEL_THRESHOLD) are dilated then eroded; the changed fraction
 # is the score, and external contours become the motion boxes.
-scaleFrameTo = None             # (width, height) to analyse at, e.g. (500, 500); None: keep the aspect...
-MOTION_FRAME_WIDTH = 500        # ... at this width
-MOTION_BLUR_SIZE = 21           # Gaussian kernel, odd
-MOTION_PIXEL_THRESHOLD = 25     # grey levels (0-255) a pixel must change by
+scaleFrameTo = None  # (width, height) to analyse at, e.g. (500, 500); None: keep the aspect...
+MOTION_FRAME_WIDTH = 500  # ... at this width
+MOTION_BLUR_SIZE = 21  # Gaussian kernel, odd
+MOTION_PIXEL_THRESHOLD = 25  # grey levels (0-255) a pixel must change by
 MOTION_DILATE_ITERATIONS = 8
 MOTION_ERODE_ITERATIONS = 4
-MOTION_MIN_SCORE = 0.003        # changed fraction of the analysed area that counts as motion
-MOTION_MIN_CONTOUR_AREA = 150   # smaller blobs are noise (pixels of the analysed frame)
+MOTION_MIN_SCORE = 0.003  # changed fraction of the analysed area that counts as motion
+MOTION_MIN_CONTOUR_AREA = 150  # smaller blobs are noise (pixels of the analysed frame)
 # When no clip is re-encoded from the decoded frames (scan, --no-reencode), a fast camera or file is
 # analysed at most this often: the frames in between are decoded (H.264 needs them) but not
 # converted to BGR nor analysed, which halves the work at 25-30 fps. 0: every frame.
@@ -50,20 +50,20 @@ LIGHTING_REJECT = True
 LIGHTING_MAX_CHANGED_FRACTION = 0.5
 LIGHTING_BRIGHTNESS_JUMP = 8.0  # mean grey levels between consecutive frames
 # Polygons in source pixels: "x1,y1 x2,y2 x3,y3 ..." or [(x1, y1), (x2, y2), ...].
-MASKS = []                      # areas never analysed (a clock overlay, a road, a tree)
-REGIONS = []                    # if any: only these areas are analysed
+MASKS = []  # areas never analysed (a clock overlay, a road, a tree)
+REGIONS = []  # if any: only these areas are analysed
 
 #######################
 ### event settings ###
 #######################
-MOTION_TRIGGER_FRAMES = 3       # consecutive motion frames needed to start an event
+MOTION_TRIGGER_FRAMES = 3  # consecutive motion frames needed to start an event
 INITIAL_WAIT_INTERVAL_BEFORE_MOTION_DETECTION_SECS = 5.0  # after each (re)connect, let the camera settle
 MINIMAL_MOTION_DURATION = 10.0  # each motion keeps the event going at least this long
 PRE_ALARM_RECORDING_SECONDS = 5.0  # seconds before the trigger that start the clip
-PRE_ALARM_MAX_MB = 512.0        # memory cap of the pre-alarm buffer (the log says which bound applies)
-POST_CAPTURE_SECONDS = 2.0      # recorded after the motion window closes
-MIN_EVENT_SECONDS = 0.0         # events whose motion lasted less are dropped (and logged)
-MAX_CLIP_SECONDS = 600.0        # longer events continue in a new file, no frame lost or repeated
+PRE_ALARM_MAX_MB = 512.0  # memory cap of the pre-alarm buffer (the log says which bound applies)
+POST_CAPTURE_SECONDS = 2.0  # recorded after the motion window closes
+MIN_EVENT_SECONDS = 0.0  # events whose motion lasted less are dropped (and logged)
+MAX_CLIP_SECONDS = 600.0  # longer events continue in a new file, no frame lost or repeated
 
 #########################################
 ### object confirmation (TFLite model) ###
@@ -72,30 +72,30 @@ MAX_CLIP_SECONDS = 600.0        # longer events continue in a new file, no frame
 # SSD-MobileNet, EfficientDet-Lite) or YOLO-style (one [1, N, 5 + classes] output, e.g. YOLOX).
 # `nvr-cli model download NAME` fetches one; `nvr-cli detect IMAGE --model M --labels L` helps
 # pick OBJECT_MIN_SCORE.
-OBJECT_MODEL = None             # path of the .tflite file (--model); None: motion only
-OBJECT_LABELS = None            # its labels file (--labels)
-OBJECT_CONFIRM = "tag"          # "off"; "tag": every motion event, listing what was seen;
-                                # "require": events that never showed a wanted object are not kept (logged, counted)
+OBJECT_MODEL = None  # path of the .tflite file (--model); None: motion only
+OBJECT_LABELS = None  # its labels file (--labels)
+OBJECT_CONFIRM = "tag"  # "off"; "tag": every motion event, listing what was seen;
+# "require": events that never showed a wanted object are not kept (logged, counted)
 OBJECT_LABELS_OF_INTEREST = ["person"]  # empty: every label counts
 OBJECT_MIN_SCORE = 0.5
-OBJECT_MIN_AREA = 0.0           # box area as a fraction of the picture
+OBJECT_MIN_AREA = 0.0  # box area as a fraction of the picture
 OBJECT_MAX_AREA = 1.0
-OBJECT_LABEL_OVERRIDES = {}     # e.g. {"car": {"min_score": 0.6, "min_area": 0.01}}
-OBJECT_MAX_RATE = 4.0           # detections a second at most (on the motion region grown to the model's shape)
-DETECT_EVERY_SECONDS = 0.0      # also detect this often without motion (a still person); 0: only on motion
+OBJECT_LABEL_OVERRIDES = {}  # e.g. {"car": {"min_score": 0.6, "min_area": 0.01}}
+OBJECT_MAX_RATE = 4.0  # detections a second at most (on the motion region grown to the model's shape)
+DETECT_EVERY_SECONDS = 0.0  # also detect this often without motion (a still person); 0: only on motion
 OBJECT_THREADS = 2
-OBJECT_INPUT_COLOR = "auto"     # "rgb"/"bgr"; auto: BGR for YOLO-style, RGB for SSD-style
-OBJECT_LETTERBOX = "auto"       # "on"/"off"; auto: on for YOLO-style (grey 114 bars), off for SSD-style
-OBJECT_INPUT_SCALE = "auto"     # float inputs: "0-255", "0-1", "-1-1"; auto: 0-255 YOLO, -1-1 SSD
+OBJECT_INPUT_COLOR = "auto"  # "rgb"/"bgr"; auto: BGR for YOLO-style, RGB for SSD-style
+OBJECT_LETTERBOX = "auto"  # "on"/"off"; auto: on for YOLO-style (grey 114 bars), off for SSD-style
+OBJECT_INPUT_SCALE = "auto"  # float inputs: "0-255", "0-1", "-1-1"; auto: 0-255 YOLO, -1-1 SSD
 
 ################
 ### QR codes ###
 ################
-QR_ENABLED = False              # read QR codes (pyzbar; Debian's libzbar0) in analysed frames (--qr)
-QR_EVERY_SECONDS = 0.5          # at most this often
-QR_AREA = "frame"               # "frame": the full-resolution frame; "motion": only the motion region
-QR_REPEAT_WINDOW_SECS = 60.0    # the same payload within this window is one sighting
-QR_STARTS_EVENT = False         # a new code starts an event of kind "qr" even without motion
+QR_ENABLED = False  # read QR codes (pyzbar; Debian's libzbar0) in analysed frames (--qr)
+QR_EVERY_SECONDS = 0.5  # at most this often
+QR_AREA = "frame"  # "frame": the full-resolution frame; "motion": only the motion region
+QR_REPEAT_WINDOW_SECS = 60.0  # the same payload within this window is one sighting
+QR_STARTS_EVENT = False  # a new code starts an event of kind "qr" even without motion
 
 #######################################
 ### continuous recording (no decoding) ###
@@ -103,9 +103,9 @@ QR_STARTS_EVENT = False         # a new code starts an event of kind "qr" even w
 # ffmpeg copies the camera's own stream (no decode, no re-encode) into segments in the same date
 # folders as the event clips, each listed in that day's segments.jsonl (start, end, size, validity,
 # and every gap). `nvr-cli export` cuts any time range from them losslessly.
-CONTINUOUS_RECORDING = False    # --continuous
-SEGMENT_SECONDS = 60.0          # --segment-seconds
-MOTION_DETECTION = True         # False (--no-motion): continuous recording only, nothing decoded
+CONTINUOUS_RECORDING = False  # --continuous
+SEGMENT_SECONDS = 60.0  # --segment-seconds
+MOTION_DETECTION = True  # False (--no-motion): continuous recording only, nothing decoded
 # With continuous recording, each event is also cut from the segments at the camera's own quality
 # (stream copy, once the segment holding its end is complete): <clip>.lossless.mp4, listed in the
 # event's sidecar with the requested and actual start/end. EVENT_REENCODE = False then skips the
@@ -125,36 +125,36 @@ EVENT_REENCODE = None
 # One reaper for segments and event clips: oldest first, continuous footage before events, never a
 # file being written. It runs every RETENTION_CHECK_SECONDS inside `record`, at once when the disk
 # is full, and as `nvr-cli prune [--dry-run]` for cron. Every deletion is logged.
-RETENTION_SEGMENT_DAYS = 7.0    # 0: keep
-RETENTION_EVENT_DAYS = 30.0     # 0: keep
+RETENTION_SEGMENT_DAYS = 7.0  # 0: keep
+RETENTION_EVENT_DAYS = 30.0  # 0: keep
 RETENTION_MAX_GB_PER_CAMERA = 0.0  # 0: no cap
-RETENTION_MAX_GB_TOTAL = 0.0    # 0: no cap
-RETENTION_MIN_FREE_GB = 1.0     # 0: no floor
+RETENTION_MAX_GB_TOTAL = 0.0  # 0: no cap
+RETENTION_MIN_FREE_GB = 1.0  # 0: no floor
 RETENTION_CHECK_SECONDS = 300.0
 
 ##########################
 ### output (recordings) ###
 ##########################
-PATH_FOR_VIDEO = "./video"      # storage root (--output); clips go to <root>/<CAMERA_NAME>/YYYY/MM/DD/
+PATH_FOR_VIDEO = "./video"  # storage root (--output); clips go to <root>/<CAMERA_NAME>/YYYY/MM/DD/
 # None, or a function subFolderNameGeneratorFunc(dts) -> "sub/folder" (dts: naive datetime in UTC)
 # that replaces the YYYY/MM/DD part, e.g.
 #   def subFolderNameGeneratorFunc(dts):
 #       return "{:04}-{:02}-{:02}".format(dts.year, dts.month, dts.day)
 subFolderNameGeneratorFunc = None
-LOCAL_TIME = True               # folder and file names in local time; False: UTC
-VIDEO_CRF = 23                  # H.264 quality: lower is better and larger
-VIDEO_PRESET = "veryfast"       # x264 speed/size trade-off
-FFMPEG_PATH = None              # None: system ffmpeg, else the one imageio-ffmpeg ships
+LOCAL_TIME = True  # folder and file names in local time; False: UTC
+VIDEO_CRF = 23  # H.264 quality: lower is better and larger
+VIDEO_PRESET = "veryfast"  # x264 speed/size trade-off
+FFMPEG_PATH = None  # None: system ffmpeg, else the one imageio-ffmpeg ships
 
 ###############
 ### logging ###
 ###############
-LOG_FILE_PATH = None            # e.g. "./logs/nvr-cli.log": a rotating log file; None: none
-APP_LOG_LEVEL = "INFO"          # DEBUG, INFO, WARNING, ERROR (or logging.INFO etc.)
+LOG_FILE_PATH = None  # e.g. "./logs/nvr-cli.log": a rotating log file; None: none
+APP_LOG_LEVEL = "INFO"  # DEBUG, INFO, WARNING, ERROR (or logging.INFO etc.)
 MAIN_LOG_FILE_MAX_SIZE = 32 * 1024 * 1024  # bytes before the log file rotates
-LOG_BACKUPS_COUNT = 20          # rotated files kept
+LOG_BACKUPS_COUNT = 20  # rotated files kept
 LOG_FORMAT = "%(asctime)s - %(levelname)s - %(message)s"
-LOG_TO_CONSOLE = True           # copy log lines to stderr
+LOG_TO_CONSOLE = True  # copy log lines to stderr
 
 ###############################
 ### many cameras: `run` #######
@@ -175,7 +175,7 @@ CAMERAS = {}
 RESTART_DELAY_SECS = 1.0
 RESTART_MAX_DELAY_SECS = 60.0
 RESTARTS_PER_HOUR = 30
-STOP_TIMEOUT_SECS = 60.0        # SIGTERM, then SIGKILL after this (open clips are finished first)
+STOP_TIMEOUT_SECS = 60.0  # SIGTERM, then SIGKILL after this (open clips are finished first)
 
 #############
 ### hooks ###
@@ -191,13 +191,13 @@ ON_CAMERA_LOST = None
 ON_CAMERA_FOUND = None
 ON_QR_CODE = None
 HOOK_TIMEOUT_SECS = 30.0
-HOOK_MAX_RUNNING = 4            # per camera; a hook that would exceed this is skipped (and logged)
+HOOK_MAX_RUNNING = 4  # per camera; a hook that would exceed this is skipped (and logged)
 
 ##############
 ### status ###
 ##############
 # Each camera rewrites STATUS_DIR/<name>.json every STATUS_INTERVAL_SECS; `nvr-cli status` reads
 # them and exits 1 if any camera is down or has not been heard from for STATUS_STALE_SECS.
-STATUS_DIR = None               # None: <PATH_FOR_VIDEO>/.status
+STATUS_DIR = None  # None: <PATH_FOR_VIDEO>/.status
 STATUS_INTERVAL_SECS = 2.0
 STATUS_STALE_SECS = 30.0

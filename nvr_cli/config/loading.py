@@ -5,6 +5,7 @@ read once here, at the edge, into a frozen ``Settings``; the rest of the package
 config file or a raw dict. ``CAMERAS`` entries are layered over the files' settings, one ``Settings``
 per camera.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -76,8 +77,12 @@ def _is_helper(value: Any) -> bool:
 
 
 def _misspelt_function(name: str, value: Any) -> bool:
-    """``def subFolderNameGeneratorFun(dts)``: a function named almost like a setting is a typo, not a helper."""
-    return isinstance(value, types.FunctionType) and bool(difflib.get_close_matches(name, FIELDS, n=1, cutoff=0.85))
+    """``def subFolderNameGeneratorFun(dts)``: a function named almost like a setting is a typo, not a
+    helper.
+    """
+    return isinstance(value, types.FunctionType) and bool(
+        difflib.get_close_matches(name, FIELDS, n=1, cutoff=0.85)
+    )
 
 
 def load_settings(config_path: Optional[str] = None, overrides: Optional[dict] = None) -> LoadedSettings:
@@ -97,7 +102,9 @@ def load_settings(config_path: Optional[str] = None, overrides: Optional[dict] =
         layers.append(home / MACHINE_FILE)
 
     for path in layers:
-        label = f"{DEFAULT_SOURCE} ({path})" if path.name == "config.py" and path.parent == home else str(path)
+        label = (
+            f"{DEFAULT_SOURCE} ({path})" if path.name == "config.py" and path.parent == home else str(path)
+        )
         for name, value in read_config_file(path).items():
             if name in FIELDS:
                 raw[name], origins[name] = value, label

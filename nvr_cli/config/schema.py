@@ -7,6 +7,7 @@ defaults users read (the project root's ``config.py`` is that file), so there is
 Users keep writing the flat names they know (``PRE_ALARM_RECORDING_SECONDS``, ``scaleFrameTo``); a
 ``Settings`` reads them through to their section.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,6 +26,7 @@ DEFAULTS = {k: v for k, v in vars(_defaults).items() if not k.startswith("_")}
 
 # --- checkers: each takes a raw value and returns the typed one, or raises ValueError ---------
 
+
 def _number(kind=float, lo=None, hi=None):
     def check(v):
         if isinstance(v, bool) or not isinstance(v, (int, float)):
@@ -37,6 +39,7 @@ def _number(kind=float, lo=None, hi=None):
         if hi is not None and v > hi:
             raise ValueError(f"must be at most {hi}, got {v}")
         return v
+
     check.kind = kind
     return check
 
@@ -67,6 +70,7 @@ def _text(*, allow_none=False, choices=None):
         if choices and v not in choices:
             raise ValueError(f"must be one of {', '.join(choices)}, got {v!r}")
         return v
+
     return check
 
 
@@ -98,8 +102,11 @@ def _source(v):
 def _scale(v):
     if v is None:
         return None
-    if (isinstance(v, (tuple, list)) and len(v) == 2
-            and all(isinstance(x, int) and not isinstance(x, bool) and 16 <= x <= 8192 for x in v)):
+    if (
+        isinstance(v, (tuple, list))
+        and len(v) == 2
+        and all(isinstance(x, int) and not isinstance(x, bool) and 16 <= x <= 8192 for x in v)
+    ):
         return (int(v[0]), int(v[1]))
     raise ValueError(f"expected None or (width, height) in pixels, got {v!r}")
 
@@ -142,7 +149,9 @@ def _label_overrides(v):
             raise ValueError(f"expected label -> {{'min_score': ..}}, got {label!r}: {conf!r}")
         unknown = set(conf) - _OVERRIDE_KEYS
         if unknown:
-            raise ValueError(f"{label}: unknown key {sorted(unknown)[0]!r} (use {', '.join(sorted(_OVERRIDE_KEYS))})")
+            raise ValueError(
+                f"{label}: unknown key {sorted(unknown)[0]!r} (use {', '.join(sorted(_OVERRIDE_KEYS))})"
+            )
         out[label] = {k: _number(float, 0, 1)(x) for k, x in conf.items()}
     return types.MappingProxyType(out)  # settings are frozen, all the way down
 
@@ -151,8 +160,10 @@ def _command(v):
     if v is None:
         return None
     if isinstance(v, str):
-        raise ValueError(f"expected an argument list such as ['/usr/local/bin/notify', '--urgent'] "
-                         f"(it is never run through a shell), got the string {v!r}")
+        raise ValueError(
+            f"expected an argument list such as ['/usr/local/bin/notify', '--urgent'] "
+            f"(it is never run through a shell), got the string {v!r}"
+        )
     if not isinstance(v, (list, tuple)) or not v or not all(isinstance(x, str) for x in v) or not v[0]:
         raise ValueError(f"expected None or a non-empty list of strings, got {v!r}")
     return tuple(v)
@@ -206,7 +217,9 @@ def default_of(f: dataclasses.Field) -> object:
 
 class _Section:
     def __post_init__(self):
-        """However a section is made (a config file, ``replace()``, a test), its values are valid and typed."""
+        """However a section is made (a config file, ``replace()``, a test), its values are valid and
+        typed.
+        """
         for f in dataclasses.fields(self):
             try:
                 typed = f.metadata["check"](getattr(self, f.name))
@@ -229,114 +242,234 @@ def _section(cls):
 @_section
 class SourceSettings(_Section):
     """Where the pictures come from and how a lost camera is reopened."""
-    cam: Optional[str] = _setting(_source, "camera: RTSP/HTTP URL, USB index, /dev/videoN or a file", "SOURCE")
+
+    cam: Optional[str] = _setting(
+        _source, "camera: RTSP/HTTP URL, USB index, /dev/videoN or a file", "SOURCE"
+    )
     CAMERA_NAME: str = _setting(_camera_name, "camera name: folder and file prefix", "--name")
     RTSP_TRANSPORT: str = _setting(_text(choices=("tcp", "udp")), "RTSP transport", "--rtsp-transport")
-    OPEN_TIMEOUT_SECS: float = _setting(_number(float, 0.5, 300), "give up opening a source after this", "--open-timeout")
-    READ_TIMEOUT_SECS: float = _setting(_number(float, 0.5, 300), "a live source silent this long is lost", "--read-timeout")
+    OPEN_TIMEOUT_SECS: float = _setting(
+        _number(float, 0.5, 300), "give up opening a source after this", "--open-timeout"
+    )
+    READ_TIMEOUT_SECS: float = _setting(
+        _number(float, 0.5, 300), "a live source silent this long is lost", "--read-timeout"
+    )
     RECONNECT_DELAY_SECS: float = _setting(_number(float, 0.1, 600), "first wait before reconnecting")
     RECONNECT_MAX_DELAY_SECS: float = _setting(_number(float, 0.1, 3600), "longest wait between reconnects")
-    RECONNECT_ATTEMPTS: int = _setting(_number(int, 0), "give up after this many failed opens in a row (0: never)", "--retries")
-    DETECT_SOURCE: Optional[str] = _setting(_source, "stream analysed for motion, e.g. a camera's low-resolution sub-stream; None: cam", "--detect-source")
-    RECORD_SOURCE: Optional[str] = _setting(_source, "stream recorded continuously, e.g. the main stream; None: cam", "--record-source")
+    RECONNECT_ATTEMPTS: int = _setting(
+        _number(int, 0), "give up after this many failed opens in a row (0: never)", "--retries"
+    )
+    DETECT_SOURCE: Optional[str] = _setting(
+        _source,
+        "stream analysed for motion, e.g. a camera's low-resolution sub-stream; None: cam",
+        "--detect-source",
+    )
+    RECORD_SOURCE: Optional[str] = _setting(
+        _source, "stream recorded continuously, e.g. the main stream; None: cam", "--record-source"
+    )
 
 
 @_section
 class MotionSettings(_Section):
-    """How a frame is scored for motion (grey, blur, difference, dilate, erode), what is lighting, where to look."""
-    scaleFrameTo: Optional[tuple] = _setting(_scale, "(width, height) to analyse at; None: MOTION_FRAME_WIDTH keeping aspect", None)
-    MOTION_FRAME_WIDTH: int = _setting(_number(int, 32, 4096), "width analysed when scaleFrameTo is None", "--frame-width")
+    """How a frame is scored for motion (grey, blur, difference, dilate, erode), what is lighting, where to
+    look.
+    """
+
+    scaleFrameTo: Optional[tuple] = _setting(
+        _scale, "(width, height) to analyse at; None: MOTION_FRAME_WIDTH keeping aspect", None
+    )
+    MOTION_FRAME_WIDTH: int = _setting(
+        _number(int, 32, 4096), "width analysed when scaleFrameTo is None", "--frame-width"
+    )
     MOTION_BLUR_SIZE: int = _setting(_odd_blur, "Gaussian blur kernel (odd)", "--blur")
-    MOTION_PIXEL_THRESHOLD: int = _setting(_number(int, 1, 255), "grey-level change that marks a pixel changed", "--threshold")
+    MOTION_PIXEL_THRESHOLD: int = _setting(
+        _number(int, 1, 255), "grey-level change that marks a pixel changed", "--threshold"
+    )
     MOTION_DILATE_ITERATIONS: int = _setting(_number(int, 0, 50), "dilate iterations (3x3)", "--dilate")
     MOTION_ERODE_ITERATIONS: int = _setting(_number(int, 0, 50), "erode iterations (3x3)", "--erode")
-    MOTION_MIN_SCORE: float = _setting(_number(float, 0, 1), "changed-pixel fraction that counts as motion", "--min-score")
-    MOTION_MIN_CONTOUR_AREA: int = _setting(_number(int, 0), "smallest contour kept, in analysed pixels", "--min-area")
-    LIGHTING_REJECT: bool = _setting(_flag, "treat whole-frame changes as lighting, not motion", "--lighting-reject/--no-lighting-reject")
-    LIGHTING_MAX_CHANGED_FRACTION: float = _setting(_number(float, 0.01, 1), "changed fraction above which it is lighting")
-    LIGHTING_BRIGHTNESS_JUMP: float = _setting(_number(float, 0.5, 255), "mean grey-level jump between frames that is lighting")
+    MOTION_MIN_SCORE: float = _setting(
+        _number(float, 0, 1), "changed-pixel fraction that counts as motion", "--min-score"
+    )
+    MOTION_MIN_CONTOUR_AREA: int = _setting(
+        _number(int, 0), "smallest contour kept, in analysed pixels", "--min-area"
+    )
+    LIGHTING_REJECT: bool = _setting(
+        _flag, "treat whole-frame changes as lighting, not motion", "--lighting-reject/--no-lighting-reject"
+    )
+    LIGHTING_MAX_CHANGED_FRACTION: float = _setting(
+        _number(float, 0.01, 1), "changed fraction above which it is lighting"
+    )
+    LIGHTING_BRIGHTNESS_JUMP: float = _setting(
+        _number(float, 0.5, 255), "mean grey-level jump between frames that is lighting"
+    )
     MASKS: tuple = _setting(_polygons, "exclusion polygons in source pixels", "--mask")
     REGIONS: tuple = _setting(_polygons, "include-only polygons in source pixels", "--region")
-    MAX_ANALYSIS_FPS: float = _setting(_number(float, 0, 240), "analyse at most this many frames a second when no clip is re-encoded from them (0: all)", "--max-analysis-fps")
+    MAX_ANALYSIS_FPS: float = _setting(
+        _number(float, 0, 240),
+        "analyse at most this many frames a second when no clip is re-encoded from them (0: all)",
+        "--max-analysis-fps",
+    )
 
 
 @_section
 class EventSettings(_Section):
     """When motion starts, prolongs and ends an event, and what its clip holds before and after."""
-    MOTION_TRIGGER_FRAMES: int = _setting(_number(int, 1, 100), "consecutive motion frames that start an event", "--trigger-frames")
-    INITIAL_WAIT_INTERVAL_BEFORE_MOTION_DETECTION_SECS: float = _setting(_number(float, 0, 600), "no motion detection this long after each (re)connect", "--initial-wait")
-    MINIMAL_MOTION_DURATION: float = _setting(_number(float, 0, 3600), "each motion keeps the event going this long", "--motion-duration")
-    PRE_ALARM_RECORDING_SECONDS: float = _setting(_number(float, 0, 120), "seconds before the trigger included in the clip", "--pre-alarm")
-    PRE_ALARM_MAX_MB: float = _setting(_number(float, 1, 65536), "memory cap of the pre-alarm buffer", "--pre-alarm-max-mb")
-    POST_CAPTURE_SECONDS: float = _setting(_number(float, 0, 3600), "seconds recorded after the motion window closes", "--post-capture")
-    MIN_EVENT_SECONDS: float = _setting(_number(float, 0, 3600), "drop events whose motion lasted less than this", "--min-event")
-    MAX_CLIP_SECONDS: float = _setting(_number(float, 1, 86400), "split longer events into consecutive clips", "--max-clip")
+
+    MOTION_TRIGGER_FRAMES: int = _setting(
+        _number(int, 1, 100), "consecutive motion frames that start an event", "--trigger-frames"
+    )
+    INITIAL_WAIT_INTERVAL_BEFORE_MOTION_DETECTION_SECS: float = _setting(
+        _number(float, 0, 600), "no motion detection this long after each (re)connect", "--initial-wait"
+    )
+    MINIMAL_MOTION_DURATION: float = _setting(
+        _number(float, 0, 3600), "each motion keeps the event going this long", "--motion-duration"
+    )
+    PRE_ALARM_RECORDING_SECONDS: float = _setting(
+        _number(float, 0, 120), "seconds before the trigger included in the clip", "--pre-alarm"
+    )
+    PRE_ALARM_MAX_MB: float = _setting(
+        _number(float, 1, 65536), "memory cap of the pre-alarm buffer", "--pre-alarm-max-mb"
+    )
+    POST_CAPTURE_SECONDS: float = _setting(
+        _number(float, 0, 3600), "seconds recorded after the motion window closes", "--post-capture"
+    )
+    MIN_EVENT_SECONDS: float = _setting(
+        _number(float, 0, 3600), "drop events whose motion lasted less than this", "--min-event"
+    )
+    MAX_CLIP_SECONDS: float = _setting(
+        _number(float, 1, 86400), "split longer events into consecutive clips", "--max-clip"
+    )
 
 
 @_section
 class ObjectSettings(_Section):
     """The TFLite detector that confirms events, and what counts as a wanted object."""
-    OBJECT_MODEL: Optional[str] = _setting(_opt_path, "TFLite detection model (SSD or YOLO style); None: motion only", "--model")
+
+    OBJECT_MODEL: Optional[str] = _setting(
+        _opt_path, "TFLite detection model (SSD or YOLO style); None: motion only", "--model"
+    )
     OBJECT_LABELS: Optional[str] = _setting(_opt_path, "labels file of the model", "--labels")
-    OBJECT_CONFIRM: str = _setting(_text(choices=("off", "tag", "require")), "off | tag: list what was seen | require: keep only events that showed a wanted object", "--confirm")
-    OBJECT_LABELS_OF_INTEREST: tuple = _setting(_labels, "labels that count, e.g. ['person', 'car']; empty: all", "--objects")
+    OBJECT_CONFIRM: str = _setting(
+        _text(choices=("off", "tag", "require")),
+        "off | tag: list what was seen | require: keep only events that showed a wanted object",
+        "--confirm",
+    )
+    OBJECT_LABELS_OF_INTEREST: tuple = _setting(
+        _labels, "labels that count, e.g. ['person', 'car']; empty: all", "--objects"
+    )
     OBJECT_MIN_SCORE: float = _setting(_number(float, 0, 1), "minimum detection score", "--object-min-score")
     OBJECT_MIN_AREA: float = _setting(_number(float, 0, 1), "smallest box, as a fraction of the picture")
     OBJECT_MAX_AREA: float = _setting(_number(float, 0, 1), "largest box, as a fraction of the picture")
-    OBJECT_LABEL_OVERRIDES: dict = _setting(_label_overrides, "per label: {'car': {'min_score': 0.6, 'min_area': 0.01}}")
-    OBJECT_MAX_RATE: float = _setting(_number(float, 0.01, 100), "at most this many detections a second", "--object-rate")
-    DETECT_EVERY_SECONDS: float = _setting(_number(float, 0, 3600), "also detect this often without motion (a still person); 0: only on motion", "--detect-every")
+    OBJECT_LABEL_OVERRIDES: dict = _setting(
+        _label_overrides, "per label: {'car': {'min_score': 0.6, 'min_area': 0.01}}"
+    )
+    OBJECT_MAX_RATE: float = _setting(
+        _number(float, 0.01, 100), "at most this many detections a second", "--object-rate"
+    )
+    DETECT_EVERY_SECONDS: float = _setting(
+        _number(float, 0, 3600),
+        "also detect this often without motion (a still person); 0: only on motion",
+        "--detect-every",
+    )
     OBJECT_THREADS: int = _setting(_number(int, 1, 64), "TFLite threads")
-    OBJECT_INPUT_COLOR: str = _setting(_text(choices=("auto", "rgb", "bgr")), "channel order the model wants; auto: BGR for YOLO, RGB for SSD")
-    OBJECT_LETTERBOX: str = _setting(_text(choices=("auto", "on", "off")), "keep the aspect with grey bars; auto: on for YOLO")
-    OBJECT_INPUT_SCALE: str = _setting(_text(choices=("auto", "0-255", "0-1", "-1-1")), "float inputs: value range; auto: 0-255 YOLO, -1-1 SSD")
+    OBJECT_INPUT_COLOR: str = _setting(
+        _text(choices=("auto", "rgb", "bgr")),
+        "channel order the model wants; auto: BGR for YOLO, RGB for SSD",
+    )
+    OBJECT_LETTERBOX: str = _setting(
+        _text(choices=("auto", "on", "off")), "keep the aspect with grey bars; auto: on for YOLO"
+    )
+    OBJECT_INPUT_SCALE: str = _setting(
+        _text(choices=("auto", "0-255", "0-1", "-1-1")),
+        "float inputs: value range; auto: 0-255 YOLO, -1-1 SSD",
+    )
 
 
 @_section
 class QrSettings(_Section):
     """Reading QR codes in analysed frames."""
+
     QR_ENABLED: bool = _setting(_flag, "look for QR codes in analysed frames", "--qr/--no-qr")
     QR_EVERY_SECONDS: float = _setting(_number(float, 0, 3600), "scan for QR codes at most this often")
-    QR_AREA: str = _setting(_text(choices=("frame", "motion")), "scan the full frame, or only the motion region")
-    QR_REPEAT_WINDOW_SECS: float = _setting(_number(float, 0, 86400), "the same payload again within this is the same sighting")
+    QR_AREA: str = _setting(
+        _text(choices=("frame", "motion")), "scan the full frame, or only the motion region"
+    )
+    QR_REPEAT_WINDOW_SECS: float = _setting(
+        _number(float, 0, 86400), "the same payload again within this is the same sighting"
+    )
     QR_STARTS_EVENT: bool = _setting(_flag, "a new QR code starts an event (kind 'qr') even without motion")
 
 
 @_section
 class ContinuousSettings(_Section):
     """Continuous stream-copy recording, and which clips an event gets."""
-    CONTINUOUS_RECORDING: bool = _setting(_flag, "also record everything, stream-copied into segments", "--continuous/--events-only")
-    SEGMENT_SECONDS: float = _setting(_number(float, 2, 3600), "length of continuous segments", "--segment-seconds")
-    MOTION_DETECTION: bool = _setting(_flag, "decode and analyse for events (off: continuous only, no decoding)", "--motion/--no-motion")
-    LOSSLESS_EVENT_CLIPS: bool = _setting(_flag, "with continuous recording, also cut each event from the segments (no re-encode)", "--lossless-events/--no-lossless-events")
-    EVENT_REENCODE: Optional[bool] = _setting(_flag_or_auto, "clips re-encoded from the decoded frames, or (off) the camera's own packets; default: packets for RTSP cameras", "--reencode/--no-reencode")
+
+    CONTINUOUS_RECORDING: bool = _setting(
+        _flag, "also record everything, stream-copied into segments", "--continuous/--events-only"
+    )
+    SEGMENT_SECONDS: float = _setting(
+        _number(float, 2, 3600), "length of continuous segments", "--segment-seconds"
+    )
+    MOTION_DETECTION: bool = _setting(
+        _flag, "decode and analyse for events (off: continuous only, no decoding)", "--motion/--no-motion"
+    )
+    LOSSLESS_EVENT_CLIPS: bool = _setting(
+        _flag,
+        "with continuous recording, also cut each event from the segments (no re-encode)",
+        "--lossless-events/--no-lossless-events",
+    )
+    EVENT_REENCODE: Optional[bool] = _setting(
+        _flag_or_auto,
+        "clips re-encoded from the decoded frames, or (off) the camera's own packets; default: packets for "
+        "RTSP cameras",
+        "--reencode/--no-reencode",
+    )
 
 
 @_section
 class RetentionSettings(_Section):
     """What the reaper deletes, oldest first, and how often it looks."""
-    RETENTION_SEGMENT_DAYS: float = _setting(_number(float, 0, 36500), "delete continuous segments older than this; 0: keep")
-    RETENTION_EVENT_DAYS: float = _setting(_number(float, 0, 36500), "delete event clips older than this; 0: keep")
+
+    RETENTION_SEGMENT_DAYS: float = _setting(
+        _number(float, 0, 36500), "delete continuous segments older than this; 0: keep"
+    )
+    RETENTION_EVENT_DAYS: float = _setting(
+        _number(float, 0, 36500), "delete event clips older than this; 0: keep"
+    )
     RETENTION_MAX_GB_PER_CAMERA: float = _setting(_number(float, 0), "cap on each camera's footage; 0: none")
     RETENTION_MAX_GB_TOTAL: float = _setting(_number(float, 0), "cap on the whole storage root; 0: none")
-    RETENTION_MIN_FREE_GB: float = _setting(_number(float, 0), "keep at least this much free on the disk; 0: no floor")
+    RETENTION_MIN_FREE_GB: float = _setting(
+        _number(float, 0), "keep at least this much free on the disk; 0: no floor"
+    )
     RETENTION_CHECK_SECONDS: float = _setting(_number(float, 5, 86400), "how often record runs the reaper")
 
 
 @_section
 class OutputSettings(_Section):
     """Where clips and segments go, how they are named, and how clips are encoded."""
+
     PATH_FOR_VIDEO: str = _setting(_text(), "storage root", "--output")
-    subFolderNameGeneratorFunc: Optional[Callable] = _setting(_subfolder_func, "subFolderNameGeneratorFunc(dts) -> subfolder; dts is UTC")
-    LOCAL_TIME: bool = _setting(_flag, "folders and file names in local time (False: UTC)", "--local-time/--utc")
+    subFolderNameGeneratorFunc: Optional[Callable] = _setting(
+        _subfolder_func, "subFolderNameGeneratorFunc(dts) -> subfolder; dts is UTC"
+    )
+    LOCAL_TIME: bool = _setting(
+        _flag, "folders and file names in local time (False: UTC)", "--local-time/--utc"
+    )
     VIDEO_CRF: int = _setting(_number(int, 0, 51), "H.264 quality (lower is better)", "--crf")
-    VIDEO_PRESET: str = _setting(_text(choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow")), "x264 preset", "--preset")
-    FFMPEG_PATH: Optional[str] = _setting(_opt_path, "ffmpeg to use; None: system ffmpeg, else imageio-ffmpeg's")
+    VIDEO_PRESET: str = _setting(
+        _text(choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow")),
+        "x264 preset",
+        "--preset",
+    )
+    FFMPEG_PATH: Optional[str] = _setting(
+        _opt_path, "ffmpeg to use; None: system ffmpeg, else imageio-ffmpeg's"
+    )
 
 
 @_section
 class LogSettings(_Section):
     """The log file and console lines (names of the original recorder)."""
+
     LOG_FILE_PATH: Optional[str] = _setting(_opt_path, "rotating log file; None: no file", "--log-file")
     APP_LOG_LEVEL: str = _setting(_log_level, "log level", "--log-level")
     MAIN_LOG_FILE_MAX_SIZE: int = _setting(_number(int, 1024), "rotate the log file at this many bytes")
@@ -348,34 +481,72 @@ class LogSettings(_Section):
 @_section
 class RunSettings(_Section):
     """`nvr-cli run`: the cameras it looks after and how it restarts and stops their workers."""
+
     CAMERAS: dict = _setting(_cameras, "name -> {setting: value} for each camera `run` looks after")
-    RESTART_DELAY_SECS: float = _setting(_number(float, 0.1, 600), "run: first wait before restarting a dead worker; doubles")
-    RESTART_MAX_DELAY_SECS: float = _setting(_number(float, 0.1, 3600), "run: longest wait before restarting a worker")
-    RESTARTS_PER_HOUR: int = _setting(_number(int, 1, 10000), "run: restarts of one camera per hour before it waits (logged as CRITICAL)")
-    STOP_TIMEOUT_SECS: float = _setting(_number(float, 1, 3600), "run: a worker still running this long after SIGTERM is killed")
+    RESTART_DELAY_SECS: float = _setting(
+        _number(float, 0.1, 600), "run: first wait before restarting a dead worker; doubles"
+    )
+    RESTART_MAX_DELAY_SECS: float = _setting(
+        _number(float, 0.1, 3600), "run: longest wait before restarting a worker"
+    )
+    RESTARTS_PER_HOUR: int = _setting(
+        _number(int, 1, 10000), "run: restarts of one camera per hour before it waits (logged as CRITICAL)"
+    )
+    STOP_TIMEOUT_SECS: float = _setting(
+        _number(float, 1, 3600), "run: a worker still running this long after SIGTERM is killed"
+    )
 
 
 @_section
 class HookSettings(_Section):
     """Commands run on events, QR codes and camera loss: argument lists, no shell, in the background."""
-    ON_EVENT_START: Optional[tuple] = _setting(_command, "command run when an event starts, e.g. ['/usr/local/bin/notify']")
+
+    ON_EVENT_START: Optional[tuple] = _setting(
+        _command, "command run when an event starts, e.g. ['/usr/local/bin/notify']"
+    )
     ON_EVENT_END: Optional[tuple] = _setting(_command, "command run when an event's clip is finished")
-    ON_CAMERA_LOST: Optional[tuple] = _setting(_command, "command run when the camera is lost or cannot be opened")
+    ON_CAMERA_LOST: Optional[tuple] = _setting(
+        _command, "command run when the camera is lost or cannot be opened"
+    )
     ON_CAMERA_FOUND: Optional[tuple] = _setting(_command, "command run when a lost camera is back")
     ON_QR_CODE: Optional[tuple] = _setting(_command, "command run for each new QR code seen")
-    HOOK_TIMEOUT_SECS: float = _setting(_number(float, 0.1, 3600), "a hook still running after this is killed")
-    HOOK_MAX_RUNNING: int = _setting(_number(int, 1, 100), "hooks running at once per camera; more are skipped (logged)")
+    HOOK_TIMEOUT_SECS: float = _setting(
+        _number(float, 0.1, 3600), "a hook still running after this is killed"
+    )
+    HOOK_MAX_RUNNING: int = _setting(
+        _number(int, 1, 100), "hooks running at once per camera; more are skipped (logged)"
+    )
 
 
 @_section
 class StatusSettings(_Section):
     """Each camera's status file and when `nvr-cli status` calls it stale."""
-    STATUS_DIR: Optional[str] = _setting(_opt_path, "where each camera's status file goes; None: PATH_FOR_VIDEO/.status")
-    STATUS_INTERVAL_SECS: float = _setting(_number(float, 0.2, 600), "how often a camera rewrites its status file")
-    STATUS_STALE_SECS: float = _setting(_number(float, 1, 86400), "status: a camera not heard from (or without frames) this long is stale")
+
+    STATUS_DIR: Optional[str] = _setting(
+        _opt_path, "where each camera's status file goes; None: PATH_FOR_VIDEO/.status"
+    )
+    STATUS_INTERVAL_SECS: float = _setting(
+        _number(float, 0.2, 600), "how often a camera rewrites its status file"
+    )
+    STATUS_STALE_SECS: float = _setting(
+        _number(float, 1, 86400), "status: a camera not heard from (or without frames) this long is stale"
+    )
 
 
-SECTIONS = {"source": SourceSettings, "motion": MotionSettings, "events": EventSettings, "objects": ObjectSettings, "qr": QrSettings, "continuous": ContinuousSettings, "retention": RetentionSettings, "output": OutputSettings, "logging": LogSettings, "run": RunSettings, "hooks": HookSettings, "status": StatusSettings}
+SECTIONS = {
+    "source": SourceSettings,
+    "motion": MotionSettings,
+    "events": EventSettings,
+    "objects": ObjectSettings,
+    "qr": QrSettings,
+    "continuous": ContinuousSettings,
+    "retention": RetentionSettings,
+    "output": OutputSettings,
+    "logging": LogSettings,
+    "run": RunSettings,
+    "hooks": HookSettings,
+    "status": StatusSettings,
+}
 _FIELDS = {f.name: f for cls in SECTIONS.values() for f in dataclasses.fields(cls)}
 FIELDS = {name: _FIELDS[name] for name in DEFAULTS}  # in the documented order of defaults.py
 SECTION_OF = {f.name: name for name, cls in SECTIONS.items() for f in dataclasses.fields(cls)}

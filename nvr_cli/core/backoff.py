@@ -4,6 +4,7 @@ Reconnects (the decoder's, the packet buffer's, continuous recording's), crashed
 dead workers all wait this way, so that a camera that is gone for hours is asked every few
 seconds (not hammered, not forgotten), and one that was back for a while starts afresh.
 """
+
 from __future__ import annotations
 
 

@@ -1,10 +1,10 @@
 """Errors the CLI turns into one line and an exit code, never a traceback."""
+
 from __future__ import annotations
 
 import os
 from pathlib import Path
 from typing import Optional
-
 
 
 class NvrError(Exception):

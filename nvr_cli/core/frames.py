@@ -1,4 +1,5 @@
 """The unit that flows through the pipeline."""
+
 from dataclasses import dataclass
 
 import numpy as np

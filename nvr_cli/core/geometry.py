@@ -1,4 +1,5 @@
 """Polygons for masks and regions, in source-pixel coordinates."""
+
 from __future__ import annotations
 
 from typing import Iterable, NamedTuple, Sequence, Union
@@ -24,14 +25,16 @@ def parse_polygon(spec: Union[str, Sequence[Sequence[float]]]) -> Polygon:
             try:
                 points.append((float(parts[0]), float(parts[1])))
             except ValueError:
-                raise ValueError(f"bad point {token!r} in polygon {spec!r}: x and y must be numbers") from None
+                raise ValueError(
+                    f"bad point {token!r} in polygon {spec!r}: x and y must be numbers"
+                ) from None
     elif isinstance(spec, Sequence):
         try:
             points = [(float(x), float(y)) for x, y in spec]
         except (TypeError, ValueError):
             raise ValueError(f"bad polygon {spec!r}: expected (x, y) pairs") from None
     else:
-        raise ValueError(f"bad polygon {spec!r}: expected \"x1,y1 x2,y2 x3,y3\" or a list of (x, y)")
+        raise ValueError(f'bad polygon {spec!r}: expected "x1,y1 x2,y2 x3,y3" or a list of (x, y)')
     if len(points) < 3:
         raise ValueError(f"polygon {spec!r} needs at least 3 points, got {len(points)}")
     if any(x < 0 or y < 0 for x, y in points):
@@ -41,7 +44,9 @@ def parse_polygon(spec: Union[str, Sequence[Sequence[float]]]) -> Polygon:
 
 
 def rasterize(polygons: Iterable[Polygon], size: tuple[int, int], scale: tuple[float, float]) -> np.ndarray:
-    """Fill ``polygons`` (source pixels) into a uint8 mask of ``size`` (w, h) after scaling by ``scale`` (sx, sy)."""
+    """Fill ``polygons`` (source pixels) into a uint8 mask of ``size`` (w, h) after scaling by ``scale`` (sx,
+    sy).
+    """
     import cv2
 
     w, h = size
@@ -50,3 +55,12 @@ def rasterize(polygons: Iterable[Polygon], size: tuple[int, int], scale: tuple[f
         pts = np.array([[x * scale[0], y * scale[1]] for x, y in poly.points], np.float32)
         cv2.fillPoly(mask, [np.round(pts).astype(np.int32)], 255)
     return mask
+
+
+def union_box(boxes: Sequence[tuple[int, int, int, int]]) -> tuple[int, int, int, int]:
+    """The smallest (x, y, w, h) box holding every (x, y, w, h) box."""
+    x0 = min(b[0] for b in boxes)
+    y0 = min(b[1] for b in boxes)
+    x1 = max(b[0] + b[2] for b in boxes)
+    y1 = max(b[1] + b[3] for b in boxes)
+    return x0, y0, x1 - x0, y1 - y0

@@ -8,6 +8,7 @@ with this many threads can deadlock), and carries the recorder's pid in ``NVR_CL
 which ``nvr-cli run`` finds and ends whatever a dead worker left behind, grandchildren of hooks
 included.
 """
+
 from __future__ import annotations
 
 import errno
@@ -32,8 +33,13 @@ def _setpriv() -> Optional[str]:
     return path
 
 
-def popen(cmd: Sequence[object], *, death_signal: Optional[int] = signal.SIGTERM, env: Optional[dict] = None,
-          **kwargs: Any) -> subprocess.Popen:
+def popen(
+    cmd: Sequence[object],
+    *,
+    death_signal: Optional[int] = signal.SIGTERM,
+    env: Optional[dict] = None,
+    **kwargs: Any,
+) -> subprocess.Popen:
     """``subprocess.Popen`` in a session of its own, ended by ``death_signal`` when this process dies.
 
     The signal follows the *thread* that started the child: call it from a thread that outlives
@@ -49,14 +55,17 @@ def popen(cmd: Sequence[object], *, death_signal: Optional[int] = signal.SIGTERM
         program = shutil.which(cmd[0], path=env.get("PATH"))
         if program is None:  # as Popen would say, not setpriv's exit code 127
             code = errno.EACCES if os.path.isfile(cmd[0]) else errno.ENOENT
-            raise (PermissionError if code == errno.EACCES else FileNotFoundError)(code, os.strerror(code), cmd[0])
+            raise (PermissionError if code == errno.EACCES else FileNotFoundError)(
+                code, os.strerror(code), cmd[0]
+            )
         name = signal.Signals(death_signal).name[3:]
         cmd = [_setpriv(), "--pdeathsig", name, "--", program, *cmd[1:]]
     return subprocess.Popen(cmd, env=env, **kwargs)
 
 
-def run(cmd: Sequence[object], *, timeout: Optional[float] = None,
-        text: bool = True) -> subprocess.CompletedProcess:
+def run(
+    cmd: Sequence[object], *, timeout: Optional[float] = None, text: bool = True
+) -> subprocess.CompletedProcess:
     """``subprocess.run(capture_output=True)`` through ``popen``."""
     proc = popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=text)
     try:

@@ -1,4 +1,5 @@
 """Keep camera passwords out of every line we print or write."""
+
 from __future__ import annotations
 
 import logging
@@ -11,16 +12,32 @@ _SCHEME = r"[A-Za-z][A-Za-z0-9+.-]*://"
 # "p@ss/w"), and a later "@" (an e-mail address after the URL) is not taken. A raw "@" in the
 # path or query masks up to it: too much, never too little.
 _USERINFO = re.compile(
-    rf"(?<![A-Za-z0-9+.-])(?P<head>{_SCHEME}[^:/?#\s]*:)(?P<pw>[^\n\r]*?)@(?=[^\s@]*(?:\s|$))")
+    rf"(?<![A-Za-z0-9+.-])(?P<head>{_SCHEME}[^:/?#\s]*:)(?P<pw>[^\n\r]*?)@(?=[^\s@]*(?:\s|$))"
+)
 # a second URL inside what looked like a password: "rtsp://host:554/a rtsp://u:pw@host/b"
 _INNER_URL = re.compile(rf"\s({_SCHEME})")
 # credentials in a query string (or anywhere as key=value): the key is kept, the value masked up
 # to "&", "#", whitespace or the end, or a double quote that closes a JSON string ('"' is no URL
 # character; an escaped \" is part of the value).
-_KEYS = ("password", "passwd", "pwd", "pass", "access_token", "token", "auth", "apikey", "api_key", "key",
-         "secret", "signature", "sig")
-_QUERY = re.compile(rf"(?i)(?<![A-Za-z0-9_.-])(?P<key>(?:[A-Za-z0-9]+[_.-])*(?:{'|'.join(_KEYS)})=)"
-                    r"(?:[^&#\s\"\\]|\\\S?|\"(?![\s,:;)\]}]|$))+")
+_KEYS = (
+    "password",
+    "passwd",
+    "pwd",
+    "pass",
+    "access_token",
+    "token",
+    "auth",
+    "apikey",
+    "api_key",
+    "key",
+    "secret",
+    "signature",
+    "sig",
+)
+_QUERY = re.compile(
+    rf"(?i)(?<![A-Za-z0-9_.-])(?P<key>(?:[A-Za-z0-9]+[_.-])*(?:{'|'.join(_KEYS)})=)"
+    r"(?:[^&#\s\"\\]|\\\S?|\"(?![\s,:;)\]}]|$))+"
+)
 
 
 def _mask_userinfo(text: str) -> str:
@@ -36,7 +53,7 @@ def _mask_userinfo(text: str) -> str:
                 out.append(text[pos:at])
                 pos = at
                 continue
-        out.append(text[pos:m.start("pw")] + "***@")
+        out.append(text[pos : m.start("pw")] + "***@")
         pos = m.end()
     out.append(text[pos:])
     return "".join(out)

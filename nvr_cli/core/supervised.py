@@ -6,6 +6,7 @@ the redacting log formatter), the component is restarted after a backoff, and a 
 keeps failing is declared fatal, so the recorder exits non-zero and its own supervisor (``run``,
 systemd) restarts the whole camera instead of it recording nothing for months.
 """
+
 from __future__ import annotations
 
 import collections
@@ -26,9 +27,18 @@ class Supervised:
     ``window`` seconds: the failure is not one that waiting cures.
     """
 
-    def __init__(self, name: str, target: Callable[[], None], stop: threading.Event, *,
-                 on_fatal: Optional[Callable[[str], None]] = None, max_failures: int = 5, window: float = 600.0,
-                 first_delay: float = 1.0, max_delay: float = 30.0):
+    def __init__(
+        self,
+        name: str,
+        target: Callable[[], None],
+        stop: threading.Event,
+        *,
+        on_fatal: Optional[Callable[[str], None]] = None,
+        max_failures: int = 5,
+        window: float = 600.0,
+        first_delay: float = 1.0,
+        max_delay: float = 30.0,
+    ):
         self.name, self.target, self.stop, self.on_fatal = name, target, stop, on_fatal
         self.max_failures, self.window = max_failures, window
         self.first_delay, self.max_delay = first_delay, max_delay
@@ -62,8 +72,11 @@ class Supervised:
                 why = f"{type(e).__name__}: {e}"
                 if len(recent) > self.max_failures:
                     self.fatal = f"{self.name} failed {len(recent)} times in {self.window / 60:g} min ({why})"
-                    log.critical("%s; giving up on this camera so that it is restarted whole", self.fatal,
-                                 exc_info=True)
+                    log.critical(
+                        "%s; giving up on this camera so that it is restarted whole",
+                        self.fatal,
+                        exc_info=True,
+                    )
                     if self.on_fatal:
                         self.on_fatal(self.fatal)
                     return

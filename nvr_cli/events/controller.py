@@ -1,17 +1,18 @@
 """When an event starts, goes on, splits and ends. Pure logic: frames in, calls to a sink out."""
+
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional, Protocol, Sequence
 
-from nvr_cli.core.frames import Frame
 from nvr_cli.analysis.motion import MotionResult
-from nvr_cli.events.prealarm import PreAlarmBuffer
 from nvr_cli.config import EventSettings
+from nvr_cli.core.frames import Frame
+from nvr_cli.events.prealarm import PreAlarmBuffer
 
 if TYPE_CHECKING:
-    from nvr_cli.analysis.analysers import QrSighting
+    from nvr_cli.analysis.qr import QrSighting
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,6 @@ class Event:
         if result.score > self.peak_score:
             self.peak_score, self.peak_frame, self.peak_boxes = result.score, frame, list(result.boxes)
 
-
     def note_objects(self, frame: Frame, detections: list) -> None:
         for d in detections:
             seen = self.objects.get(d.label)
@@ -81,8 +81,15 @@ class Sink(Protocol):
 class EventController:
     """Feeds every frame either to the pre-alarm buffer or to the open clip."""
 
-    def __init__(self, settings: EventSettings, sink: Sink, *, require_object: bool = False,
-                 wanted: tuple = ("person",), qr_starts_events: bool = False):
+    def __init__(
+        self,
+        settings: EventSettings,
+        sink: Sink,
+        *,
+        require_object: bool = False,
+        wanted: tuple = ("person",),
+        qr_starts_events: bool = False,
+    ):
         """``require_object``: keep only events that showed one of ``wanted`` (OBJECT_CONFIRM = require);
         ``qr_starts_events``: a new QR code starts an event without motion (QR_STARTS_EVENT)."""
         self.s = settings
@@ -92,8 +99,11 @@ class EventController:
         self.qr_starts_events = qr_starts_events
         self.unconfirmed_events = 0
         self._recent: list = []  # (ts, frame, detections, qr) while idle, for the next event
-        self.buffer = PreAlarmBuffer(settings.PRE_ALARM_RECORDING_SECONDS, settings.PRE_ALARM_MAX_MB,
-                                     keep_images=getattr(sink, "needs_images", True))
+        self.buffer = PreAlarmBuffer(
+            settings.PRE_ALARM_RECORDING_SECONDS,
+            settings.PRE_ALARM_MAX_MB,
+            keep_images=getattr(sink, "needs_images", True),
+        )
         self.event: Optional[Event] = None
         self.events_started = 0
         self.dropped_events = 0
@@ -115,8 +125,13 @@ class EventController:
     def armed(self, ts: float) -> bool:
         return ts >= self._armed_at
 
-    def step(self, frame: Frame, result: Optional[MotionResult], detections: Optional[list] = None,
-             qr: Sequence[QrSighting] = ()) -> None:
+    def step(
+        self,
+        frame: Frame,
+        result: Optional[MotionResult],
+        detections: Optional[list] = None,
+        qr: Sequence[QrSighting] = (),
+    ) -> None:
         motion = result is not None and result.motion and frame.ts >= self._armed_at
         ev = self.event
         if ev is None:
@@ -160,8 +175,13 @@ class EventController:
     def _start(self, frame: Frame, kind: str = "motion"):
         self.events_started += 1
         first = self._run[0][0].ts if self._run else frame.ts
-        ev = Event(number=self.events_started, trigger_ts=frame.ts, first_motion_ts=first, last_motion_ts=first,
-                   kind=kind)
+        ev = Event(
+            number=self.events_started,
+            trigger_ts=frame.ts,
+            first_motion_ts=first,
+            last_motion_ts=first,
+            kind=kind,
+        )
         for f, r in self._run:
             ev.note_motion(f, r)
         self._run.clear()
@@ -176,7 +196,13 @@ class EventController:
                 ev.qr.extend(qr)
         self._recent.clear()
         self.event = ev
-        log.info("event %d triggered by %s (score %.4f, %d boxes)", ev.number, kind, ev.peak_score, len(ev.peak_boxes))
+        log.info(
+            "event %d triggered by %s (score %.4f, %d boxes)",
+            ev.number,
+            kind,
+            ev.peak_score,
+            len(ev.peak_boxes),
+        )
         self.sink.open(ev, frames)
 
     def _finish(self, reason: str):
@@ -184,13 +210,20 @@ class EventController:
         keep = ev.kind != "motion" or ev.motion_seconds >= self.s.MIN_EVENT_SECONDS
         if not keep:
             self.dropped_events += 1
-            log.info("event %d dropped: motion lasted %.2f s, less than MIN_EVENT_SECONDS %.2f",
-                     ev.number, ev.motion_seconds, self.s.MIN_EVENT_SECONDS)
+            log.info(
+                "event %d dropped: motion lasted %.2f s, less than MIN_EVENT_SECONDS %.2f",
+                ev.number,
+                ev.motion_seconds,
+                self.s.MIN_EVENT_SECONDS,
+            )
         elif self.confirm_required and ev.kind == "motion" and not ev.objects:
             keep = False
             self.unconfirmed_events += 1
-            log.info("event %d not kept: no %s seen (OBJECT_CONFIRM = require)", ev.number,
-                     " or ".join(self.wanted) or "object")
+            log.info(
+                "event %d not kept: no %s seen (OBJECT_CONFIRM = require)",
+                ev.number,
+                " or ".join(self.wanted) or "object",
+            )
         self.sink.close(ev, keep, reason)
 
     def finish(self, reason: str) -> None:

@@ -1,4 +1,5 @@
 """Ring buffer of the most recent frames, bounded by seconds and by memory."""
+
 from __future__ import annotations
 
 import logging
@@ -46,11 +47,20 @@ class PreAlarmBuffer:
         if self.keep_images and not self._reported and (capped or self.span >= self.seconds * 0.95):
             self._reported = True
             if capped:
-                log.warning("pre-alarm buffer is bounded by memory: %.0f MB holds %.1f s of the %.1f s asked for "
-                            "(raise PRE_ALARM_MAX_MB or lower the resolution)", self._bytes / 2**20, self.span, self.seconds)
+                log.warning(
+                    "pre-alarm buffer is bounded by memory: %.0f MB holds %.1f s of the %.1f s asked for "
+                    "(raise PRE_ALARM_MAX_MB or lower the resolution)",
+                    self._bytes / 2**20,
+                    self.span,
+                    self.seconds,
+                )
             else:
-                log.info("pre-alarm buffer is bounded by time: %.1f s in %.0f MB (memory cap %.0f MB)",
-                         self.seconds, self._bytes / 2**20, self.max_bytes / 2**20)
+                log.info(
+                    "pre-alarm buffer is bounded by time: %.1f s in %.0f MB (memory cap %.0f MB)",
+                    self.seconds,
+                    self._bytes / 2**20,
+                    self.max_bytes / 2**20,
+                )
 
     def drain(self) -> list:
         frames = list(self._frames)

@@ -1,4 +1,5 @@
 """Which ffmpeg to run: the configured one, the system's, else the one imageio-ffmpeg ships."""
+
 from __future__ import annotations
 
 import functools

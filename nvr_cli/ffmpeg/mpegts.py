@@ -8,6 +8,7 @@ Only what ffmpeg's TS muxer writes is needed: a PAT and a PMT that each fit one 
 repeats them before keyframes), the video stream's random access indicator on the first packet of
 every keyframe.
 """
+
 from __future__ import annotations
 
 import zlib
@@ -71,8 +72,14 @@ def keyframe_starts(data: bytes, video_pid: Optional[int]) -> list:
     pid_hi, pid_lo = _pid_tables(video_pid)
     # one byte per packet and per condition, 1 where it holds; ANDed as big integers: all in C
     hits = -1
-    for pos, table in ((1, pid_hi), (2, pid_lo), (0, _IS_SYNC), (3, _HAS_AF), (4, _AF_LEN_OK),
-                       (5, _RANDOM_ACCESS)):
+    for pos, table in (
+        (1, pid_hi),
+        (2, pid_lo),
+        (0, _IS_SYNC),
+        (3, _HAS_AF),
+        (4, _AF_LEN_OK),
+        (5, _RANDOM_ACCESS),
+    ):
         hits &= int.from_bytes(data[pos:end:TS].translate(table), "big")
         if not hits:
             return []
@@ -123,7 +130,7 @@ def _section(packet, table_id: int) -> Optional[bytes]:
     # after section_length: 5 bytes of header (PAT) or 9 (PMT), entries, then the CRC_32
     if length < 9 or length > 1021 or pos + 3 + length > size:
         return None  # malformed, or spread over packets (ffmpeg's never are)
-    section = bytes(packet[pos:pos + 3 + length])
+    section = bytes(packet[pos : pos + 3 + length])
     return section if _crc_ok(section) else None
 
 
@@ -213,10 +220,10 @@ class TsParser:
                         self._synced = False
                         continue
                     break
-                heads = buf[pos:pos + n * TS:TS]
+                heads = buf[pos : pos + n * TS : TS]
                 good = n if heads.count(SYNC) == n else n - len(heads.lstrip(b"\x47"))
                 if good:
-                    pieces.append(buf[pos:pos + good * TS])
+                    pieces.append(buf[pos : pos + good * TS])
                     pos += good * TS
                 if good < n:
                     self._synced = False  # lost: look again from the byte that should have been 0x47
@@ -258,7 +265,7 @@ class TsParser:
         while i >= 0:
             if i + span > size:
                 return False, i  # can't tell yet: wait for more bytes
-            if buf[i:i + span:TS] == _SYNC_RUN:
+            if buf[i : i + span : TS] == _SYNC_RUN:
                 return True, i
             i = buf.find(SYNC, i + 1)
         return False, size
@@ -272,11 +279,11 @@ class TsParser:
                 continue
             pid = ((b1 & 0x1F) << 8) | data[off + 2]
             if pid == PAT_PID:
-                pmt_pid = pmt_pid_of(data[off:off + TS])
+                pmt_pid = pmt_pid_of(data[off : off + TS])
                 if pmt_pid is not None:
-                    self.pmt_pid, self._pat = pmt_pid, data[off:off + TS]
+                    self.pmt_pid, self._pat = pmt_pid, data[off : off + TS]
             elif pid == self.pmt_pid:
-                pmt = data[off:off + TS]
+                pmt = data[off : off + TS]
                 video_pid = video_pid_of(pmt)
                 if video_pid is not None:
                     self.video_pid = video_pid

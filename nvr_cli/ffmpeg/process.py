@@ -7,6 +7,7 @@ signal when the recorder dies (no ffmpeg outlives a SIGKILLed worker), plus the 
 in NVR_CLI_OWNER. Its stderr is read all the time (a full pipe would stall ffmpeg) into a short
 tail: the last lines say why it failed, in words a user can act on.
 """
+
 from __future__ import annotations
 
 import collections
@@ -44,14 +45,29 @@ class FfmpegProcess:
     and stdout carry str; stderr lines are str either way.
     """
 
-    def __init__(self, cmd: Sequence[object], *, stdin: Union[int, IO, None] = subprocess.DEVNULL,
-                 stdout: Union[int, IO, None] = subprocess.DEVNULL,
-                 death_signal: Optional[int] = signal.SIGTERM, text: bool = False, bufsize: int = -1,
-                 tail: int = 40, on_line: Optional[Callable[[str], bool]] = None):
+    def __init__(
+        self,
+        cmd: Sequence[object],
+        *,
+        stdin: Union[int, IO, None] = subprocess.DEVNULL,
+        stdout: Union[int, IO, None] = subprocess.DEVNULL,
+        death_signal: Optional[int] = signal.SIGTERM,
+        text: bool = False,
+        bufsize: int = -1,
+        tail: int = 40,
+        on_line: Optional[Callable[[str], bool]] = None,
+    ):
         self.cmd = [str(c) for c in cmd]
         # OSError (no such binary, not executable) goes to the caller, who knows what failed to start
-        self.proc = procs.popen(self.cmd, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE,
-                                death_signal=death_signal, text=text, bufsize=bufsize)
+        self.proc = procs.popen(
+            self.cmd,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            death_signal=death_signal,
+            text=text,
+            bufsize=bufsize,
+        )
         self.tail: collections.deque = collections.deque(maxlen=tail)
         self._on_line = on_line
         self._drain = threading.Thread(target=self._read_stderr, name="nvr-ffmpeg-stderr", daemon=True)

@@ -11,6 +11,7 @@ frame, ``end_input`` when the event closes it (analysis thread), then ``finish``
 thread, which returns the finished clip or None. The sink keeps what all modes share (paths,
 sidecar, thumbnail, callbacks); what differs between the modes lives here only.
 """
+
 from __future__ import annotations
 
 import logging
@@ -19,11 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import nvr_cli.storage.paths as storage
+from nvr_cli.config import OutputSettings
 from nvr_cli.core.errors import StorageError
 from nvr_cli.core.frames import Frame
-from nvr_cli.config import OutputSettings
 from nvr_cli.output.encoders import open_writer
+from nvr_cli.output.event_cut import EventCutter
 from nvr_cli.output.packet_clip import open_packet_clip
+from nvr_cli.source.packets import PacketRing
 
 if TYPE_CHECKING:  # the sink's record; only named here, so no import cycle at run time
     from nvr_cli.output.sinks import EventRecord
@@ -53,7 +56,9 @@ class ClipWriter:
     needs_images = True  # whether the pre-alarm buffer and the pipeline must keep decoded images
     encoding = ""  # the sidecar's "encoding"
 
-    def __init__(self, settings: OutputSettings, *, ffmpeg: Optional[str] = None, cutter=None):
+    def __init__(
+        self, settings: OutputSettings, *, ffmpeg: Optional[str] = None, cutter: Optional[EventCutter] = None
+    ):
         self.s = settings
         self.ffmpeg = ffmpeg
         self.cutter = cutter
@@ -83,12 +88,22 @@ class ClipWriter:
         """Hand the kept event to the cutter, if there is one (its result goes into the sidecar)."""
         if self.cutter is not None:
             off = c.offset
-            self.cutter.submit(rec.start + off, rec.end + off, final.with_name(final.stem + ".lossless.mp4"),
-                               final.with_suffix(".json"))
+            self.cutter.submit(
+                rec.start + off,
+                rec.end + off,
+                final.with_name(final.stem + ".lossless.mp4"),
+                final.with_suffix(".json"),
+            )
 
     def log_finished(self, final: Path, rec: EventRecord, reason: str) -> None:
-        log.info("clip %s: %.1f s, %d frames, %.1f s pre-alarm (%s)",
-                 final, rec.end - rec.start, rec.frames, rec.pre_alarm, reason)
+        log.info(
+            "clip %s: %.1f s, %d frames, %.1f s pre-alarm (%s)",
+            final,
+            rec.end - rec.start,
+            rec.frames,
+            rec.pre_alarm,
+            reason,
+        )
 
 
 class _FileClips(ClipWriter):
@@ -111,8 +126,11 @@ class _FileClips(ClipWriter):
             # Not complete, so it keeps its .part name (the next start finishes it, as after a
             # crash); a file of which nothing plays is not kept at all.
             if storage.plays(part):
-                log.error("clip %s is incomplete (%s): kept as written, it plays up to where writing stopped",
-                          part, c.failed)
+                log.error(
+                    "clip %s is incomplete (%s): kept as written, it plays up to where writing stopped",
+                    part,
+                    c.failed,
+                )
             else:
                 part.unlink(missing_ok=True)
                 log.error("nothing of clip %s could be saved (%s)", part.name, c.failed)
@@ -135,8 +153,9 @@ class ReencodedClips(_FileClips):
     encoding = "re-encoded"
 
     def open(self, c: ClipState, size: tuple, first_ts: float) -> None:
-        c.writer = open_writer(c.part, size, c.fps, ffmpeg=self.ffmpeg, crf=self.s.VIDEO_CRF,
-                               preset=self.s.VIDEO_PRESET)
+        c.writer = open_writer(
+            c.part, size, c.fps, ffmpeg=self.ffmpeg, crf=self.s.VIDEO_CRF, preset=self.s.VIDEO_PRESET
+        )
 
     def write(self, c: ClipState, frame: Frame, live: bool) -> None:
         try:
@@ -171,7 +190,14 @@ class PacketClips(_FileClips):
     needs_images = False
     encoding = "camera's own (stream copy)"
 
-    def __init__(self, settings: OutputSettings, *, packets, ffmpeg: Optional[str] = None, cutter=None):
+    def __init__(
+        self,
+        settings: OutputSettings,
+        *,
+        packets: PacketRing,
+        ffmpeg: Optional[str] = None,
+        cutter: Optional[EventCutter] = None,
+    ):
         super().__init__(settings, ffmpeg=ffmpeg, cutter=cutter)
         self.ring = packets
 
@@ -219,12 +245,22 @@ class SegmentCutClips(ClipWriter):
         self.cutter.submit(rec.start + off, rec.end + off, final, final.with_suffix(".json"))
 
     def log_finished(self, final: Path, rec: EventRecord, reason: str) -> None:
-        log.info("event %d: %.1f s, clip %s will be cut from the segments", rec.event, rec.end - rec.start,
-                 final.name)
+        log.info(
+            "event %d: %.1f s, clip %s will be cut from the segments",
+            rec.event,
+            rec.end - rec.start,
+            final.name,
+        )
 
 
-def choose_clip_writer(settings: OutputSettings, *, reencode: Optional[bool] = None, ffmpeg: Optional[str],
-                       cutter=None, packets=None) -> ClipWriter:
+def choose_clip_writer(
+    settings: OutputSettings,
+    *,
+    reencode: Optional[bool] = None,
+    ffmpeg: Optional[str],
+    cutter: Optional[EventCutter] = None,
+    packets: Optional[PacketRing] = None,
+) -> ClipWriter:
     """The mode for what the recorder set up: a cutter with EVENT_REENCODE = False cuts the clips
     from the segments; a packet ring copies the camera's packets; anything else re-encodes frames."""
     if reencode is False and cutter is not None:

@@ -3,6 +3,7 @@
 Panels: source | blurred difference (amplified) / after threshold, dilate and erode | source
 with contour traces and boxes. Every panel is at the analysis size.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,9 +12,9 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from nvr_cli.output.encoders import open_writer
 from nvr_cli.analysis.motion import MotionDetector, MotionResult
 from nvr_cli.config import Settings
+from nvr_cli.output.encoders import open_writer
 from nvr_cli.source.capture import VideoSource
 from nvr_cli.source.spec import parse_source
 
@@ -36,20 +37,36 @@ def render_panels(det: MotionDetector, image: np.ndarray, result: MotionResult) 
     cv2.drawContours(traced, contours, -1, (0, 255, 255), 1)
     sx, sy = det.scale
     for x, y, bw, bh in result.boxes:
-        cv2.rectangle(traced, (int(x * sx), int(y * sy)), (int((x + bw) * sx), int((y + bh) * sy)), (0, 0, 255), 2)
-    state = "LIGHTING" if result.lighting else "MOTION" if result.motion else "repeat" if result.duplicate else ""
-    top = np.hstack([_label(small.copy(), "source"), _label(cv2.cvtColor(diff, cv2.COLOR_GRAY2BGR), "blurred difference x4")])
-    bottom = np.hstack([_label(cv2.cvtColor(morph, cv2.COLOR_GRAY2BGR), "threshold, dilate, erode"),
-                        _label(traced, f"score {result.score:.4f} {state}", (0, 0, 255) if result.motion else (255, 255, 255))])
+        cv2.rectangle(
+            traced, (int(x * sx), int(y * sy)), (int((x + bw) * sx), int((y + bh) * sy)), (0, 0, 255), 2
+        )
+    state = (
+        "LIGHTING" if result.lighting else "MOTION" if result.motion else "repeat" if result.duplicate else ""
+    )
+    top = np.hstack(
+        [
+            _label(small.copy(), "source"),
+            _label(cv2.cvtColor(diff, cv2.COLOR_GRAY2BGR), "blurred difference x4"),
+        ]
+    )
+    bottom = np.hstack(
+        [
+            _label(cv2.cvtColor(morph, cv2.COLOR_GRAY2BGR), "threshold, dilate, erode"),
+            _label(
+                traced, f"score {result.score:.4f} {state}", (0, 0, 255) if result.motion else (255, 255, 255)
+            ),
+        ]
+    )
     return np.vstack([top, bottom])
 
 
-def render_debug_video(settings: Settings, source: str, out: Path, *, ffmpeg: Optional[str] = None,
-                       max_frames: int = 0) -> int:
-
+def render_debug_video(
+    settings: Settings, source: str, out: Path, *, ffmpeg: Optional[str] = None, max_frames: int = 0
+) -> int:
     """Write the four-panel video of ``source`` to ``out``; returns the number of frames."""
-    src = VideoSource(parse_source(source), open_timeout=settings.OPEN_TIMEOUT_SECS,
-                      read_timeout=settings.READ_TIMEOUT_SECS).open()
+    src = VideoSource(
+        parse_source(source), open_timeout=settings.OPEN_TIMEOUT_SECS, read_timeout=settings.READ_TIMEOUT_SECS
+    ).open()
     det = MotionDetector(settings.motion, src.size, keep_stages=True)
     w, h = det.size
     writer = open_writer(Path(out), (2 * w, 2 * h), src.fps or 15.0, ffmpeg=ffmpeg, fragmented=False)

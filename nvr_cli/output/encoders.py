@@ -3,6 +3,7 @@
 While a clip is being written it is a fragmented MP4 (a fragment per keyframe, one keyframe a
 second), so a killed process or a full disk still leaves a file that plays up to its last second.
 """
+
 from __future__ import annotations
 
 import logging
@@ -20,8 +21,17 @@ log = logging.getLogger(__name__)
 
 
 class FfmpegWriter:
-    def __init__(self, path: Path, size: tuple[int, int], fps: float, *, ffmpeg: str, crf: int = 23,
-                 preset: str = "veryfast", fragmented: bool = True):
+    def __init__(
+        self,
+        path: Path,
+        size: tuple[int, int],
+        fps: float,
+        *,
+        ffmpeg: str,
+        crf: int = 23,
+        preset: str = "veryfast",
+        fragmented: bool = True,
+    ):
         self.path = Path(path)
         self.size = tuple(size)
         w, h = self.size
@@ -30,15 +40,42 @@ class FfmpegWriter:
         # ffmpeg's BGR input path costs the encoder 4 ms a 1080p frame (measured: 26 -> 22 ms, and
         # nearer the source's colours)
         self.i420 = not (w % 2 or h % 2)
-        cmd = ffproc.base(ffmpeg) + ["-y", "-f", "rawvideo", "-pix_fmt", "yuv420p" if self.i420 else "bgr24",
-                                     "-s", f"{w}x{h}", "-r", f"{fps:.6g}", "-i", "-", "-an"]
+        cmd = ffproc.base(ffmpeg) + [
+            "-y",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "yuv420p" if self.i420 else "bgr24",
+            "-s",
+            f"{w}x{h}",
+            "-r",
+            f"{fps:.6g}",
+            "-i",
+            "-",
+            "-an",
+        ]
         if w % 2 or h % 2:  # yuv420p needs even sides
             cmd += ["-vf", "crop=trunc(iw/2)*2:trunc(ih/2)*2:0:0"]
         # No B-frames and a short lookahead: the encoder holds back ~5 frames instead of ~30, so a
         # killed recorder loses ~1 s, not ~2.5 s (measured: same size or smaller; zerolatency was +48 %).
-        cmd += ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p",
-                "-x264-params", "bframes=0:rc-lookahead=5:sync-lookahead=0",
-                "-g", str(gop), "-keyint_min", str(gop), "-tag:v", "avc1"]
+        cmd += [
+            "-c:v",
+            "libx264",
+            "-preset",
+            preset,
+            "-crf",
+            str(crf),
+            "-pix_fmt",
+            "yuv420p",
+            "-x264-params",
+            "bframes=0:rc-lookahead=5:sync-lookahead=0",
+            "-g",
+            str(gop),
+            "-keyint_min",
+            str(gop),
+            "-tag:v",
+            "avc1",
+        ]
         if fragmented:
             # each fragment goes to disk when it is cut, not when ffmpeg's 32 KB buffer fills
             cmd += ["-movflags", "+frag_keyframe+empty_moov+default_base_moof", "-flush_packets", "1"]
@@ -49,7 +86,9 @@ class FfmpegWriter:
             # its own session: a terminal's Ctrl-C reaches the whole process group, and an ffmpeg
             # interrupted there leaves the clip unfinished; we close its input and it ends the file
             # no death signal: the end of its input (our death included) makes it finish the file
-            self.proc = ffproc.FfmpegProcess(cmd, stdin=subprocess.PIPE, bufsize=0, death_signal=None, tail=20)
+            self.proc = ffproc.FfmpegProcess(
+                cmd, stdin=subprocess.PIPE, bufsize=0, death_signal=None, tail=20
+            )
         except OSError as e:
             raise StorageError(f"cannot start ffmpeg ({ffmpeg}): {e}") from None
         self.frames = 0
@@ -115,8 +154,16 @@ class OpenCvWriter:
     abort = close
 
 
-def open_writer(path: Path, size: tuple[int, int], fps: float, *, ffmpeg: Optional[str] = None, crf: int = 23,
-                preset: str = "veryfast", fragmented: bool = True) -> Union[FfmpegWriter, OpenCvWriter]:
+def open_writer(
+    path: Path,
+    size: tuple[int, int],
+    fps: float,
+    *,
+    ffmpeg: Optional[str] = None,
+    crf: int = 23,
+    preset: str = "veryfast",
+    fragmented: bool = True,
+) -> Union[FfmpegWriter, OpenCvWriter]:
     if ffmpeg:
         return FfmpegWriter(path, size, fps, ffmpeg=ffmpeg, crf=crf, preset=preset, fragmented=fragmented)
     return OpenCvWriter(path, size, fps)

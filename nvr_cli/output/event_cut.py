@@ -3,6 +3,7 @@
 A cut waits until the segment holding the event's end is complete (up to SEGMENT_SECONDS after
 the event), then joins and trims the segments by stream copy, as `nvr-cli export` does.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,16 +15,22 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import nvr_cli.storage.paths as storage
-from nvr_cli.storage.segments import Segmenter, index_folders
 from nvr_cli.core.errors import NvrError
-from nvr_cli.storage.export import export
 from nvr_cli.core.supervised import Supervised
+from nvr_cli.storage.export import export
+from nvr_cli.storage.segments import Segmenter, index_folders
 
 log = logging.getLogger(__name__)
 
 
 class EventCutter:
-    def __init__(self, segmenter: Segmenter, ffmpeg: str, stop: threading.Event, on_fatal=None):
+    def __init__(
+        self,
+        segmenter: Segmenter,
+        ffmpeg: str,
+        stop: threading.Event,
+        on_fatal: Optional[Callable[[str], None]] = None,
+    ):
         """Cuts from ``segmenter``'s segments, so where they are and how long they run are its settings."""
         self.segmenter, self.ffmpeg, self.stop = segmenter, ffmpeg, stop
         self.out, self.camera = segmenter.out, segmenter.camera
@@ -32,8 +39,9 @@ class EventCutter:
         # its own stop: it finishes the queued cuts after the recorder's stop is set
         self._thread = Supervised("event cutter", self._run, threading.Event(), on_fatal=on_fatal).start()
 
-    def submit(self, start: float, end: float, out: Path, sidecar: Optional[Path],
-               on_done: Optional[Callable] = None):
+    def submit(
+        self, start: float, end: float, out: Path, sidecar: Optional[Path], on_done: Optional[Callable] = None
+    ) -> None:
         """Cut wall-clock [start, end] into ``out``; record the result in ``sidecar`` under "lossless"."""
         self.jobs.put((start, end, Path(out), sidecar, on_done))
 
@@ -49,7 +57,9 @@ class EventCutter:
             try:
                 self._one(*job)
             except Exception as e:  # noqa: BLE001 - one failed cut must not stop the next ones
-                log.error("lossless event clip %s failed: %s: %s", job[2].name, type(e).__name__, e, exc_info=True)
+                log.error(
+                    "lossless event clip %s failed: %s: %s", job[2].name, type(e).__name__, e, exc_info=True
+                )
             self.done += 1
 
     def _one(self, start, end, out, sidecar, on_done):
@@ -72,22 +82,40 @@ class EventCutter:
         req = {"requested_start": storage.iso(start, lt), "requested_end": storage.iso(end, lt)}
         try:
             # only the days the event can touch: a cut must not cost more as the history grows
-            days = index_folders(self.out.PATH_FOR_VIDEO, self.camera, start, end, lt,
-                                 self.out.subFolderNameGeneratorFunc)
-            info, (actual_start, actual_end) = export(self.out.PATH_FOR_VIDEO, self.camera, start, end, out,
-                                                      ffmpeg=self.ffmpeg, allow_gaps=True, local_time=lt,
-                                                      folders=days, write_sidecar=False)
+            days = index_folders(
+                self.out.PATH_FOR_VIDEO, self.camera, start, end, lt, self.out.subFolderNameGeneratorFunc
+            )
+            info, (actual_start, actual_end) = export(
+                self.out.PATH_FOR_VIDEO,
+                self.camera,
+                start,
+                end,
+                out,
+                ffmpeg=self.ffmpeg,
+                allow_gaps=True,
+                local_time=lt,
+                folders=days,
+                write_sidecar=False,
+            )
         except NvrError as e:
             log.error("lossless event clip %s not cut: %s", out.name, e)
             return {**req, "error": str(e)}
         segs = info["segments"]
-        log.info("lossless event clip %s: %.1f s from %d segment(s)", out.name, info["duration_seconds"], len(segs))
-        return {**req, "file": out.name, "actual_start": storage.iso(actual_start, lt),
-                "actual_end": storage.iso(actual_end, lt), "duration_seconds": info["duration_seconds"],
-                "segments": [Path(s["file"]).name for s in segs], "gaps": info["gaps"],
-                "note": "stream copy: packets from the keyframe before the start; players begin at the start"}
+        log.info(
+            "lossless event clip %s: %.1f s from %d segment(s)", out.name, info["duration_seconds"], len(segs)
+        )
+        return {
+            **req,
+            "file": out.name,
+            "actual_start": storage.iso(actual_start, lt),
+            "actual_end": storage.iso(actual_end, lt),
+            "duration_seconds": info["duration_seconds"],
+            "segments": [Path(s["file"]).name for s in segs],
+            "gaps": info["gaps"],
+            "note": "stream copy: packets from the keyframe before the start; players begin at the start",
+        }
 
-    def close(self, timeout: float):
+    def close(self, timeout: float) -> None:
         """Finish the queued cuts (the segmenter has stopped and written its last segment)."""
         self.jobs.put(None)
         self._thread.join(timeout)

@@ -5,6 +5,7 @@ packet that arrives until the event ends; a second ffmpeg remuxes them (stream c
 fragmented MP4. The ring's reader must never wait for a disk: packets queue here, bounded, and a
 writer that stops taking them ends its clip with an error, not the recorder's memory.
 """
+
 from __future__ import annotations
 
 import collections
@@ -46,13 +47,30 @@ class PacketClip:
         cmd = ffproc.base(ring.ffmpeg) + [
             "-y",
             # the first keyframe tells all there is to know: don't wait 5 s of stream to start the file
-            "-analyzeduration", "1000000", "-f", "mpegts", "-i", "-",
-            "-map", "0:v:0", "-c", "copy", "-movflags", "+frag_keyframe+empty_moov+default_base_moof",
-            "-flush_packets", "1", "-f", "mp4", str(self.path)]
+            "-analyzeduration",
+            "1000000",
+            "-f",
+            "mpegts",
+            "-i",
+            "-",
+            "-map",
+            "0:v:0",
+            "-c",
+            "copy",
+            "-movflags",
+            "+frag_keyframe+empty_moov+default_base_moof",
+            "-flush_packets",
+            "1",
+            "-f",
+            "mp4",
+            str(self.path),
+        ]
         try:
             # own session, as for clipwriter's ffmpeg: Ctrl-C must not cut the clip short
             # no death signal: the end of its input (our death included) makes it finish the file
-            self.proc = ffproc.FfmpegProcess(cmd, stdin=subprocess.PIPE, bufsize=0, death_signal=None, tail=20)
+            self.proc = ffproc.FfmpegProcess(
+                cmd, stdin=subprocess.PIPE, bufsize=0, death_signal=None, tail=20
+            )
         except OSError as e:
             raise StorageError(f"cannot start ffmpeg ({ring.ffmpeg}): {e}") from None
         # the reader thread hands packets over; a slow disk must not stall it
@@ -69,8 +87,10 @@ class PacketClip:
             if self._closed or self.error or self._broken:
                 return
             if self._queued + len(data) > self.max_queued:
-                self.error = (f"the clip's writer stopped taking packets ({self._queued / 2**20:.0f} MB waiting): "
-                              "a hung disk or ffmpeg")
+                self.error = (
+                    f"the clip's writer stopped taking packets ({self._queued / 2**20:.0f} MB waiting): "
+                    "a hung disk or ffmpeg"
+                )
                 self._queue.clear()
                 self._queued = 0
                 self.proc.kill()  # unblocks the writer thread; the sink ends the clip at its next frame

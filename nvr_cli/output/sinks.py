@@ -1,4 +1,5 @@
 """What happens to an event's frames: written as clips (record, scan --extract) or only listed (scan)."""
+
 from __future__ import annotations
 
 import collections
@@ -13,22 +14,42 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import nvr_cli.storage.paths as storage
-from nvr_cli.output.clip_writers import ClipState, ClipWriter, choose_clip_writer
-from nvr_cli.core.errors import StorageError
-from nvr_cli.events.controller import Event
-from nvr_cli.core.frames import Frame
 from nvr_cli.config import OutputSettings, Settings, as_plain
+from nvr_cli.core.errors import StorageError
+from nvr_cli.core.frames import Frame
 from nvr_cli.core.supervised import Supervised
+from nvr_cli.events.controller import Event
+from nvr_cli.output.clip_writers import ClipState, ClipWriter, choose_clip_writer
+from nvr_cli.output.event_cut import EventCutter
+from nvr_cli.source.packets import PacketRing
 
 log = logging.getLogger(__name__)
 
 # settings that shape an event, recorded in every sidecar
-SIDECAR_SETTINGS = ("MOTION_FRAME_WIDTH", "scaleFrameTo", "MOTION_BLUR_SIZE", "MOTION_PIXEL_THRESHOLD",
-                  "MOTION_DILATE_ITERATIONS", "MOTION_ERODE_ITERATIONS", "MOTION_MIN_SCORE",
-                  "MOTION_MIN_CONTOUR_AREA", "MOTION_TRIGGER_FRAMES", "LIGHTING_REJECT",
-                  "MASKS", "REGIONS", "MINIMAL_MOTION_DURATION", "PRE_ALARM_RECORDING_SECONDS",
-                  "POST_CAPTURE_SECONDS", "MIN_EVENT_SECONDS", "MAX_CLIP_SECONDS", "OBJECT_MODEL",
-                  "OBJECT_CONFIRM", "OBJECT_LABELS_OF_INTEREST", "OBJECT_MIN_SCORE", "QR_ENABLED")
+SIDECAR_SETTINGS = (
+    "MOTION_FRAME_WIDTH",
+    "scaleFrameTo",
+    "MOTION_BLUR_SIZE",
+    "MOTION_PIXEL_THRESHOLD",
+    "MOTION_DILATE_ITERATIONS",
+    "MOTION_ERODE_ITERATIONS",
+    "MOTION_MIN_SCORE",
+    "MOTION_MIN_CONTOUR_AREA",
+    "MOTION_TRIGGER_FRAMES",
+    "LIGHTING_REJECT",
+    "MASKS",
+    "REGIONS",
+    "MINIMAL_MOTION_DURATION",
+    "PRE_ALARM_RECORDING_SECONDS",
+    "POST_CAPTURE_SECONDS",
+    "MIN_EVENT_SECONDS",
+    "MAX_CLIP_SECONDS",
+    "OBJECT_MODEL",
+    "OBJECT_CONFIRM",
+    "OBJECT_LABELS_OF_INTEREST",
+    "OBJECT_MIN_SCORE",
+    "QR_ENABLED",
+)
 
 
 def sidecar_settings(s: Settings) -> dict:
@@ -89,6 +110,7 @@ class EventRecord:
 
         Times (start, end, trigger, an object's first_seen, a QR code's seen) are ISO 8601 wall-clock
         times when ``local_time`` is given (True: local, False: UTC), else seconds less ``origin``."""
+
         def when(ts: Optional[float]):
             if ts is None:
                 return None
@@ -99,20 +121,38 @@ class EventRecord:
         duration = round(self.end - self.start, 3) if self.end is not None else None
         peak_score = round(self.peak_score, 5)
         return {
-            "event": self.event, "part": self.part, "kind": self.kind, "kept": self.kept,
-            "start": when(self.start), "end": when(self.end), "trigger": when(self.trigger),
-            "duration_seconds": duration, "pre_alarm_seconds": round(self.pre_alarm, 3),
-            "frames": self.frames, "frames_lost": self.frames_lost, "peak_score": peak_score,
-            "motion_seconds": round(self.motion_seconds, 3), "motion_frames": self.motion_frames,
-            "motion_box": self.union_box, "peak_boxes": [[int(v) for v in b] for b in self.peak_boxes],
+            "event": self.event,
+            "part": self.part,
+            "kind": self.kind,
+            "kept": self.kept,
+            "start": when(self.start),
+            "end": when(self.end),
+            "trigger": when(self.trigger),
+            "duration_seconds": duration,
+            "pre_alarm_seconds": round(self.pre_alarm, 3),
+            "frames": self.frames,
+            "frames_lost": self.frames_lost,
+            "peak_score": peak_score,
+            "motion_seconds": round(self.motion_seconds, 3),
+            "motion_frames": self.motion_frames,
+            "motion_box": self.union_box,
+            "peak_boxes": [[int(v) for v in b] for b in self.peak_boxes],
             "end_reason": self.reason,
             "labels": [o.label for o in self.objects],
-            "objects": [{"label": o.label, "score": round(o.score, 4), "box": [int(v) for v in o.box],
-                         "first_seen": when(o.first_seen)} for o in self.objects],
+            "objects": [
+                {
+                    "label": o.label,
+                    "score": round(o.score, 4),
+                    "box": [int(v) for v in o.box],
+                    "first_seen": when(o.first_seen),
+                }
+                for o in self.objects
+            ],
             "qr": [{**q.as_dict(), "seen": when(q.ts)} for q in self.qr],
             "clip": str(self.clip) if self.clip else None,
             # older names, which the README promised before these: same values
-            "duration": duration, "score": peak_score,
+            "duration": duration,
+            "score": peak_score,
         }
 
 
@@ -130,7 +170,7 @@ class EventLogSink:
         self._last: Optional[Frame] = None
         self._count = 0
 
-    def set_source(self, info: SourceInfo):
+    def set_source(self, info: SourceInfo) -> None:
         self.source = info
 
     def drain(self, timeout: Optional[float] = None) -> bool:
@@ -145,39 +185,53 @@ class EventLogSink:
         self.kept_events += rec.part == 1
         self.clips_written += 1
 
-    def open(self, event: Event, frames: list):
+    def open(self, event: Event, frames: list) -> None:
         self._first, self._count = frames[0], 0
         for f in frames:
             self.write(f)
 
-    def write(self, frame: Frame):
+    def write(self, frame: Frame) -> None:
         self._last = frame
         self._count += 1
 
-    def close(self, event: Event, keep: bool, reason: str):
+    def close(self, event: Event, keep: bool, reason: str) -> None:
         rec = self._record(event, keep, reason)
         if keep:
             self._keep(rec)
 
-    def _record(self, event: Event, keep: Optional[bool], reason: Optional[str], *,
-                started: bool = False) -> EventRecord:
+    def _record(
+        self, event: Event, keep: Optional[bool], reason: Optional[str], *, started: bool = False
+    ) -> EventRecord:
         """The event as it is now: at its end (``started``: at its start, before its end is known)."""
         fps = self.source.fps or 15.0
         end = frames = None
         if not started:
             end = self._last.ts + 1.0 / fps
             # frames the event spans: with MAX_ANALYSIS_FPS not all of them came through here
-            frames = self._count if self.needs_images else max(self._count, self._last.index - self._first.index + 1)
-        return EventRecord(event=event.number, part=event.part, start=self._first.ts,
-                           end=end, trigger=event.trigger_ts, frames=frames,
-                           peak_score=event.peak_score, motion_seconds=event.motion_seconds,
-                           motion_frames=event.motion_frames,
-                           union_box=list(event.union_box) if event.union_box else None, reason=reason, kept=keep,
-                           kind=event.kind,
-                           # copies: a long event's next part goes on updating its own
-                           objects=[dataclasses.replace(o) for o in sorted(event.objects.values(),
-                                                                            key=lambda o: -o.score)],
-                           qr=list(event.qr), peak_boxes=list(event.peak_boxes))
+            frames = (
+                self._count
+                if self.needs_images
+                else max(self._count, self._last.index - self._first.index + 1)
+            )
+        return EventRecord(
+            event=event.number,
+            part=event.part,
+            start=self._first.ts,
+            end=end,
+            trigger=event.trigger_ts,
+            frames=frames,
+            peak_score=event.peak_score,
+            motion_seconds=event.motion_seconds,
+            motion_frames=event.motion_frames,
+            union_box=list(event.union_box) if event.union_box else None,
+            reason=reason,
+            kept=keep,
+            kind=event.kind,
+            # copies: a long event's next part goes on updating its own
+            objects=[dataclasses.replace(o) for o in sorted(event.objects.values(), key=lambda o: -o.score)],
+            qr=list(event.qr),
+            peak_boxes=list(event.peak_boxes),
+        )
 
 
 class ClipSink(EventLogSink):
@@ -191,12 +245,22 @@ class ClipSink(EventLogSink):
 
     MAX_RECORDS = 200  # live: the latest records only (counters count them all)
 
-    def __init__(self, settings: OutputSettings, *, camera: str, ffmpeg: Optional[str],
-                 reencode: Optional[bool] = None, shaped_by: Optional[dict] = None,
-                 on_clip: Optional[Callable] = None,
-                 on_disk_full: Optional[Callable] = None, cutter=None,
-                 on_event_start: Optional[Callable] = None, on_event_end: Optional[Callable] = None,
-                 packets=None, on_fatal: Optional[Callable[[str], None]] = None):
+    def __init__(
+        self,
+        settings: OutputSettings,
+        *,
+        camera: str,
+        ffmpeg: Optional[str],
+        reencode: Optional[bool] = None,
+        shaped_by: Optional[dict] = None,
+        on_clip: Optional[Callable] = None,
+        on_disk_full: Optional[Callable] = None,
+        cutter: Optional[EventCutter] = None,
+        on_event_start: Optional[Callable] = None,
+        on_event_end: Optional[Callable] = None,
+        packets: Optional[PacketRing] = None,
+        on_fatal: Optional[Callable[[str], None]] = None,
+    ):
         """``settings``: where clips go and how they are encoded; ``reencode``: EVENT_REENCODE (with a
         ``cutter``, False makes the cut the clip); ``shaped_by``: the settings each sidecar records
         (``sidecar_settings(settings)``)."""
@@ -213,7 +277,9 @@ class ClipSink(EventLogSink):
         self.on_disk_full = on_disk_full
         # cutter (EventCutter): kept events are also cut from the continuous segments;
         # packets (PacketRing): clips can be the camera's own packets, written live
-        self.writer: ClipWriter = choose_clip_writer(settings, reencode=reencode, ffmpeg=ffmpeg, cutter=cutter, packets=packets)
+        self.writer: ClipWriter = choose_clip_writer(
+            settings, reencode=reencode, ffmpeg=ffmpeg, cutter=cutter, packets=packets
+        )
         self.needs_images = self.writer.needs_images
         self.clip = ClipState()
         self._jobs: queue.Queue = queue.Queue(maxsize=16)  # a stuck disk blocks here, not in memory
@@ -223,11 +289,13 @@ class ClipSink(EventLogSink):
         self._finisher = Supervised("clip finisher", self._finish_loop, self._stop, on_fatal=on_fatal).start()
 
     @classmethod
-    def for_camera(cls, s: Settings, **kwargs) -> "ClipSink":
+    def for_camera(cls, s: Settings, **kwargs: object) -> "ClipSink":
         """A sink for one camera's settings: it is handed its own slices of them."""
-        return cls(s.output, camera=s.CAMERA_NAME, reencode=s.EVENT_REENCODE, shaped_by=sidecar_settings(s), **kwargs)
+        return cls(
+            s.output, camera=s.CAMERA_NAME, reencode=s.EVENT_REENCODE, shaped_by=sidecar_settings(s), **kwargs
+        )
 
-    def set_source(self, info: SourceInfo):
+    def set_source(self, info: SourceInfo) -> None:
         super().set_source(info)
         if info.live and not isinstance(self.records, collections.deque):
             self.records = collections.deque(self.records, maxlen=self.MAX_RECORDS)
@@ -241,28 +309,40 @@ class ClipSink(EventLogSink):
         src = self.source
         if not src.live:
             return src.fps or 15.0
-        measured = (len(frames) - 1) / (frames[-1].ts - frames[0].ts) if len(frames) > 10 and frames[-1].ts > frames[0].ts else 0
+        measured = (
+            (len(frames) - 1) / (frames[-1].ts - frames[0].ts)
+            if len(frames) > 10 and frames[-1].ts > frames[0].ts
+            else 0
+        )
         # a burst of buffered frames right after a connect reads as a faster camera: only a camera
         # sending fewer frames than it claims overrides what it claims
         if src.fps and (not measured or measured > src.fps or (src.fps - measured) / src.fps < 0.25):
             return src.fps
         return measured or src.fps or 15.0
 
-    def open(self, event: Event, frames: list):
-        c = self.clip = ClipState(fps=self._clip_fps(frames), t0=frames[0].ts, offset=self.source.wall_offset())
+    def open(self, event: Event, frames: list) -> None:
+        c = self.clip = ClipState(
+            fps=self._clip_fps(frames), t0=frames[0].ts, offset=self.source.wall_offset()
+        )
         self._first, self._count = frames[0], 0
         wall = frames[0].ts + c.offset
         try:
-            folder = storage.clip_dir(self.s.PATH_FOR_VIDEO, self.camera, wall,
-                                      self.s.LOCAL_TIME, self.s.subFolderNameGeneratorFunc)
+            folder = storage.clip_dir(
+                self.s.PATH_FOR_VIDEO, self.camera, wall, self.s.LOCAL_TIME, self.s.subFolderNameGeneratorFunc
+            )
             storage.make_dirs(folder)
             c.final = storage.new_clip_path(folder, self.camera, wall, self.s.LOCAL_TIME)
             c.part = storage.part_path(c.final)
             self.writer.open(c, self.source.size, frames[0].ts)
         except StorageError as e:
             self._fail(e)
-        log.info("recording %s (event %d part %d, %d pre-alarm frames)",
-                 c.part.name if c.part else "-", event.number, event.part, len(frames))
+        log.info(
+            "recording %s (event %d part %d, %d pre-alarm frames)",
+            c.part.name if c.part else "-",
+            event.number,
+            event.part,
+            len(frames),
+        )
         if self.on_event_start and event.part == 1:
             rec = self._record(event, None, None, started=True)
             rec.clip, rec.clock_offset, rec.live = c.final, c.offset, self.source.live
@@ -282,7 +362,7 @@ class ClipSink(EventLogSink):
             self._submit(c.writer.abort)  # a writer stuck on a hung disk must not stall the analysis
         c.writer = None
 
-    def write(self, frame: Frame):
+    def write(self, frame: Frame) -> None:
         super().write(frame)
         c = self.clip
         if c.writer is None:
@@ -292,7 +372,7 @@ class ClipSink(EventLogSink):
         except StorageError as e:
             self._fail(e)
 
-    def close(self, event: Event, keep: bool, reason: str):
+    def close(self, event: Event, keep: bool, reason: str) -> None:
         """The event's last frame of this clip: the rest is the finisher's work."""
         rec = self._record(event, keep, reason)
         rec.clock_offset, rec.live = self.clip.offset, self.source.live
@@ -340,7 +420,9 @@ class ClipSink(EventLogSink):
             try:
                 fn(*args)
             except Exception as e:  # noqa: BLE001 - one clip's failure must not stop the next ones
-                log.error("%s failed: %s: %s", getattr(fn, "__qualname__", fn), type(e).__name__, e, exc_info=True)
+                log.error(
+                    "%s failed: %s: %s", getattr(fn, "__qualname__", fn), type(e).__name__, e, exc_info=True
+                )
             finally:
                 with self._idle:
                     self._busy -= 1
@@ -371,18 +453,23 @@ class ClipSink(EventLogSink):
         try:
             if event.best_object is not None:  # the best view of what was wanted, else the peak of motion
                 frame, dets = event.best_object
-                storage.write_thumbnail(thumb, frame.image, [d.box for d in dets],
-                                        [f"{d.label} {d.score:.2f}" for d in dets])
+                storage.write_thumbnail(
+                    thumb, frame.image, [d.box for d in dets], [f"{d.label} {d.score:.2f}" for d in dets]
+                )
             elif event.peak_frame is not None and event.peak_frame.image is not None:
                 storage.write_thumbnail(thumb, event.peak_frame.image, event.peak_boxes)
             data = {
-                "camera": self.camera, "source": self.source.display,
+                "camera": self.camera,
+                "source": self.source.display,
                 **rec.as_dict(local_time=self.s.LOCAL_TIME),
                 # the files beside this one, by name: the folder can move
                 "clip": self.writer.sidecar_clip(final),
                 "thumbnail": thumb.name if thumb.exists() else None,
-                "fps": round(c.fps, 3), "width": self.source.size[0], "height": self.source.size[1],
-                "error": c.failed, "encoding": self.writer.encoding,
+                "fps": round(c.fps, 3),
+                "width": self.source.size[0],
+                "height": self.source.size[1],
+                "error": c.failed,
+                "encoding": self.writer.encoding,
                 **({"lossless": {"status": "pending"}} if self.writer.cutter is not None else {}),
                 "settings": self.shaped_by,
             }

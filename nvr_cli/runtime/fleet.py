@@ -4,6 +4,7 @@ Workers are ``nvr-cli run --camera NAME`` processes in sessions of their own, so
 terminal reaches only the supervisor, which then stops each worker once (SIGTERM: it finishes its
 open clip) and kills what is still running after STOP_TIMEOUT_SECS.
 """
+
 from __future__ import annotations
 
 import collections
@@ -19,13 +20,13 @@ from pathlib import Path
 from typing import Optional
 
 import nvr_cli.core.processes as procs
+from nvr_cli.config import FIELDS, MACHINE_FILE, LoadedSettings, Settings, as_plain, home_dir, load_settings
 from nvr_cli.core.backoff import Backoff
 from nvr_cli.core.errors import ConfigError
-from nvr_cli.runtime.recorder import ENV_SHARED_REAPER
-from nvr_cli.storage.retention import prune
-from nvr_cli.config import FIELDS, MACHINE_FILE, LoadedSettings, Settings, as_plain, home_dir, load_settings
-from nvr_cli.runtime.status import status_path
 from nvr_cli.core.supervised import Supervised
+from nvr_cli.runtime.recorder import ENV_SHARED_REAPER
+from nvr_cli.runtime.status import status_path
+from nvr_cli.storage.retention import prune
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ RESET_AFTER_SECS = 60.0  # a worker that ran this long without dying starts its 
 
 def changed(old: Settings, new: Settings) -> list:
     """Names of the settings that differ: what decides (and explains) a restart on reload."""
+
     def plain(s, k):
         return json.dumps(as_plain(getattr(s, k)), sort_keys=True, default=repr)
 
@@ -61,7 +63,9 @@ class Worker:
         self.planned = False  # the next start was asked for (a reload), not a death: not counted
 
     def reset_backoff(self) -> None:
-        """The next restart comes after the first delay (of the current settings: a reload may change them)."""
+        """The next restart comes after the first delay (of the current settings: a reload may change
+        them).
+        """
         self.backoff = Backoff(self.settings.RESTART_DELAY_SECS, self.settings.RESTART_MAX_DELAY_SECS)
 
     @property
@@ -72,8 +76,10 @@ class Worker:
 class Supervisor:
     def __init__(self, config_path: Optional[str], loaded: LoadedSettings, stop: threading.Event):
         if not loaded.cameras:
-            raise ConfigError("no CAMERAS in the config: add CAMERAS = {'name': {'cam': 'rtsp://...'}, ...} "
-                              "(see config.py), or record one camera with `nvr-cli record`")
+            raise ConfigError(
+                "no CAMERAS in the config: add CAMERAS = {'name': {'cam': 'rtsp://...'}, ...} "
+                "(see config.py), or record one camera with `nvr-cli record`"
+            )
         self.config_path = str(Path(config_path).resolve()) if config_path else None
         self.loaded = loaded
         self.stop = stop
@@ -90,11 +96,17 @@ class Supervisor:
         return cmd
 
     def _spawn(self, w: Worker):
-        env = {**WORKER_ENV, **os.environ, ENV_PARENT: str(os.getpid()), "NVR_CLI_HOME": str(home_dir()),
-               ENV_SHARED_REAPER: "1"}
+        env = {
+            **WORKER_ENV,
+            **os.environ,
+            ENV_PARENT: str(os.getpid()),
+            "NVR_CLI_HOME": str(home_dir()),
+            ENV_SHARED_REAPER: "1",
+        }
         try:
-            w.proc = subprocess.Popen(self._command(w.name), env=env, stdin=subprocess.DEVNULL,
-                                      start_new_session=True)
+            w.proc = subprocess.Popen(
+                self._command(w.name), env=env, stdin=subprocess.DEVNULL, start_new_session=True
+            )
         except OSError as e:
             log.error("camera %s: cannot start a worker: %s", w.name, e)
             self._schedule(w, "could not start")
@@ -111,9 +123,14 @@ class Supervisor:
         limit = w.settings.RESTARTS_PER_HOUR
         if len(w.restarts) >= limit:
             w.next_start = w.restarts[0] + 3600
-            log.critical("camera %s: %s, and it was restarted %d times in the last hour (RESTARTS_PER_HOUR): "
-                         "not restarting it for %.0f min; look at its log", w.name, why, len(w.restarts),
-                         (w.next_start - now) / 60)
+            log.critical(
+                "camera %s: %s, and it was restarted %d times in the last hour (RESTARTS_PER_HOUR): "
+                "not restarting it for %.0f min; look at its log",
+                w.name,
+                why,
+                len(w.restarts),
+                (w.next_start - now) / 60,
+            )
             return
         delay = w.backoff.next()
         w.next_start = now + delay
@@ -148,8 +165,12 @@ class Supervisor:
             self._spawn(w)
             return
         if w.stop_deadline is not None and now > w.stop_deadline and w.alive:
-            log.error("camera %s: worker %d still running %g s after SIGTERM: killed", w.name, w.proc.pid,
-                      w.settings.STOP_TIMEOUT_SECS)
+            log.error(
+                "camera %s: worker %d still running %g s after SIGTERM: killed",
+                w.name,
+                w.proc.pid,
+                w.settings.STOP_TIMEOUT_SECS,
+            )
             _kill(w.proc)
             w.stop_deadline = now + 5
 
@@ -206,10 +227,25 @@ class Supervisor:
             if name not in self.workers:
                 self.workers[name] = Worker(name, s)
                 started.append(name)
-        unchanged = [n for n in loaded.cameras if n not in started and not any(r.startswith(n + " (") for r in restarted)]
-        log.info("config reloaded: %s", "; ".join(f"{what} {', '.join(names)}" for what, names in (
-            ("restarting", restarted), ("starting", started), ("stopping", stopped), ("unchanged", unchanged))
-            if names) or "no cameras")
+        unchanged = [
+            n
+            for n in loaded.cameras
+            if n not in started and not any(r.startswith(n + " (") for r in restarted)
+        ]
+        log.info(
+            "config reloaded: %s",
+            "; ".join(
+                f"{what} {', '.join(names)}"
+                for what, names in (
+                    ("restarting", restarted),
+                    ("starting", started),
+                    ("stopping", stopped),
+                    ("unchanged", unchanged),
+                )
+                if names
+            )
+            or "no cameras",
+        )
 
     # -- the loop --------------------------------------------------------------------------------
     def reap(self) -> None:
@@ -233,8 +269,12 @@ class Supervisor:
             self.workers[name] = Worker(name, s)
         Supervised("reaper", self.reap, self.stop).start()
         observer = _watch(self.watched_files(), self.file_changed)
-        log.info("running %d camera(s): %s; watching %s for changes", len(self.workers), ", ".join(self.workers),
-                 ", ".join(str(p) for p in self.watched_files()))
+        log.info(
+            "running %d camera(s): %s; watching %s for changes",
+            len(self.workers),
+            ", ".join(self.workers),
+            ", ".join(str(p) for p in self.watched_files()),
+        )
         try:
             while not self.stop.is_set():
                 # editors write a file in several steps: wait for it to settle
@@ -255,7 +295,10 @@ class Supervisor:
     def _stop_all(self):
         for w in self.workers.values():
             self._ask_to_stop(w, "remove")
-        log.info("stopping %d worker(s): open clips are finished first", sum(w.alive for w in self.workers.values()))
+        log.info(
+            "stopping %d worker(s): open clips are finished first",
+            sum(w.alive for w in self.workers.values()),
+        )
         while any(w.proc is not None for w in self.workers.values()):
             for w in self.workers.values():
                 if w.proc is not None:

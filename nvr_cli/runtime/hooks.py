@@ -4,6 +4,7 @@ Each hook gets its payload twice: as ``NVR_*`` environment variables (the scalar
 one-line script) and as a JSON file named by ``NVR_JSON`` (everything, for a real program). The
 file is removed when the hook ends.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,14 +18,19 @@ import time
 from typing import Optional
 
 import nvr_cli.core.processes as procs
+from nvr_cli.config import HookSettings
 from nvr_cli.core.redact import redact
 from nvr_cli.core.supervised import log_crash
-from nvr_cli.config import HookSettings
 
 log = logging.getLogger(__name__)
 
-HOOKS = {"event_start": "ON_EVENT_START", "event_end": "ON_EVENT_END", "camera_lost": "ON_CAMERA_LOST",
-         "camera_found": "ON_CAMERA_FOUND", "qr_code": "ON_QR_CODE"}
+HOOKS = {
+    "event_start": "ON_EVENT_START",
+    "event_end": "ON_EVENT_END",
+    "camera_lost": "ON_CAMERA_LOST",
+    "camera_found": "ON_CAMERA_FOUND",
+    "qr_code": "ON_QR_CODE",
+}
 
 
 def hook_env(payload: dict) -> dict:
@@ -61,11 +67,18 @@ class HookRunner:
             return None
         with self._lock:
             if len(self._running) >= self.s.HOOK_MAX_RUNNING:
-                log.warning("hook %s skipped: %d hooks still running (HOOK_MAX_RUNNING)",
-                            HOOKS[hook], len(self._running))
+                log.warning(
+                    "hook %s skipped: %d hooks still running (HOOK_MAX_RUNNING)",
+                    HOOKS[hook],
+                    len(self._running),
+                )
                 return None
-            t = threading.Thread(target=log_crash, args=(f"hook {HOOKS[hook]}", self._run, hook, tuple(argv), payload),
-                                 name=f"hook-{hook}", daemon=True)
+            t = threading.Thread(
+                target=log_crash,
+                args=(f"hook {HOOKS[hook]}", self._run, hook, tuple(argv), payload),
+                name=f"hook-{hook}",
+                daemon=True,
+            )
             self._running.add(t)
         t.start()
         return t
@@ -81,8 +94,9 @@ class HookRunner:
             try:
                 # its own session: a timeout kills the hook's children too (a script's curl, sleep ...)
                 # tied to this recorder: a SIGKILLed one leaves no hook behind (see procs)
-                proc = procs.popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.PIPE)
+                proc = procs.popen(
+                    argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+                )
             except OSError as e:
                 log.error("hook %s could not start %s: %s", name, argv[0], e.strerror or e)
                 return
@@ -90,12 +104,19 @@ class HookRunner:
                 _, err = proc.communicate(timeout=self.s.HOOK_TIMEOUT_SECS)
             except subprocess.TimeoutExpired:
                 _kill_group(proc)
-                log.error("hook %s (%s) still running after %g s: killed", name, argv[0], self.s.HOOK_TIMEOUT_SECS)
+                log.error(
+                    "hook %s (%s) still running after %g s: killed", name, argv[0], self.s.HOOK_TIMEOUT_SECS
+                )
                 return
             if proc.returncode != 0:
                 last = err.decode(errors="replace").strip().splitlines()[-1:] or [""]
-                log.warning("hook %s (%s) exited with %d%s", name, argv[0], proc.returncode,
-                            f": {redact(last[0])[:200]}" if last[0] else "")
+                log.warning(
+                    "hook %s (%s) exited with %d%s",
+                    name,
+                    argv[0],
+                    proc.returncode,
+                    f": {redact(last[0])[:200]}" if last[0] else "",
+                )
             else:
                 log.debug("hook %s (%s) done", name, argv[0])
         finally:

@@ -1,4 +1,5 @@
 """Logging as the settings say: level, format, rotating file, console copy; passwords masked."""
+
 from __future__ import annotations
 
 import logging
@@ -8,9 +9,9 @@ import threading
 import traceback
 from pathlib import Path
 
+from nvr_cli.config import LogSettings
 from nvr_cli.core.errors import ConfigError
 from nvr_cli.core.redact import RedactingFormatter, redact
-from nvr_cli.config import LogSettings
 
 
 def setup_logging(s: LogSettings, *, quiet: bool = False, prefix: str = "") -> logging.Logger:
@@ -21,13 +22,16 @@ def setup_logging(s: LogSettings, *, quiet: bool = False, prefix: str = "") -> l
         h.close()
     root.setLevel(s.APP_LOG_LEVEL)
     root.propagate = False
-    fmt = RedactingFormatter(s.LOG_FORMAT.replace("%(message)s", prefix + "%(message)s") if prefix else s.LOG_FORMAT)
+    fmt = RedactingFormatter(
+        s.LOG_FORMAT.replace("%(message)s", prefix + "%(message)s") if prefix else s.LOG_FORMAT
+    )
     if s.LOG_FILE_PATH:
         path = Path(s.LOG_FILE_PATH)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fh = logging.handlers.RotatingFileHandler(path, maxBytes=s.MAIN_LOG_FILE_MAX_SIZE,
-                                                      backupCount=s.LOG_BACKUPS_COUNT)
+            fh = logging.handlers.RotatingFileHandler(
+                path, maxBytes=s.MAIN_LOG_FILE_MAX_SIZE, backupCount=s.LOG_BACKUPS_COUNT
+            )
         except OSError as e:
             raise ConfigError(f"LOG_FILE_PATH {path}: {e.strerror}") from None
         fh.setFormatter(fmt)
@@ -59,7 +63,9 @@ def _log_uncaught(what: str, exc_info) -> None:
     if any(not isinstance(h, logging.NullHandler) for h in log.handlers):
         log.error("uncaught exception in %s", what, exc_info=exc_info)
     else:
-        sys.stderr.write(redact(f"uncaught exception in {what}\n" + "".join(traceback.format_exception(*exc_info))))
+        sys.stderr.write(
+            redact(f"uncaught exception in {what}\n" + "".join(traceback.format_exception(*exc_info)))
+        )
 
 
 def _thread_excepthook(args) -> None:

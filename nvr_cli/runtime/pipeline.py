@@ -1,4 +1,5 @@
 """source -> motion -> events -> sink, with reconnects for live sources."""
+
 from __future__ import annotations
 
 import logging
@@ -7,12 +8,13 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from nvr_cli.analysis.analysers import ObjectAnalyser, QrScanner
+from nvr_cli.analysis.confirmation import ObjectAnalyser
+from nvr_cli.analysis.motion import MotionDetector
+from nvr_cli.analysis.qr import QrScanner
+from nvr_cli.config import Settings
 from nvr_cli.core.backoff import Backoff
 from nvr_cli.core.errors import ConfigError, SourceError
 from nvr_cli.events.controller import EventController
-from nvr_cli.analysis.motion import MotionDetector
-from nvr_cli.config import Settings
 from nvr_cli.output.sinks import EventLogSink, SourceInfo
 from nvr_cli.source.capture import VideoSource, file_start_time
 from nvr_cli.source.spec import SourceSpec
@@ -56,10 +58,18 @@ class Observer:
 class Pipeline:
     """Runs one source until it ends (files), we are stopped, or reconnects are exhausted (live)."""
 
-    def __init__(self, settings: Settings, spec: SourceSpec, sink: EventLogSink, *,
-                 stop: Optional[threading.Event] = None, realtime: bool = False,
-                 on_open: Optional[Callable[[VideoSource], None]] = None,
-                 on_frame: Optional[Callable[[int], None]] = None, observer: Optional[Observer] = None):
+    def __init__(
+        self,
+        settings: Settings,
+        spec: SourceSpec,
+        sink: EventLogSink,
+        *,
+        stop: Optional[threading.Event] = None,
+        realtime: bool = False,
+        on_open: Optional[Callable[[VideoSource], None]] = None,
+        on_frame: Optional[Callable[[int], None]] = None,
+        observer: Optional[Observer] = None,
+    ):
         self.s = settings
         self.spec = spec
         self.sink = sink
@@ -73,19 +83,28 @@ class Pipeline:
         self.use_objects = bool(settings.OBJECT_MODEL) and settings.OBJECT_CONFIRM != "off"
         if settings.OBJECT_CONFIRM == "require" and not settings.OBJECT_MODEL:
             raise ConfigError("OBJECT_CONFIRM = require needs a model: give --model and --labels")
-        self.controller = EventController(settings.events, sink,
-                                          require_object=self.use_objects and settings.OBJECT_CONFIRM == "require",
-                                          wanted=settings.OBJECT_LABELS_OF_INTEREST,
-                                          qr_starts_events=settings.QR_STARTS_EVENT)
+        self.controller = EventController(
+            settings.events,
+            sink,
+            require_object=self.use_objects and settings.OBJECT_CONFIRM == "require",
+            wanted=settings.OBJECT_LABELS_OF_INTEREST,
+            qr_starts_events=settings.QR_STARTS_EVENT,
+        )
         self.stats = RunStats()
 
     def _open(self, diagnose: bool) -> VideoSource:
         s = self.s
         # a clip re-encoded from the frames needs every one; otherwise analysis may thin them out
         max_fps = 0.0 if getattr(self.sink, "needs_images", True) else s.MAX_ANALYSIS_FPS
-        return VideoSource(self.spec, rtsp_transport=s.RTSP_TRANSPORT, open_timeout=s.OPEN_TIMEOUT_SECS,
-                           read_timeout=s.READ_TIMEOUT_SECS, realtime=self.realtime, diagnose_errors=diagnose,
-                           max_fps=max_fps).open()
+        return VideoSource(
+            self.spec,
+            rtsp_transport=s.RTSP_TRANSPORT,
+            open_timeout=s.OPEN_TIMEOUT_SECS,
+            read_timeout=s.READ_TIMEOUT_SECS,
+            realtime=self.realtime,
+            diagnose_errors=diagnose,
+            max_fps=max_fps,
+        ).open()
 
     def run(self) -> RunStats:
         s, spec = self.s, self.spec
@@ -155,13 +174,22 @@ class Pipeline:
         return file_start_time(src.spec.target, duration) - first.ts
 
     def _consume(self, src: VideoSource, away: Optional[float] = None):
-        log.info("opened %s: %dx%d, %.3g fps, codec %s%s", src.spec.display, src.size[0], src.size[1],
-                 src.fps, src.codec or "?", f"; analysing every {src.stride} frames" if src.stride > 1 else "")
+        log.info(
+            "opened %s: %dx%d, %.3g fps, codec %s%s",
+            src.spec.display,
+            src.size[0],
+            src.size[1],
+            src.fps,
+            src.codec or "?",
+            f"; analysing every {src.stride} frames" if src.stride > 1 else "",
+        )
         if self.on_open:
             self.on_open(src)
         detector = MotionDetector(self.s.motion, src.size)
         if self.use_objects and (self.objects is None or self.objects.size != tuple(src.size)):
-            self.objects = ObjectAnalyser(self.s.objects, src.size, self.objects.detector if self.objects else None)
+            self.objects = ObjectAnalyser(
+                self.s.objects, src.size, self.objects.detector if self.objects else None
+            )
         objects, qr = self.objects, self.qr
         controller, observer = self.controller, self.observer
         started = False

@@ -1,4 +1,5 @@
 """Opening a source once to say what it is: `nvr-cli probe`."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,14 +16,24 @@ def probe(source: str, s: Settings, snapshot: Optional[Path] = None) -> dict:
     import cv2
 
     spec = parse_source(source)
-    src = VideoSource(spec, rtsp_transport=s.RTSP_TRANSPORT, open_timeout=s.OPEN_TIMEOUT_SECS,
-                      read_timeout=s.READ_TIMEOUT_SECS).open()
+    src = VideoSource(
+        spec,
+        rtsp_transport=s.RTSP_TRANSPORT,
+        open_timeout=s.OPEN_TIMEOUT_SECS,
+        read_timeout=s.READ_TIMEOUT_SECS,
+    ).open()
     try:
         frame = next(src.frames(), None)
     finally:
         src.close()
-    info = {"source": spec.display, "kind": spec.kind, "width": src.size[0], "height": src.size[1],
-            "fps": round(src.fps, 3), "codec": src.codec or None}
+    info = {
+        "source": spec.display,
+        "kind": spec.kind,
+        "width": src.size[0],
+        "height": src.size[1],
+        "fps": round(src.fps, 3),
+        "codec": src.codec or None,
+    }
     if spec.kind == "file":
         info["frames"] = src.frame_count
     if frame is not None and snapshot is not None:

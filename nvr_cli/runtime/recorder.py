@@ -2,6 +2,7 @@
 
 What ``nvr-cli record`` and each worker of ``nvr-cli run`` do; the CLI only parses and calls.
 """
+
 from __future__ import annotations
 
 import logging
@@ -12,17 +13,17 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import nvr_cli.storage.paths as storage
+from nvr_cli.config import Settings
 from nvr_cli.core.errors import ConfigError, NvrError, SourceError
+from nvr_cli.core.supervised import Supervised
 from nvr_cli.ffmpeg.binary import find_ffmpeg
+from nvr_cli.output.sinks import ClipSink, EventRecord
 from nvr_cli.runtime.hooks import HookRunner
 from nvr_cli.runtime.pipeline import Observer, Pipeline, RunStats
-from nvr_cli.storage.retention import Reaper
-from nvr_cli.config import Settings
-from nvr_cli.output.sinks import ClipSink, EventRecord
+from nvr_cli.runtime.status import CameraStatus, StatusWriter, status_path
 from nvr_cli.source.capture import VideoSource
 from nvr_cli.source.spec import SourceSpec, parse_source
-from nvr_cli.runtime.status import CameraStatus, StatusWriter, status_path
-from nvr_cli.core.supervised import Supervised
+from nvr_cli.storage.retention import Reaper
 
 ENV_SHARED_REAPER = "NVR_CLI_SHARED_REAPER"  # set by `run`: it reaps each storage root once for all workers
 
@@ -40,14 +41,22 @@ class _Watch(Observer):
         st.source_fps = src.fps
         st.set_state("connected")
         if after_outage is not None:
-            self.rec.hooks.fire("camera_found", {"source": src.spec.display, "away_seconds": round(after_outage, 3)})
+            self.rec.hooks.fire(
+                "camera_found", {"source": src.spec.display, "away_seconds": round(after_outage, 3)}
+            )
 
     def lost(self, why: str, first_connect: bool):
         self.rec.status.set_state("connecting" if first_connect else "lost", error=why)
         self.rec.status.event_ended()
-        self.rec.hooks.fire("camera_lost", {"source": self.rec.spec.display, "reason": why,
-                                            "never_connected": first_connect,
-                                            "time": storage.iso(time.time(), self.rec.s.LOCAL_TIME)})
+        self.rec.hooks.fire(
+            "camera_lost",
+            {
+                "source": self.rec.spec.display,
+                "reason": why,
+                "never_connected": first_connect,
+                "time": storage.iso(time.time(), self.rec.s.LOCAL_TIME),
+            },
+        )
 
     def frame(self, ts: float, dropped: int, index: Optional[int] = None):
         self.rec.status.frame(ts, dropped, index)
@@ -56,16 +65,29 @@ class _Watch(Observer):
         s, rec = self.rec.s, self.rec
         off = rec.sink.clock_offset if rec.sink else 0.0
         for q in sightings:
-            rec.hooks.fire("qr_code", {"payload": q.payload, "box": [int(v) for v in q.box],
-                                       "time": storage.iso(q.ts + off, s.LOCAL_TIME),
-                                       "event": rec.status.event["event"] if rec.status.event else None})
+            rec.hooks.fire(
+                "qr_code",
+                {
+                    "payload": q.payload,
+                    "box": [int(v) for v in q.box],
+                    "time": storage.iso(q.ts + off, s.LOCAL_TIME),
+                    "event": rec.status.event["event"] if rec.status.event else None,
+                },
+            )
 
 
 class Recorder:
     """Records one camera as its settings say: events, continuous segments or both."""
 
-    def __init__(self, s: Settings, *, stop: Optional[threading.Event] = None, realtime: bool = False,
-                 on_clip: Optional[Callable[[EventRecord], None]] = None, parent_pid: Optional[int] = None):
+    def __init__(
+        self,
+        s: Settings,
+        *,
+        stop: Optional[threading.Event] = None,
+        realtime: bool = False,
+        on_clip: Optional[Callable[[EventRecord], None]] = None,
+        parent_pid: Optional[int] = None,
+    ):
         if not (s.cam or (s.DETECT_SOURCE and s.RECORD_SOURCE)):
             raise ConfigError("no source: give SOURCE or set `cam` in the config")
         if not s.MOTION_DETECTION and not s.CONTINUOUS_RECORDING:
@@ -96,9 +118,13 @@ class Recorder:
     def _event_payload(self, rec: EventRecord, clip: Optional[Path]) -> dict:
         """A hook's event: the fields every event output shares (ISO times), the source, and the
         files by their full paths (the clip's, sidecar's and thumbnail's planned ones at the start)."""
-        return {**rec.as_dict(local_time=self.s.LOCAL_TIME), "source": self.spec.display,
-                "clip": str(clip) if clip else None, "sidecar": str(clip.with_suffix(".json")) if clip else None,
-                "thumbnail": str(clip.with_suffix(".jpg")) if clip else None}
+        return {
+            **rec.as_dict(local_time=self.s.LOCAL_TIME),
+            "source": self.spec.display,
+            "clip": str(clip) if clip else None,
+            "sidecar": str(clip.with_suffix(".json")) if clip else None,
+            "thumbnail": str(clip.with_suffix(".jpg")) if clip else None,
+        }
 
     def _event_started(self, rec: EventRecord):
         info = self._event_payload(rec, rec.clip)
@@ -110,8 +136,11 @@ class Recorder:
             self.status.event_ended(rec.event)
         clip = rec.clip if rec.kept else None
         if clip is not None:
-            size = sum(p.stat().st_size for p in (clip, clip.with_suffix(".json"), clip.with_suffix(".jpg"))
-                       if p.exists())
+            size = sum(
+                p.stat().st_size
+                for p in (clip, clip.with_suffix(".json"), clip.with_suffix(".jpg"))
+                if p.exists()
+            )
             self.status.written(size, event=rec.part == 1)
         info = self._event_payload(rec, clip)
         if clip is not None and not clip.with_suffix(".jpg").exists():
@@ -141,14 +170,20 @@ class Recorder:
         s = self.s
         ffmpeg = find_ffmpeg(s.FFMPEG_PATH, required=False)
         if not ffmpeg:
-            log.warning("no ffmpeg found: clips are written by OpenCV as MPEG-4 part 2, which browsers do not play")
+            log.warning(
+                "no ffmpeg found: clips are written by OpenCV as MPEG-4 part 2, which browsers do not play"
+            )
         if s.CONTINUOUS_RECORDING and not ffmpeg:
-            raise NvrError("continuous recording needs ffmpeg: install Debian's ffmpeg or `pip install imageio-ffmpeg`")
+            raise NvrError(
+                "continuous recording needs ffmpeg: install Debian's ffmpeg or `pip install imageio-ffmpeg`"
+            )
         root = Path(s.PATH_FOR_VIDEO) / s.CAMERA_NAME
         storage.make_dirs(root)
         storage.recover_parts(Path(s.PATH_FOR_VIDEO), s.CAMERA_NAME, ffmpeg)
         live = (self.record_spec or self.spec).live
-        writer = StatusWriter(self.status, status_path(s) if live else None, self.stop, s.STATUS_INTERVAL_SECS)
+        writer = StatusWriter(
+            self.status, status_path(s) if live else None, self.stop, s.STATUS_INTERVAL_SECS
+        )
         writer.ticks.append(self._tick)
         self._supervised("status writer", writer.run)
         reaper = Reaper(Path(s.PATH_FOR_VIDEO), s.retention, self.stop)
@@ -183,11 +218,16 @@ class Recorder:
         if s.CONTINUOUS_RECORDING:
             from nvr_cli.storage.segments import Segmenter
 
-            self.segmenter = Segmenter(s.source, s.continuous, s.output, self.record_spec, ffmpeg, self.stop, on_disk_full=reaper.now)
+            self.segmenter = Segmenter(
+                s.source, s.continuous, s.output, self.record_spec, ffmpeg, self.stop, on_disk_full=reaper.now
+            )
             self.segmenter.written_cb = self._segment_written
             worker = self._supervised("segmenter", self.segmenter.run)
-            log.info("continuous recording of %s into %s-second segments", self.record_spec.display,
-                     f"{s.SEGMENT_SECONDS:g}")
+            log.info(
+                "continuous recording of %s into %s-second segments",
+                self.record_spec.display,
+                f"{s.SEGMENT_SECONDS:g}",
+            )
         if not s.MOTION_DETECTION:
             while worker.is_alive():
                 worker.join(timeout=0.5)
@@ -204,21 +244,40 @@ class Recorder:
             if ffmpeg and spec.kind == "rtsp":
                 from nvr_cli.source.packets import PacketRing
 
-                packets = PacketRing(spec, ffmpeg, s.PRE_ALARM_RECORDING_SECONDS, threading.Event(),
-                                     rtsp_transport=s.RTSP_TRANSPORT, max_mb=s.PRE_ALARM_MAX_MB,
-                                     retry_delay=s.RECONNECT_DELAY_SECS, max_retry_delay=s.RECONNECT_MAX_DELAY_SECS,
-                                     on_fatal=self._fatal, read_timeout=s.READ_TIMEOUT_SECS)
+                packets = PacketRing(
+                    spec,
+                    ffmpeg,
+                    s.PRE_ALARM_RECORDING_SECONDS,
+                    threading.Event(),
+                    rtsp_transport=s.RTSP_TRANSPORT,
+                    max_mb=s.PRE_ALARM_MAX_MB,
+                    retry_delay=s.RECONNECT_DELAY_SECS,
+                    max_retry_delay=s.RECONNECT_MAX_DELAY_SECS,
+                    on_fatal=self._fatal,
+                    read_timeout=s.READ_TIMEOUT_SECS,
+                )
                 log.info("clips are the camera's own packets (no re-encode); pre-alarm kept as packets")
             elif s.EVENT_REENCODE is False:
-                log.warning("EVENT_REENCODE = False needs an RTSP camera and ffmpeg, or continuous recording: "
-                            "clips are re-encoded")
-        self.sink = ClipSink.for_camera(s, ffmpeg=ffmpeg, on_clip=self.on_clip, on_disk_full=reaper.now, cutter=cutter,
-                             on_event_start=self._event_started, on_event_end=self._event_ended, packets=packets,
-                             on_fatal=self._fatal)
+                log.warning(
+                    "EVENT_REENCODE = False needs an RTSP camera and ffmpeg, or continuous recording: "
+                    "clips are re-encoded"
+                )
+        self.sink = ClipSink.for_camera(
+            s,
+            ffmpeg=ffmpeg,
+            on_clip=self.on_clip,
+            on_disk_full=reaper.now,
+            cutter=cutter,
+            on_event_start=self._event_started,
+            on_event_end=self._event_ended,
+            packets=packets,
+            on_fatal=self._fatal,
+        )
         log.info("recording %s as %r into %s", self.spec.display, s.CAMERA_NAME, root)
         try:
-            stats = Pipeline(s, self.spec, self.sink, stop=self.stop, realtime=self.realtime,
-                             observer=_Watch(self)).run()
+            stats = Pipeline(
+                s, self.spec, self.sink, stop=self.stop, realtime=self.realtime, observer=_Watch(self)
+            ).run()
         finally:
             self.sink.shutdown(timeout=120)
             if worker is not None:
@@ -228,8 +287,13 @@ class Recorder:
                 cutter.close(timeout=60)
             if packets is not None:
                 packets.close()
-        log.info("done: %d frames, %d clips written, %d events dropped (%s)",
-                 stats.frames, self.sink.clips_written, stats.dropped_events, stats.reason or "stopped")
+        log.info(
+            "done: %d frames, %d clips written, %d events dropped (%s)",
+            stats.frames,
+            self.sink.clips_written,
+            stats.dropped_events,
+            stats.reason or "stopped",
+        )
         if stats.error:
             raise SourceError(stats.error)
         return stats

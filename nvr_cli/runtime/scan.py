@@ -2,14 +2,15 @@
 
 The result is typed (``ScanResult``); how it is shown (table, JSON lines, CSV) is the CLI's business.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Protocol
 
-from nvr_cli.core.errors import SourceError
 from nvr_cli.config import Settings
+from nvr_cli.core.errors import SourceError
 from nvr_cli.output.sinks import ClipSink, EventLogSink
 from nvr_cli.runtime.pipeline import Pipeline
 from nvr_cli.source.capture import VideoSource, parse_source
@@ -27,7 +28,9 @@ class ProgressBar(Protocol):
 
 @dataclass
 class ScanResult:
-    """One file's events; times are seconds from the start of the file, pre-alarm and post-capture included."""
+    """One file's events; times are seconds from the start of the file, pre-alarm and post-capture
+    included.
+    """
 
     file: str
     duration: float = 0.0  # seconds, from the frames' timestamps
@@ -39,8 +42,14 @@ class ScanResult:
 
     def as_dict(self) -> dict:
         """The JSON line `scan --json` prints for this file."""
-        line = {"file": self.file, "duration": self.duration, "frames": self.frames,
-                "analysed_frames": self.analysed_frames, "fps": self.fps, "events": self.events}
+        line = {
+            "file": self.file,
+            "duration": self.duration,
+            "frames": self.frames,
+            "analysed_frames": self.analysed_frames,
+            "fps": self.fps,
+            "events": self.events,
+        }
         if self.error:
             line["error"] = self.error
         return line
@@ -51,8 +60,14 @@ def scan_events(records: list, origin: float) -> list:
     return [r.as_dict(origin) for r in records]
 
 
-def scan_file(s: Settings, path: str, *, extract: bool = False, ffmpeg: Optional[str] = None,
-              progress: Optional[Callable[[str, int], ProgressBar]] = None) -> ScanResult:
+def scan_file(
+    s: Settings,
+    path: str,
+    *,
+    extract: bool = False,
+    ffmpeg: Optional[str] = None,
+    progress: Optional[Callable[[str, int], ProgressBar]] = None,
+) -> ScanResult:
     """Find the motion events in the video file ``path``.
 
     ``extract``: also write each event's clip, sidecar and thumbnail, as `record` does (with
@@ -83,5 +98,12 @@ def scan_file(s: Settings, path: str, *, extract: bool = False, ffmpeg: Optional
     duration = 0.0
     if stats.last_ts is not None:  # from timestamps: right for variable frame rates too
         duration = stats.last_ts + (1.0 / fps if fps else 0.0)
-    return ScanResult(file=path, duration=round(duration, 3), frames=stats.frames, analysed_frames=stats.analysed,
-                      fps=round(fps, 3), events=scan_events(sink.records, 0.0), error=stats.error)
+    return ScanResult(
+        file=path,
+        duration=round(duration, 3),
+        frames=stats.frames,
+        analysed_frames=stats.analysed,
+        fps=round(fps, 3),
+        events=scan_events(sink.records, 0.0),
+        error=stats.error,
+    )

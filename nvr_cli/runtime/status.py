@@ -4,6 +4,7 @@ A recorder keeps one small JSON file per camera, rewritten atomically every STAT
 by a thread of its own, so a hung pipeline shows as a status whose frames stopped and a dead
 process as one that stopped being rewritten (or whose pid is gone).
 """
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,8 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import nvr_cli.storage.paths as storage
-from nvr_cli.core.errors import NvrError, StorageError
 from nvr_cli.config import LoadedSettings, Settings
+from nvr_cli.core.errors import NvrError, StorageError
 
 DOWN_STATES = ("connecting", "lost", "stopped", "failed")
 
@@ -110,16 +111,30 @@ class CameraStatus:
                 self.fps = (self.frames - n0) / (mono - t0)
                 self.decoded_fps = (self.decoded - d0) / (mono - t0)
                 self._rate = (mono, self.frames, self.decoded)
-            return {"camera": self.s.CAMERA_NAME, "pid": os.getpid(), "host": socket.gethostname(),
-                    "source": self.source, "state": self.state, "connected": self.state == "connected",
-                    "since": round(self.since, 3), "updated": round(now, 3),
-                    "last_frame": round(self.last_frame, 3) if self.last_frame else None,
-                    "fps": round(self.fps, 2), "decoded_fps": round(self.decoded_fps, 2),
-                    "source_fps": round(self.source_fps, 3), "frames": self.frames, "decoded_frames": self.decoded, "dropped_frames": self.dropped, "event": self.event,
-                    "day": self.day, "events_today": self.events_today, "bytes_today": self.bytes_today,
-                    "last_error": self.last_error,
-                    "last_error_time": round(self.last_error_time, 3) if self.last_error_time else None,
-                    "stale_after": self.s.STATUS_STALE_SECS}
+            return {
+                "camera": self.s.CAMERA_NAME,
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "source": self.source,
+                "state": self.state,
+                "connected": self.state == "connected",
+                "since": round(self.since, 3),
+                "updated": round(now, 3),
+                "last_frame": round(self.last_frame, 3) if self.last_frame else None,
+                "fps": round(self.fps, 2),
+                "decoded_fps": round(self.decoded_fps, 2),
+                "source_fps": round(self.source_fps, 3),
+                "frames": self.frames,
+                "decoded_frames": self.decoded,
+                "dropped_frames": self.dropped,
+                "event": self.event,
+                "day": self.day,
+                "events_today": self.events_today,
+                "bytes_today": self.bytes_today,
+                "last_error": self.last_error,
+                "last_error_time": round(self.last_error_time, 3) if self.last_error_time else None,
+                "stale_after": self.s.STATUS_STALE_SECS,
+            }
 
 
 class StatusWriter:
@@ -140,6 +155,7 @@ class StatusWriter:
         except (OSError, StorageError) as e:
             if not self._warned:  # a full disk must not flood the log, nor stop recording
                 import logging
+
                 logging.getLogger(__name__).warning("status file %s not written: %s", self.path, e)
                 self._warned = True
 
@@ -157,6 +173,7 @@ class StatusWriter:
 
 
 # --- reading ----------------------------------------------------------------------------------
+
 
 @dataclass
 class Verdict:
@@ -184,7 +201,11 @@ def judge(camera: str, st: Optional[dict], stale_after: float, now: Optional[flo
     now = time.time() if now is None else now
     if st is None:
         return Verdict(camera, False, "missing: no status file", None)
-    if st.get("host") == socket.gethostname() and st.get("state") != "stopped" and not _pid_alive(st.get("pid", 0)):
+    if (
+        st.get("host") == socket.gethostname()
+        and st.get("state") != "stopped"
+        and not _pid_alive(st.get("pid", 0))
+    ):
         return Verdict(camera, False, f"dead: its process {st.get('pid')} is gone", st)
     age = now - st.get("updated", 0)
     if age > stale_after:

@@ -1,6 +1,7 @@
 """A generated scene for the demo and the tests: a still background, sensor noise, objects that
 walk across at chosen times, and each frame's number drawn as a row of black/white blocks that
 survives H.264 (read it back with ``read_frame_number``)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -37,7 +38,9 @@ class Scene:
         for _ in range(8):  # some still furniture
             x0, y0 = int(rng.integers(0, w - 80)), int(rng.integers(40, h - 60))
             color = tuple(int(c) for c in rng.integers(30, 220, 3))
-            cv2.rectangle(img, (x0, y0), (x0 + int(rng.integers(30, 90)), y0 + int(rng.integers(20, 60))), color, -1)
+            cv2.rectangle(
+                img, (x0, y0), (x0 + int(rng.integers(30, 90)), y0 + int(rng.integers(20, 60))), color, -1
+            )
         return img
 
     def frame(self, n: int, background: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -54,10 +57,14 @@ class Scene:
         for start, end, payload, (qx, qy) in self.codes:
             if start <= t < end:
                 code = qr_image(payload)
-                img[qy:qy + code.shape[0], qx:qx + code.shape[1]] = code[:, :, None]
+                img[qy : qy + code.shape[0], qx : qx + code.shape[1]] = code[:, :, None]
         for start, end, delta in self.lighting:
             if start <= t < end:
-                img = cv2.add(img, np.full_like(img, delta)) if delta > 0 else cv2.subtract(img, np.full_like(img, -delta))
+                img = (
+                    cv2.add(img, np.full_like(img, delta))
+                    if delta > 0
+                    else cv2.subtract(img, np.full_like(img, -delta))
+                )
         if self.noise:
             img = cv2.add(img, rng.normal(0, self.noise, img.shape).astype(np.int8), dtype=cv2.CV_8U)
         draw_frame_number(img, n)
@@ -78,15 +85,17 @@ class Scene:
 
 def draw_frame_number(img: np.ndarray, n: int) -> None:
     for bit in range(BITS):
-        img[TOP:TOP + BLOCK, bit * BLOCK:(bit + 1) * BLOCK] = 255 if (n >> bit) & 1 else 0
-    cv2.putText(img, f"#{n}", (BITS * BLOCK + 6, TOP + BLOCK), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
+        img[TOP : TOP + BLOCK, bit * BLOCK : (bit + 1) * BLOCK] = 255 if (n >> bit) & 1 else 0
+    cv2.putText(
+        img, f"#{n}", (BITS * BLOCK + 6, TOP + BLOCK), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1
+    )
 
 
 def read_frame_number(img: np.ndarray) -> int:
     gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) if img.ndim == 3 else img
     n = 0
     for bit in range(BITS):
-        block = gray[TOP + 4:TOP + BLOCK - 4, bit * BLOCK + 4:(bit + 1) * BLOCK - 4]
+        block = gray[TOP + 4 : TOP + BLOCK - 4, bit * BLOCK + 4 : (bit + 1) * BLOCK - 4]
         if block.mean() > 128:
             n |= 1 << bit
     return n
@@ -96,4 +105,6 @@ def qr_image(payload: str, module_px: int = 4) -> np.ndarray:
     """A QR code (with its quiet zone) as a grey image, ``module_px`` pixels per module."""
     code = cv2.QRCodeEncoder.create().encode(payload)
     code = cv2.copyMakeBorder(code, 4, 4, 4, 4, cv2.BORDER_CONSTANT, value=255)
-    return cv2.resize(code, (code.shape[1] * module_px, code.shape[0] * module_px), interpolation=cv2.INTER_NEAREST)
+    return cv2.resize(
+        code, (code.shape[1] * module_px, code.shape[0] * module_px), interpolation=cv2.INTER_NEAREST
+    )

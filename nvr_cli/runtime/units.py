@@ -1,4 +1,5 @@
 """Unit files for systemd and program blocks for supervisor, to run nvr-cli as a service."""
+
 from __future__ import annotations
 
 import shlex
@@ -23,21 +24,37 @@ def executable() -> list:
 
 
 def _command(camera: Optional[str], config: Optional[str]) -> str:
-    argv = executable() + ["run"] + (["--camera", camera] if camera else []) + (["--config", config] if config else [])
+    argv = (
+        executable()
+        + ["run"]
+        + (["--camera", camera] if camera else [])
+        + (["--config", config] if config else [])
+    )
     return " ".join(shlex.quote(a) for a in argv)
 
 
 def unit_name(camera: Optional[str]) -> str:
-    """systemd allows letters, digits and ``:_.-`` in unit names: the rest as ``\\xNN``, as systemd-escape does."""
+    """systemd allows letters, digits and ``:_.-`` in unit names: the rest as ``\\xNN``, as systemd-escape
+    does.
+    """
     if not camera:
         return "nvr-cli.service"
-    safe = "".join(c if (c.isascii() and c.isalnum()) or c in ":_.-" else "".join(f"\\x{b:02x}" for b in c.encode())
-                   for c in camera)
+    safe = "".join(
+        c if (c.isascii() and c.isalnum()) or c in ":_.-" else "".join(f"\\x{b:02x}" for b in c.encode())
+        for c in camera
+    )
     return f"nvr-cli-{safe}.service"
 
 
-def systemd_unit(camera: Optional[str], *, config: Optional[str], home: str, user: Optional[str],
-                 stop_timeout: float, restarts_per_hour: int) -> str:
+def systemd_unit(
+    camera: Optional[str],
+    *,
+    config: Optional[str],
+    home: str,
+    user: Optional[str],
+    stop_timeout: float,
+    restarts_per_hour: int,
+) -> str:
     what = f"camera {camera}" if camera else "all cameras"
     lines = [
         "[Unit]",
@@ -54,7 +71,7 @@ def systemd_unit(camera: Optional[str], *, config: Optional[str], home: str, use
         f"ExecStart={_command(camera, config).replace('%', '%%').replace('$', '$$')}",
         f"Environment=NVR_CLI_HOME={home}",
         f"WorkingDirectory={home}",
-        *( [f"User={user}"] if user else [] ),
+        *([f"User={user}"] if user else []),
         "Restart=always",
         "RestartSec=5",
         # SIGTERM to nvr-cli only: `run` stops its workers itself, each finishing its open clip
@@ -68,15 +85,16 @@ def systemd_unit(camera: Optional[str], *, config: Optional[str], home: str, use
     return "\n".join(lines) + "\n"
 
 
-def supervisor_program(camera: Optional[str], *, config: Optional[str], home: str, user: Optional[str],
-                       stop_timeout: float) -> str:
+def supervisor_program(
+    camera: Optional[str], *, config: Optional[str], home: str, user: Optional[str], stop_timeout: float
+) -> str:
     name = f"nvr-cli-{camera}" if camera else "nvr-cli"
     lines = [
         f"[program:{name}]",
         f"command={_command(camera, config).replace('%', '%%')}",  # supervisor expands %(name)s
         f"directory={home}",
         f'environment=NVR_CLI_HOME="{home}"',
-        *( [f"user={user}"] if user else [] ),
+        *([f"user={user}"] if user else []),
         "autostart=true",
         "autorestart=true",
         "startsecs=5",
@@ -91,20 +109,27 @@ def supervisor_program(camera: Optional[str], *, config: Optional[str], home: st
     return "\n".join(lines) + "\n"
 
 
-def service_files(kind: str, cameras: tuple, *, settings: Settings, config: Optional[str], home: str,
-
-                  user: Optional[str]) -> list:
+def service_files(
+    kind: str, cameras: tuple, *, settings: Settings, config: Optional[str], home: str, user: Optional[str]
+) -> list:
     """(file name, text) of each systemd unit (``kind`` "systemd") or supervisor program ("supervisor"):
     one per camera of ``cameras``, or one for all cameras if there are none."""
     out = []
     for cam in cameras or (None,):
         if kind == "systemd":
-            text = systemd_unit(cam, config=config, home=home, user=user, stop_timeout=settings.STOP_TIMEOUT_SECS,
-                                restarts_per_hour=settings.RESTARTS_PER_HOUR)
+            text = systemd_unit(
+                cam,
+                config=config,
+                home=home,
+                user=user,
+                stop_timeout=settings.STOP_TIMEOUT_SECS,
+                restarts_per_hour=settings.RESTARTS_PER_HOUR,
+            )
             name = unit_name(cam)
         else:
-            text = supervisor_program(cam, config=config, home=home, user=user,
-                                      stop_timeout=settings.STOP_TIMEOUT_SECS)
+            text = supervisor_program(
+                cam, config=config, home=home, user=user, stop_timeout=settings.STOP_TIMEOUT_SECS
+            )
             name = f"nvr-cli-{cam}.conf" if cam else "nvr-cli.conf"
         out.append((name, text))
     return out

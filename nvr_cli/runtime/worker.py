@@ -1,4 +1,5 @@
 """A worker of `nvr-cli run`: one camera of CAMERAS in its own process, and what it starts with."""
+
 from __future__ import annotations
 
 import os

@@ -4,6 +4,7 @@ Frames are read on their own thread. For live sources the queue between reader a
 analysis drops its oldest frame when full, so a slow step never makes us fall behind
 the camera; for files it blocks, so no frame is ever skipped.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -21,16 +22,21 @@ import cv2
 
 import nvr_cli.ffmpeg.process as ffproc
 from nvr_cli.core.errors import SourceError
-from nvr_cli.ffmpeg.binary import find_ffmpeg
 from nvr_cli.core.frames import Frame
 from nvr_cli.core.redact import redact
-from nvr_cli.source.spec import SourceSpec, ffmpeg_input_args, opencv_capture_options
-from nvr_cli.source.spec import parse_source  # noqa: F401  (the command line imports it from here)
+from nvr_cli.ffmpeg.binary import find_ffmpeg
+from nvr_cli.source.spec import (
+    SourceSpec,
+    ffmpeg_input_args,
+    opencv_capture_options,
+    parse_source,  # noqa: F401  (the command line imports it from here)
+)
 
 log = logging.getLogger(__name__)
 
 # OpenCV's ffmpeg takes its options (the RTSP transport among them) from this process-wide
-# variable, read while a capture opens. Two sources opening at once (threads) would each set it and one could open
+# variable, read while a capture opens. Two sources opening at once (threads) would each set it and one could
+# open
 # with the other's options; this lock makes set-open-restore one step. It is held only for
 # the open of an ffmpeg-backed source (files open in milliseconds; a camera at most
 # OPEN_TIMEOUT_SECS), and a worker opens one camera, so nothing waits on it in practice.
@@ -57,8 +63,11 @@ def open_capture(spec: SourceSpec, params: list, *, transport: str) -> "cv2.Vide
 
 def diagnose_command(ffmpeg: str, spec: SourceSpec, timeout: float, transport: str = "tcp") -> list:
     """ffmpeg reading one frame of ``spec``, as the decoder would open it."""
-    return (ffproc.base(ffmpeg) + ffmpeg_input_args(spec, transport=transport, timeout=timeout)
-            + ["-frames:v", "1", "-f", "null", "-"])
+    return (
+        ffproc.base(ffmpeg)
+        + ffmpeg_input_args(spec, transport=transport, timeout=timeout)
+        + ["-frames:v", "1", "-f", "null", "-"]
+    )
 
 
 def diagnose(spec: SourceSpec, timeout: float, transport: str = "tcp") -> str:
@@ -111,9 +120,18 @@ def file_start_time(path: str, duration: float) -> float:
 class VideoSource:
     """An opened source yielding ``Frame`` objects; ``close()`` always safe to call."""
 
-    def __init__(self, spec: SourceSpec, *, rtsp_transport: str = "tcp", open_timeout: float = 10.0,
-                 read_timeout: float = 10.0, realtime: bool = False, queue_seconds: float = 2.0,
-                 diagnose_errors: bool = True, max_fps: float = 0.0):
+    def __init__(
+        self,
+        spec: SourceSpec,
+        *,
+        rtsp_transport: str = "tcp",
+        open_timeout: float = 10.0,
+        read_timeout: float = 10.0,
+        realtime: bool = False,
+        queue_seconds: float = 2.0,
+        diagnose_errors: bool = True,
+        max_fps: float = 0.0,
+    ):
         self.spec = spec
         self.max_fps = max_fps  # hand out at most this many frames a second (0: all)
         self.stride = 1  # every stride-th frame is handed out; the others are decoded only
@@ -142,8 +160,12 @@ class VideoSource:
     # -- opening -----------------------------------------------------------------------------
     def open(self) -> "VideoSource":
         spec = self.spec
-        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout * 1000),
-                  cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.read_timeout * 1000)]
+        params = [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+            int(self.open_timeout * 1000),
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+            int(self.read_timeout * 1000),
+        ]
         if spec.kind == "usb":
             cap = cv2.VideoCapture(spec.target, cv2.CAP_V4L2)
         else:
@@ -151,15 +173,25 @@ class VideoSource:
         if not cap.isOpened():
             cap.release()
             if spec.kind == "file":
-                raise SourceError(f"{spec.display}: not a video file OpenCV can decode (unsupported format or corrupt)")
+                raise SourceError(
+                    f"{spec.display}: not a video file OpenCV can decode (unsupported format or corrupt)"
+                )
             if spec.kind == "usb":
                 raise SourceError(f"camera {spec.display}: cannot open (no such device, or busy)")
-            why = diagnose(spec, self.open_timeout, self.rtsp_transport) if self.diagnose_errors else "cannot open"
+            why = (
+                diagnose(spec, self.open_timeout, self.rtsp_transport)
+                if self.diagnose_errors
+                else "cannot open"
+            )
             raise SourceError(f"{spec.display}: {why}")
         ok, first = cap.read()
         if not ok or first is None:
             cap.release()
-            what = "no frame could be decoded (corrupt file or unsupported codec)" if spec.kind == "file" else "opened but sent no frame"
+            what = (
+                "no frame could be decoded (corrupt file or unsupported codec)"
+                if spec.kind == "file"
+                else "opened but sent no frame"
+            )
             raise SourceError(f"{spec.display}: {what}")
         self.cap = cap
         self.size = (first.shape[1], first.shape[0])
@@ -234,13 +266,15 @@ class VideoSource:
             self._put(None, False)
 
     def _file_end(self, frames_read: int) -> str:
-        """"end", or why a file stopped decoding well before its last frame."""
+        """ "end", or why a file stopped decoding well before its last frame."""
         expected = self.frame_count
         if expected and frames_read < expected - max(2, expected // 100):
             self.truncated = True
             fps = self.fps or 25.0
-            return (f"decoding stopped at {frames_read / fps:.1f} s of {expected / fps:.1f} s "
-                    f"(frame {frames_read} of {expected}): the file is truncated or corrupt")
+            return (
+                f"decoding stopped at {frames_read / fps:.1f} s of {expected / fps:.1f} s "
+                f"(frame {frames_read} of {expected}): the file is truncated or corrupt"
+            )
         return "end"
 
     def _put(self, item, drop_oldest):

@@ -7,6 +7,7 @@ that arrives until it ends, remuxed (stream copy) by a second ffmpeg into a frag
 camera is then read twice (this and the decoder); a clip has the camera's own quality and costs
 next to no CPU. The clip's writer is ``nvr_cli.output.packet_clip``; this is the buffer it is fed from.
 """
+
 from __future__ import annotations
 
 import collections
@@ -19,10 +20,10 @@ from typing import Callable, Optional, Protocol
 
 import nvr_cli.ffmpeg.process as ffproc
 from nvr_cli.core.backoff import Backoff
-from nvr_cli.ffmpeg.mpegts import TS, TsError, TsParser
 from nvr_cli.core.redact import redact
-from nvr_cli.source.spec import SourceSpec, ffmpeg_input_args
 from nvr_cli.core.supervised import Supervised
+from nvr_cli.ffmpeg.mpegts import TS, TsError, TsParser
+from nvr_cli.source.spec import SourceSpec, ffmpeg_input_args
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +40,20 @@ class PacketFeed(Protocol):
 class PacketRing:
     """Keeps the last ``seconds`` of a network camera's packets, and feeds them to clips."""
 
-    def __init__(self, spec: SourceSpec, ffmpeg: str, seconds: float, stop: threading.Event, *,
-                 rtsp_transport: str = "tcp", max_mb: float = 512.0, retry_delay: float = 1.0,
-                 max_retry_delay: float = 3.0, on_fatal: Optional[Callable[[str], None]] = None,
-                 read_timeout: float = 10.0):
+    def __init__(
+        self,
+        spec: SourceSpec,
+        ffmpeg: str,
+        seconds: float,
+        stop: threading.Event,
+        *,
+        rtsp_transport: str = "tcp",
+        max_mb: float = 512.0,
+        retry_delay: float = 1.0,
+        max_retry_delay: float = 3.0,
+        on_fatal: Optional[Callable[[str], None]] = None,
+        read_timeout: float = 10.0,
+    ):
         if spec.kind != "rtsp":
             raise ValueError("packet pre-alarm needs an RTSP camera")
         self.spec, self.ffmpeg, self.seconds, self.stop = spec, ffmpeg, seconds, stop
@@ -50,7 +61,9 @@ class PacketRing:
         self.read_timeout = read_timeout  # READ_TIMEOUT_SECS: a camera silent this long is reconnected
         self.max_bytes = int(max_mb * 2**20)
         self.retry_delay, self.max_retry_delay = retry_delay, max_retry_delay
-        self._groups: collections.deque = collections.deque()  # [arrival time, bytearray], each from a keyframe
+        self._groups: collections.deque = (
+            collections.deque()
+        )  # [arrival time, bytearray], each from a keyframe
         self._bytes = 0
         self._header = b""  # PAT + PMT: every cut starts with them
         self._clips: list = []
@@ -102,12 +115,22 @@ class PacketRing:
 
     # -- reading ----------------------------------------------------------------------------
     def _command(self) -> list:
-        return ffproc.base(self.ffmpeg) + ffmpeg_input_args(
-            self.spec, transport=self.rtsp_transport, timeout=self.read_timeout) + [
-                "-map", "0:v:0", "-c", "copy",
+        return (
+            ffproc.base(self.ffmpeg)
+            + ffmpeg_input_args(self.spec, transport=self.rtsp_transport, timeout=self.read_timeout)
+            + [
+                "-map",
+                "0:v:0",
+                "-c",
+                "copy",
                 # the first packets off RTSP may carry no timestamp, which the TS muxer refuses
-                "-bsf:v", "setts=pts=if(eq(PTS\\,NOPTS)\\,0\\,PTS):dts=if(eq(DTS\\,NOPTS)\\,0\\,DTS)",
-                "-f", "mpegts", "-"]
+                "-bsf:v",
+                "setts=pts=if(eq(PTS\\,NOPTS)\\,0\\,PTS):dts=if(eq(DTS\\,NOPTS)\\,0\\,DTS)",
+                "-f",
+                "mpegts",
+                "-",
+            ]
+        )
 
     def run(self) -> None:
         """Read the camera until stopped (the recorder runs this under supervision)."""
@@ -133,8 +156,11 @@ class PacketRing:
                     failures += 1
                 err = [x for x in self.proc.lines() if x.strip()]
                 # the decoder's side logs the outage; here once per outage, not per retry
-                (log.info if failures <= 1 else log.debug)("packet buffer for %s ended (%s); reconnecting",
-                                                           self.spec.display, redact(err[-1]) if err else "stream ended")
+                (log.info if failures <= 1 else log.debug)(
+                    "packet buffer for %s ended (%s); reconnecting",
+                    self.spec.display,
+                    redact(err[-1]) if err else "stream ended",
+                )
                 self.stop.wait(backoff.next())
 
     def _read(self, proc) -> bool:
@@ -184,4 +210,4 @@ class PacketRing:
                 clip.feed(data)
             elif keys:
                 clip.start_ts = now
-                clip.feed(header + data[keys[0]:])
+                clip.feed(header + data[keys[0] :])

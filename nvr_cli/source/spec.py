@@ -5,6 +5,7 @@ probe) and OpenCV's own ffmpeg take their input options from here, so that all o
 user's RTSP_TRANSPORT and timeouts: a camera that only speaks UDP, or a slow link, must not work
 for the decoder and fail for the recorder.
 """
+
 from __future__ import annotations
 
 import os
@@ -38,7 +39,6 @@ class SourceSpec:
 
 
 def parse_source(text: object) -> SourceSpec:
-
     """Classify a source string; a file that cannot be read is an error here, before any work."""
     text = str(text).strip()
     if not text:
@@ -53,8 +53,10 @@ def parse_source(text: object) -> SourceSpec:
     if m:
         scheme = m.group(1).lower()
         if scheme not in LIVE_SCHEMES:
-            raise SourceError(f"{redact(text)}: unsupported URL scheme {scheme!r} (use rtsp://, http:// or a file path)")
-        rest = text[m.end():]
+            raise SourceError(
+                f"{redact(text)}: unsupported URL scheme {scheme!r} (use rtsp://, http:// or a file path)"
+            )
+        rest = text[m.end() :]
         host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
         if not host or host.startswith(":"):
             raise SourceError(f"{redact(text)}: URL has no host")

@@ -1,4 +1,5 @@
 """Cut any time range out of the continuous segments, losslessly (stream copy, keyframe-snapped)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -12,8 +13,8 @@ from typing import Callable, Iterable, Optional, Union
 
 import nvr_cli.ffmpeg.process as ffproc
 import nvr_cli.storage.paths as storage
-from nvr_cli.storage.segments import read_index
 from nvr_cli.core.errors import ConfigError, NvrError
+from nvr_cli.storage.segments import read_index
 
 GAP_TOLERANCE = 1.0  # seconds between segments that still count as contiguous
 
@@ -29,18 +30,22 @@ def parse_time(text: str, now: Optional[float] = None) -> float:
         return now - float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
     m = re.fullmatch(r"(\d{1,2}):(\d\d)(?::(\d\d(?:\.\d+)?))?", t)
     if m:
-        today = dt.datetime.fromtimestamp(now).replace(hour=int(m.group(1)), minute=int(m.group(2)),
-                                                       second=0, microsecond=0)
+        today = dt.datetime.fromtimestamp(now).replace(
+            hour=int(m.group(1)), minute=int(m.group(2)), second=0, microsecond=0
+        )
         return today.timestamp() + float(m.group(3) or 0)
     try:
         d = dt.datetime.fromisoformat(t.replace("Z", "+00:00"))
     except ValueError:
-        raise ConfigError(f"bad time {text!r}: use ISO (2026-11-21T14:05:00), HH:MM today, or -15m/-2h/-1d") from None
+        raise ConfigError(
+            f"bad time {text!r}: use ISO (2026-11-21T14:05:00), HH:MM today, or -15m/-2h/-1d"
+        ) from None
     return d.timestamp() if d.tzinfo else d.astimezone().timestamp()
 
 
-def plan(root: Union[str, Path], camera: str, start: float, end: float,
-         folders: Optional[Iterable[Path]] = None) -> tuple[list[dict], list[tuple[float, float]]]:
+def plan(
+    root: Union[str, Path], camera: str, start: float, end: float, folders: Optional[Iterable[Path]] = None
+) -> tuple[list[dict], list[tuple[float, float]]]:
     """(segments overlapping [start, end], gaps inside it as (from, to)), from the index (of
     ``folders`` only, when given: see continuous.index_folders)."""
     if end <= start:
@@ -57,10 +62,20 @@ def plan(root: Union[str, Path], camera: str, start: float, end: float,
     return chosen, gaps
 
 
-def export(root: Union[str, Path], camera: str, start: float, end: float, out: Path, *, ffmpeg: str,
-           allow_gaps: bool = False, local_time: bool = True,
-           progress: Optional[Callable[[float], None]] = None, folders: Optional[Iterable[Path]] = None,
-           write_sidecar: bool = True) -> tuple[dict, tuple[float, float]]:
+def export(
+    root: Union[str, Path],
+    camera: str,
+    start: float,
+    end: float,
+    out: Path,
+    *,
+    ffmpeg: str,
+    allow_gaps: bool = False,
+    local_time: bool = True,
+    progress: Optional[Callable[[float], None]] = None,
+    folders: Optional[Iterable[Path]] = None,
+    write_sidecar: bool = True,
+) -> tuple[dict, tuple[float, float]]:
 
     chosen, gaps = plan(root, camera, start, end, folders)
     when = f"{storage.iso(start, local_time)} to {storage.iso(end, local_time)}"
@@ -68,8 +83,10 @@ def export(root: Union[str, Path], camera: str, start: float, end: float, out: P
         raise NvrError(f"no recording of {camera!r} from {when} under {Path(root) / camera}")
     if gaps and not allow_gaps:
         a, b = gaps[0]
-        raise NvrError(f"the recording has a gap from {storage.iso(a, local_time)} to {storage.iso(b, local_time)} "
-                       f"({b - a:.1f} s){' and more' if len(gaps) > 1 else ''}: --allow-gaps exports what there is")
+        raise NvrError(
+            f"the recording has a gap from {storage.iso(a, local_time)} to {storage.iso(b, local_time)} "
+            f"({b - a:.1f} s){' and more' if len(gaps) > 1 else ''}: --allow-gaps exports what there is"
+        )
     out = Path(out)
     if out.parent and not out.parent.exists():
         raise NvrError(f"{out.parent}: no such folder")
@@ -81,8 +98,26 @@ def export(root: Union[str, Path], camera: str, start: float, end: float, out: P
             if i == len(chosen) - 1 and end < e["end"]:
                 lst.write(f"outpoint {end - e['start']:.3f}\n")
     tmp = out.with_name("." + out.name + ".part.mp4")
-    cmd = ffproc.base(ffmpeg) + ["-y", "-f", "concat", "-safe", "0", "-i", lst.name, "-map", "0", "-c", "copy",
-                                 "-movflags", "+faststart", "-progress", "pipe:1", "-f", "mp4", str(tmp)]
+    cmd = ffproc.base(ffmpeg) + [
+        "-y",
+        "-f",
+        "concat",
+        "-safe",
+        "0",
+        "-i",
+        lst.name,
+        "-map",
+        "0",
+        "-c",
+        "copy",
+        "-movflags",
+        "+faststart",
+        "-progress",
+        "pipe:1",
+        "-f",
+        "mp4",
+        str(tmp),
+    ]
     try:
         proc = ffproc.FfmpegProcess(cmd, stdout=subprocess.PIPE, text=True)
         for line in proc.stdout:
@@ -96,16 +131,26 @@ def export(root: Union[str, Path], camera: str, start: float, end: float, out: P
     os.replace(tmp, out)
     covered = (max(start, chosen[0]["start"]), min(end, max(e["end"] for e in chosen)))
     info = {
-        "camera": camera, "file": out.name,
+        "camera": camera,
+        "file": out.name,
         "requested": {"from": storage.iso(start, local_time), "to": storage.iso(end, local_time)},
         "duration_seconds": round(storage.demux(ffmpeg, out).seconds, 3),
-        "segments": [{"file": str(e["path"]), "start": storage.iso(e["start"], local_time),
-                      "end": storage.iso(e["end"], local_time), "partial": e.get("partial", False)} for e in chosen],
-        "gaps": [{"from": storage.iso(a, local_time), "to": storage.iso(b, local_time), "seconds": round(b - a, 3)}
-                 for a, b in gaps],
+        "segments": [
+            {
+                "file": str(e["path"]),
+                "start": storage.iso(e["start"], local_time),
+                "end": storage.iso(e["end"], local_time),
+                "partial": e.get("partial", False),
+            }
+            for e in chosen
+        ],
+        "gaps": [
+            {"from": storage.iso(a, local_time), "to": storage.iso(b, local_time), "seconds": round(b - a, 3)}
+            for a, b in gaps
+        ],
         "covered": {"from": storage.iso(covered[0], local_time), "to": storage.iso(covered[1], local_time)},
         "note": "stream copy: packets start at the keyframe at or before the requested start; an edit list "
-                "makes players begin at the requested time",
+        "makes players begin at the requested time",
     }
     if write_sidecar:
         storage.write_json(out.with_suffix(".json"), info)

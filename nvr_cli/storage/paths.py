@@ -1,4 +1,5 @@
 """Where clips go and how they become final: date folders, unique names, atomic completion."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -48,9 +49,16 @@ def iso(wall_ts: float, local_time: bool = True) -> str:
     return local_datetime(wall_ts, local_time).isoformat(timespec="milliseconds")
 
 
-def clip_dir(root: Union[str, Path], camera: str, wall_ts: float, local_time: bool = True,
-             subfolder_func: Optional[Callable] = None) -> Path:
-    """``root/camera/YYYY/MM/DD``; ``subfolder_func(dts)`` (dts in UTC, as the original recorder) overrides the date part."""
+def clip_dir(
+    root: Union[str, Path],
+    camera: str,
+    wall_ts: float,
+    local_time: bool = True,
+    subfolder_func: Optional[Callable] = None,
+) -> Path:
+    """``root/camera/YYYY/MM/DD``; ``subfolder_func(dts)`` (dts in UTC, as the original recorder) overrides
+    the date part.
+    """
     base = Path(root) / camera
     if subfolder_func is not None:
         try:
@@ -98,15 +106,33 @@ def finalize(part: Path, ffmpeg: Optional[str]) -> tuple:
     final = final_path(part)
     if ffmpeg:
         tmp = final.with_name("." + final.stem + ".remux.mp4")
-        r = ffproc.run(ffproc.base(ffmpeg) + ["-y", "-i", str(part), "-c", "copy", "-movflags", "+faststart",
-                                              "-progress", "pipe:1", "-f", "mp4", str(tmp)])
+        r = ffproc.run(
+            ffproc.base(ffmpeg)
+            + [
+                "-y",
+                "-i",
+                str(part),
+                "-c",
+                "copy",
+                "-movflags",
+                "+faststart",
+                "-progress",
+                "pipe:1",
+                "-f",
+                "mp4",
+                str(tmp),
+            ]
+        )
         if r.returncode == 0 and tmp.exists() and tmp.stat().st_size > 0:
             os.replace(tmp, final)
             part.unlink(missing_ok=True)
             return final, _progress_totals(r.stdout)[0]  # the remux read every packet: no second pass
         tmp.unlink(missing_ok=True)
-        log.warning("could not remux %s (%s); keeping it as written (fragmented MP4, still playable)",
-                    part.name, ffproc.why(r.stderr.splitlines(), r.returncode, last=True))
+        log.warning(
+            "could not remux %s (%s); keeping it as written (fragmented MP4, still playable)",
+            part.name,
+            ffproc.why(r.stderr.splitlines(), r.returncode, last=True),
+        )
     os.replace(part, final)
     return final, (demux(ffmpeg, final).frames if ffmpeg else None)
 
@@ -120,8 +146,10 @@ class Demuxed:
 
 def demux(ffmpeg: str, path: Path) -> Demuxed:
     """Read every packet of ``path`` by stream copy to nowhere (no decoding): validity, frames, duration."""
-    r = ffproc.run(ffproc.base(ffmpeg) + ["-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "null",
-                                          "-progress", "pipe:1", "-"])
+    r = ffproc.run(
+        ffproc.base(ffmpeg)
+        + ["-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "null", "-progress", "pipe:1", "-"]
+    )
     return Demuxed(r.returncode == 0 and not r.stderr.strip(), *_progress_totals(r.stdout))
 
 
@@ -163,8 +191,9 @@ def write_json(path: Path, data: dict) -> None:
     write_atomic(path, (json.dumps(data, indent=2, default=str) + "\n").encode())
 
 
-def write_thumbnail(path: Path, image: np.ndarray, boxes: Sequence[tuple[int, int, int, int]],
-                    labels: Sequence[str] = ()) -> None:
+def write_thumbnail(
+    path: Path, image: np.ndarray, boxes: Sequence[tuple[int, int, int, int]], labels: Sequence[str] = ()
+) -> None:
     img = image.copy()
     thickness = max(2, img.shape[1] // 400)
     labels = list(labels) + [""] * (len(boxes) - len(labels))
@@ -225,8 +254,15 @@ def recover_parts(root: Path, camera: str, ffmpeg: Optional[str]) -> list:
         final, _ = finalize(part, ffmpeg)
         sidecar = final.with_suffix(".json")
         if not sidecar.exists():
-            write_json(sidecar, {"camera": camera, "clip": final.name, "recovered": True,
-                                 "note": "finished after the recorder stopped unexpectedly; times not known"})
+            write_json(
+                sidecar,
+                {
+                    "camera": camera,
+                    "clip": final.name,
+                    "recovered": True,
+                    "note": "finished after the recorder stopped unexpectedly; times not known",
+                },
+            )
         log.warning("recovered clip %s left by an interrupted run", final)
         recovered.append(final)
     return recovered

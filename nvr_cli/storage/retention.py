@@ -5,6 +5,7 @@ root, and a floor of free space on the disk. Oldest first; continuous footage go
 clips (events are kept longer by default); never a file still being written (staging folders,
 ``*.part.mp4``). Every deletion is logged.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -16,12 +17,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from nvr_cli.storage.segments import SEG_SUFFIX, STAGING
 from nvr_cli.config import RetentionSettings
 from nvr_cli.storage.paths import PART_SUFFIX
+from nvr_cli.storage.segments import SEG_SUFFIX, STAGING
 
 log = logging.getLogger(__name__)
-GB = 1024 ** 3
+GB = 1024**3
 
 
 @dataclass
@@ -54,7 +55,11 @@ def inventory(root: Path) -> list:
                 continue
             size = st.st_size
             if kind == "event":
-                size += sum(p.stat().st_size for p in (path.with_suffix(".json"), path.with_suffix(".jpg")) if p.exists())
+                size += sum(
+                    p.stat().st_size
+                    for p in (path.with_suffix(".json"), path.with_suffix(".jpg"))
+                    if p.exists()
+                )
             items.append(Item(path, cam.name, kind, st.st_mtime, size))
     return sorted(items, key=lambda i: (i.kind == "event", i.mtime))  # segments first, then oldest first
 
@@ -183,8 +188,10 @@ class Reaper:
             now = time.monotonic()
             if now - self._full_said >= self.FULL_LOG_EVERY:
                 self._full_said = now
-                log.error("the disk is full and the retention limits allow deleting nothing: "
-                          "lower RETENTION_* or free space; recording keeps trying")
+                log.error(
+                    "the disk is full and the retention limits allow deleting nothing: "
+                    "lower RETENTION_* or free space; recording keeps trying"
+                )
             else:
                 log.debug("the disk is still full; nothing to delete")
         return len(done)

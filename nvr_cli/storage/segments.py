@@ -6,6 +6,7 @@ Segments are fragmented MP4 while written (in a hidden staging folder), so one c
 kill -9, a power cut or a lost camera still plays up to its last fragment; the next start moves
 such leftovers into place and indexes them.
 """
+
 from __future__ import annotations
 
 import collections
@@ -18,14 +19,14 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Iterable, Optional, Union
 
 import nvr_cli.ffmpeg.process as ffproc
-from nvr_cli.core.backoff import Backoff
 import nvr_cli.storage.paths as storage
+from nvr_cli.config import ContinuousSettings, OutputSettings, SourceSettings
+from nvr_cli.core.backoff import Backoff
 from nvr_cli.core.errors import ConfigError, StorageError
 from nvr_cli.core.redact import redact
-from nvr_cli.config import ContinuousSettings, OutputSettings, SourceSettings
 from nvr_cli.source.spec import SourceSpec, ffmpeg_input_args
 
 log = logging.getLogger(__name__)
@@ -45,11 +46,17 @@ class Segment:
     partial: bool = False  # cut short (killed, lost camera): plays up to its last fragment
 
     def as_dict(self) -> dict:
-        return {"file": self.path.name, "start": round(self.start, 3), "end": round(self.end, 3),
-                "size": self.size, "valid": self.valid, "partial": self.partial}
+        return {
+            "file": self.path.name,
+            "start": round(self.start, 3),
+            "end": round(self.end, 3),
+            "size": self.size,
+            "valid": self.valid,
+            "partial": self.partial,
+        }
 
 
-def append_index(folder: Path, entry: dict):
+def append_index(folder: Path, entry: dict) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / INDEX, "a") as f:
         f.write(json.dumps(entry) + "\n")
@@ -76,7 +83,7 @@ def _read_one(idx: Path) -> list:
     return entries
 
 
-def read_index(camera_root: Path, folders=None) -> list:
+def read_index(camera_root: Path, folders: Optional[Iterable[Path]] = None) -> list:
     """Index entries under a camera's folder, oldest first; paths made absolute. ``folders``: only
     the indexes in these folders (the days a time range can touch), not the camera's whole history."""
     if folders is None:
@@ -87,7 +94,14 @@ def read_index(camera_root: Path, folders=None) -> list:
     return sorted(entries, key=lambda e: e["start"])
 
 
-def index_folders(root, camera: str, start: float, end: float, local_time=True, subfolder_func=None) -> set:
+def index_folders(
+    root: Union[str, Path],
+    camera: str,
+    start: float,
+    end: float,
+    local_time: bool = True,
+    subfolder_func: Optional[Callable] = None,
+) -> set:
     """The folders whose index can list a segment overlapping [start, end]: a segment lasts at most
     an hour (SEGMENT_SECONDS), so the folders of every hour from an hour before ``start`` on."""
     folders, t = set(), start - 3600
@@ -111,12 +125,24 @@ def last_indexed_end(camera_root: Path) -> Optional[float]:
 class Segmenter:
     """Runs (and re-runs) ffmpeg for one camera until ``stop`` is set."""
 
-    def __init__(self, source: SourceSettings, continuous: ContinuousSettings, output: OutputSettings,
-                 spec: SourceSpec, ffmpeg: str, stop: threading.Event, on_disk_full=None):
-        """``spec``: the stream recorded (RECORD_SOURCE or cam); ``source``: how to read it, the camera's name."""
+    def __init__(
+        self,
+        source: SourceSettings,
+        continuous: ContinuousSettings,
+        output: OutputSettings,
+        spec: SourceSpec,
+        ffmpeg: str,
+        stop: threading.Event,
+        on_disk_full: Optional[Callable[[], None]] = None,
+    ):
+        """``spec``: the stream recorded (RECORD_SOURCE or cam); ``source``: how to read it, the camera's
+        name.
+        """
         if spec.kind == "usb":
-            raise ConfigError("continuous recording stream-copies a network camera or a file; a USB camera "
-                              "has no encoded stream to copy")
+            raise ConfigError(
+                "continuous recording stream-copies a network camera or a file; a USB camera "
+                "has no encoded stream to copy"
+            )
         self.src, self.cont, self.out = source, continuous, output
         self.spec, self.ffmpeg, self.stop = spec, ffmpeg, stop
         self.camera = source.CAMERA_NAME
@@ -148,15 +174,33 @@ class Segmenter:
         cmd += ["-map", "0:v:0"]
         if self.audio:
             cmd += ["-map", "0:a:0?"]
-        cmd += ["-c", "copy", "-f", "segment", "-segment_time", f"{self.cont.SEGMENT_SECONDS:g}", "-reset_timestamps", "1",
-                "-strftime", "1", "-segment_format", "mp4",
-                # each fragment reaches the disk as it is cut: a killed run loses about a second
-                "-segment_format_options", "movflags=+frag_keyframe+empty_moov+default_base_moof:flush_packets=1",
-                "-segment_list", "pipe:1", "-segment_list_type", "csv", "-segment_list_flags", "live",
-                str(self.staging / "seg_%s.mp4")]
+        cmd += [
+            "-c",
+            "copy",
+            "-f",
+            "segment",
+            "-segment_time",
+            f"{self.cont.SEGMENT_SECONDS:g}",
+            "-reset_timestamps",
+            "1",
+            "-strftime",
+            "1",
+            "-segment_format",
+            "mp4",
+            # each fragment reaches the disk as it is cut: a killed run loses about a second
+            "-segment_format_options",
+            "movflags=+frag_keyframe+empty_moov+default_base_moof:flush_packets=1",
+            "-segment_list",
+            "pipe:1",
+            "-segment_list_type",
+            "csv",
+            "-segment_list_flags",
+            "live",
+            str(self.staging / "seg_%s.mp4"),
+        ]
         return cmd
 
-    def run(self):
+    def run(self) -> None:
         self.running = True
         try:
             self._run()
@@ -186,7 +230,9 @@ class Segmenter:
                 outage_since = None
             if outage_since is None:
                 outage_since = time.monotonic()
-                log.warning("continuous recording of %s stopped (%s); restarting with backoff", self.spec.display, why)
+                log.warning(
+                    "continuous recording of %s stopped (%s); restarting with backoff", self.spec.display, why
+                )
             else:
                 log.debug("continuous recording restart failed (%s)", why)
             self.stop.wait(backoff.next())
@@ -211,7 +257,9 @@ class Segmenter:
                 return False
             return not (_ and key.replace("_", "").isalnum())
 
-        proc = ffproc.FfmpegProcess(self._command(), stdout=subprocess.PIPE, text=True, bufsize=1, on_line=progress)
+        proc = ffproc.FfmpegProcess(
+            self._command(), stdout=subprocess.PIPE, text=True, bufsize=1, on_line=progress
+        )
         threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout] and None, daemon=True).start()
         produced, t0, reason = 0, None, "exited"
         try:
@@ -264,8 +312,13 @@ class Segmenter:
     def _finish(self, staged: Path, start: float, end: float, partial: bool = False):
         if not staged.exists():
             return
-        folder = storage.clip_dir(self.out.PATH_FOR_VIDEO, self.camera, start, self.out.LOCAL_TIME,
-                                  self.out.subFolderNameGeneratorFunc)
+        folder = storage.clip_dir(
+            self.out.PATH_FOR_VIDEO,
+            self.camera,
+            start,
+            self.out.LOCAL_TIME,
+            self.out.subFolderNameGeneratorFunc,
+        )
         stem = f"{self.camera}_{storage.name_stamp(start, self.out.LOCAL_TIME)}"
         final = folder / f"{stem}{SEG_SUFFIX}"
         n = 1
@@ -281,16 +334,26 @@ class Segmenter:
         seg = Segment(final, start, end, final.stat().st_size, storage.demux(self.ffmpeg, final).ok, partial)
         with self._lock:
             if self.last_end is not None and start - self.last_end > 1.0:
-                gap = {"gap": True, "start": round(self.last_end, 3), "end": round(start, 3),
-                       "reason": "recording was interrupted"}
+                gap = {
+                    "gap": True,
+                    "start": round(self.last_end, 3),
+                    "end": round(start, 3),
+                    "reason": "recording was interrupted",
+                }
                 self._index(folder, gap)
                 log.warning("gap of %.1f s in the continuous recording", start - self.last_end)
             self._index(folder, seg.as_dict())
             self.last_end = max(end, self.last_end or end)
             self.segments.append(seg)
             self.written += 1
-        log.info("segment %s: %.1f s, %.1f MB%s%s", final.name, end - start, seg.size / 2**20,
-                 "" if seg.valid else " (damaged packets)", " (cut short)" if partial else "")
+        log.info(
+            "segment %s: %.1f s, %.1f MB%s%s",
+            final.name,
+            end - start,
+            seg.size / 2**20,
+            "" if seg.valid else " (damaged packets)",
+            " (cut short)" if partial else "",
+        )
         if self.written_cb:
             self.written_cb(seg)
 
@@ -305,8 +368,10 @@ class Segmenter:
             try:
                 append_index(where, what)
             except OSError as e:
-                self._trouble(f"index {where / INDEX} not written: {e.strerror}; "
-                              f"{len(self._unindexed)} line(s) kept until there is room")
+                self._trouble(
+                    f"index {where / INDEX} not written: {e.strerror}; "
+                    f"{len(self._unindexed)} line(s) kept until there is room"
+                )
                 return
             self._unindexed.popleft()
         if self._disk_trouble:
@@ -322,7 +387,7 @@ class Segmenter:
             log.debug("%s", what)
         self._disk_trouble = self._disk_trouble or what
 
-    def recover_staging(self):
+    def recover_staging(self) -> None:
         """Move what a killed or stalled run left in staging into place, as partial segments."""
         if not self.staging.is_dir():
             return
@@ -339,4 +404,3 @@ class Segmenter:
                 start = self.last_end  # it continued the previous segment
             duration = storage.demux(self.ffmpeg, staged).seconds
             self._finish(staged, start, start + duration, partial=True)
-

@@ -3,6 +3,7 @@ JPEGs, in a loop, at the file's frame rate. Prints "READY http://127.0.0.1:PORT/
 
 Usage: python mjpeg_server.py --file clip.mp4 --port PORT
 """
+
 import argparse
 import http.server
 import socketserver
@@ -47,7 +48,8 @@ def main():
             try:
                 while True:
                     data = jpegs[i % len(jpegs)]
-                    self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n".encode())
+                    head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n"
+                    self.wfile.write(head.encode())
                     self.wfile.write(data + b"\r\n")
                     i += 1
                     delay = start + i / fps - time.monotonic()

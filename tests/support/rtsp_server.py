@@ -10,6 +10,7 @@ Usage: rtsp_server.py --file clip.mp4 --port 8554 [--path /cam] [--user U --pass
 (--protocols: the only lower transport it accepts, as some cameras do; both by default)
 Prints "READY rtsp://127.0.0.1:PORT/PATH" on stdout once it accepts clients.
 """
+
 import argparse
 import signal
 import sys
