@@ -231,6 +231,38 @@ def test_an_event_cut_reads_only_the_days_it_can_touch(tmp_path):
     assert len(read_index(root / "cam")) == 30  # the whole history is still there for export
 
 
+def test_an_event_cut_holds_only_its_own_segments_of_a_full_day_in_memory(tmp_path):
+    """A day of 10 s segments is 8640 index lines: a cut of one event must not build them all (the
+    memory a read takes stays with a long-running worker: bench/soak.py measured it growing)."""
+    import tracemalloc
+
+    folder = tmp_path / "cam" / "2026" / "06" / "01"
+    t0 = 1_780_300_000.0
+    lines = [
+        json.dumps(
+            {"file": f"s{i}.seg.mp4", "start": t0 + 10 * i, "end": t0 + 10 * i + 10, "size": 1, "valid": True}
+        )
+        for i in range(8640)
+    ]
+    lines.insert(100, json.dumps({"gap": True, "start": t0 + 995, "end": t0 + 1000}))
+    lines.insert(200, '{"file": "torn.seg.mp4", "sta')  # a line a crash cut short
+    folder.mkdir(parents=True)
+    (folder / INDEX).write_text("\n".join(lines) + "\n")
+    start, end = t0 + 40_005, t0 + 40_025  # an event of 20 s
+    tracemalloc.start()
+    try:
+        got = read_index(tmp_path / "cam", [folder], overlapping=(start, end))
+        _, peak_one = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        whole = read_index(tmp_path / "cam", [folder])
+        _, peak_all = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert [e["file"] for e in got] == ["s4000.seg.mp4", "s4001.seg.mp4", "s4002.seg.mp4"]
+    assert len(whole) == 8641  # every segment and the gap; the torn line skipped
+    assert peak_one * 20 < peak_all, (peak_one, peak_all)
+
+
 # --- 4. children never outlive their camera ------------------------------------------------------
 
 

@@ -219,6 +219,10 @@ class PacketClips(_FileClips):
             return
         if c.writer.start_ts is not None:
             rec.start = c.writer.start_ts
+        if c.writer.interrupted and self.ffmpeg:
+            # the connection ended mid-clip, maybe mid-frame: the remux counts the packet it copied,
+            # a player shows only frames that decode, and the sidecar promises those
+            on_disk = storage.decoded_frames(self.ffmpeg, final) or on_disk
         rec.frames = on_disk if on_disk is not None else rec.frames
         if on_disk and c.fps:  # it holds what the camera sent until the event's end reached it
             rec.end = rec.start + on_disk / c.fps

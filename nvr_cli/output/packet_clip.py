@@ -43,6 +43,8 @@ class PacketClip:
         self.start_ts = start_ts  # arrival (monotonic) time of its first keyframe; None until it has one
         self.frames = 0
         self.error: Optional[str] = None  # why the clip stopped taking packets (a stuck writer)
+        # the camera's connection ended while this clip took its packets: its last frame may be cut short
+        self.interrupted = False
         self._broken = False  # ffmpeg stopped reading: its stderr says why (a full disk ...)
         cmd = ffproc.base(ring.ffmpeg) + [
             "-y",

@@ -26,7 +26,7 @@ from nvr_cli.core.errors import ConfigError
 from nvr_cli.core.supervised import Supervised
 from nvr_cli.runtime.recorder import ENV_SHARED_REAPER
 from nvr_cli.runtime.status import status_path
-from nvr_cli.storage.retention import prune
+from nvr_cli.storage.retention import prune, release_pass_memory
 
 log = logging.getLogger(__name__)
 
@@ -261,6 +261,7 @@ class Supervisor:
                     prune(Path(root), limits)
                 except Exception as e:  # noqa: BLE001 - retention must never take recording down
                     log.error("retention check of %s failed: %s", root, e)
+            release_pass_memory()
             every = min(s.RETENTION_CHECK_SECONDS for s in self.loaded.cameras.values())
             self.stop.wait(every)
 

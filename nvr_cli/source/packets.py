@@ -33,6 +33,7 @@ class PacketFeed(Protocol):
 
     start_ts: Optional[float]
     max_queued: int
+    interrupted: bool  # set here when the connection ends while the clip is fed
 
     def feed(self, data: bytes) -> None: ...
 
@@ -144,6 +145,8 @@ class PacketRing:
             finally:
                 self.proc.end(timeout=5)
                 with self._lock:
+                    for clip in self._clips:
+                        clip.interrupted = True
                     # a new connection is a new stream: old packets cannot be joined to it
                     self._groups.clear()
                     self._bytes = 0

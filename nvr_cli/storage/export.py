@@ -50,8 +50,8 @@ def plan(
     ``folders`` only, when given: see continuous.index_folders)."""
     if end <= start:
         raise ConfigError("--to must be after --from")
-    entries = [e for e in read_index(Path(root) / camera, folders) if "file" in e]
-    chosen = [e for e in entries if e["end"] > start and e["start"] < end and e["path"].exists()]
+    entries = read_index(Path(root) / camera, folders, overlapping=(start, end))
+    chosen = [e for e in entries if e["path"].exists()]
     gaps, cursor = [], start
     for e in chosen:
         if e["start"] - cursor > GAP_TOLERANCE:

@@ -153,6 +153,26 @@ def demux(ffmpeg: str, path: Path) -> Demuxed:
     return Demuxed(r.returncode == 0 and not r.stderr.strip(), *_progress_totals(r.stdout))
 
 
+def decoded_frames(ffmpeg: str, path: Path) -> Optional[int]:
+    """How many video frames of ``path`` decode (a full decode: for the rare clip that may end mid-frame)."""
+    # passthrough: each decoded frame counted once (no frame duplicated or dropped to a constant rate)
+    args = [
+        "-i",
+        str(path),
+        "-map",
+        "0:v:0",
+        "-fps_mode",
+        "passthrough",
+        "-f",
+        "null",
+        "-progress",
+        "pipe:1",
+        "-",
+    ]
+    r = ffproc.run(ffproc.base(ffmpeg) + args)
+    return _progress_totals(r.stdout)[0] if r.returncode == 0 else None
+
+
 def _progress_totals(progress: str):
     """(frames, seconds) from ffmpeg's -progress output."""
     frames, seconds = None, 0.0

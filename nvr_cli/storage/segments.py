@@ -64,33 +64,45 @@ def append_index(folder: Path, entry: dict) -> None:
         os.fsync(f.fileno())
 
 
-def _read_one(idx: Path) -> list:
+def _read_one(idx: Path, overlapping: Optional[tuple[float, float]] = None) -> list:
+    """One index's entries; ``overlapping`` (start, end): only the segments that overlap it. Read line by
+    line, so that looking up one event in a day's index does not build the whole day in memory (which
+    CPython's allocator would then keep: a worker grew with the size of the day's index)."""
     entries = []
     try:
-        text = idx.read_text()
+        with open(idx) as f:
+            for line in f:
+                try:
+                    e = json.loads(line)
+                except ValueError:
+                    continue  # a line torn by a crash
+                if not isinstance(e, dict) or "start" not in e:
+                    continue
+                if overlapping and not (
+                    "file" in e and e["end"] > overlapping[0] and e["start"] < overlapping[1]
+                ):
+                    continue
+                if "file" in e:
+                    e["path"] = idx.parent / e["file"]
+                entries.append(e)
     except OSError:
-        return entries
-    for line in text.splitlines():
-        try:
-            e = json.loads(line)
-        except ValueError:
-            continue  # a line torn by a crash
-        if not isinstance(e, dict) or "start" not in e:
-            continue
-        if "file" in e:
-            e["path"] = idx.parent / e["file"]
-        entries.append(e)
+        pass
     return entries
 
 
-def read_index(camera_root: Path, folders: Optional[Iterable[Path]] = None) -> list:
+def read_index(
+    camera_root: Path,
+    folders: Optional[Iterable[Path]] = None,
+    overlapping: Optional[tuple[float, float]] = None,
+) -> list:
     """Index entries under a camera's folder, oldest first; paths made absolute. ``folders``: only
-    the indexes in these folders (the days a time range can touch), not the camera's whole history."""
+    the indexes in these folders (the days a time range can touch), not the camera's whole history;
+    ``overlapping`` (start, end): only the segments that overlap that time range."""
     if folders is None:
         files = sorted(Path(camera_root).rglob(INDEX))
     else:
         files = sorted({Path(f) / INDEX for f in folders if (Path(f) / INDEX).is_file()})
-    entries = [e for idx in files for e in _read_one(idx)]
+    entries = [e for idx in files for e in _read_one(idx, overlapping)]
     return sorted(entries, key=lambda e: e["start"])
 
 
