@@ -6,9 +6,11 @@ cd "$(dirname "$0")/.."
 
 # Debian packages: ffmpeg/ffprobe, the zbar library, and GStreamer's RTSP server, which the tests
 # start on 127.0.0.1 as a real camera (it runs under Debian's /usr/bin/python3), and faketime
-# (libfaketime), which the clock tests preload to cross a DST change and to step the clock.
+# (libfaketime), which the clock tests preload to cross a DST change and to step the clock; chromium,
+# the real browser the web page's tests drive (through Playwright's Python package), with a font.
 DEBS="ffmpeg libzbar0 python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools gstreamer1.0-plugins-base
-      gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly faketime"
+      gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly faketime
+      chromium fonts-dejavu-core"
 missing=""
 for p in $DEBS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

@@ -201,3 +201,17 @@ HOOK_MAX_RUNNING = 4  # per camera; a hook that would exceed this is skipped (an
 STATUS_DIR = None  # None: <PATH_FOR_VIDEO>/.status
 STATUS_INTERVAL_SECS = 2.0
 STATUS_STALE_SECS = 30.0
+
+###########
+### web ###
+###########
+# `nvr-cli serve` (and `nvr-cli run` when WEB_ENABLED): a review page and its JSON API under /api/.
+# It binds WEB_HOST; any address other than the loopback needs WEB_USERS, user -> password hash made
+# by `nvr-cli web passwd USER` (scrypt), and then asks for a login:
+#   WEB_USERS = {"anna": "scrypt$16384$8$1$...$..."}
+WEB_ENABLED = False  # run: also serve the page (a worker of its own, restarted like a camera's)
+WEB_HOST = "127.0.0.1"
+WEB_PORT = 8080
+WEB_USERS = {}
+WEB_INDEX_FILE = None  # None: <PATH_FOR_VIDEO>/.nvr-index.sqlite3 (a cache of the files: can be deleted)
+WEB_EXPORT_KEEP_HOURS = 24.0  # exports made in the page are deleted after this

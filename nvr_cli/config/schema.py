@@ -533,6 +533,40 @@ class StatusSettings(_Section):
     )
 
 
+def _web_users(v):
+    """user -> scrypt hash (from `nvr-cli web passwd`)."""
+    if v is None:
+        return types.MappingProxyType({})
+    if not isinstance(v, (dict, types.MappingProxyType)):
+        raise ValueError("expected a dict like {'anna': 'scrypt$...'} (hashes from `nvr-cli web passwd`)")
+    for user, h in v.items():
+        if not isinstance(user, str) or not user or any(c.isspace() or c == ":" for c in user):
+            raise ValueError(f"user name {user!r}: expected a non-empty name without spaces or ':'")
+        if not isinstance(h, str) or not h.startswith("scrypt$") or h.count("$") != 5:
+            raise ValueError(
+                f"{user!r}: expected a hash made by `nvr-cli web passwd` (scrypt$...), not a password"
+            )
+    return types.MappingProxyType(dict(v))
+
+
+@_section
+class WebSettings(_Section):
+    """`nvr-cli serve`: where the review page listens, who may log in, where its index lives."""
+
+    WEB_ENABLED: bool = _setting(_flag, "run: also serve the review page (nvr-cli serve) as a worker")
+    WEB_HOST: str = _setting(
+        _text(), "serve: address to listen on; not the loopback: WEB_USERS required", "--host"
+    )
+    WEB_PORT: int = _setting(_number(int, 1, 65535), "serve: port to listen on", "--port")
+    WEB_USERS: dict = _setting(_web_users, "serve: user -> password hash from `nvr-cli web passwd`")
+    WEB_INDEX_FILE: Optional[str] = _setting(
+        _opt_path, "serve: the SQLite index (a cache); None: PATH_FOR_VIDEO/.nvr-index.sqlite3"
+    )
+    WEB_EXPORT_KEEP_HOURS: float = _setting(
+        _number(float, 0.1, 8760), "serve: exports made in the page are deleted after this"
+    )
+
+
 SECTIONS = {
     "source": SourceSettings,
     "motion": MotionSettings,
@@ -546,6 +580,7 @@ SECTIONS = {
     "run": RunSettings,
     "hooks": HookSettings,
     "status": StatusSettings,
+    "web": WebSettings,
 }
 _FIELDS = {f.name: f for cls in SECTIONS.values() for f in dataclasses.fields(cls)}
 FIELDS = {name: _FIELDS[name] for name in DEFAULTS}  # in the documented order of defaults.py
@@ -575,6 +610,7 @@ class Settings:
     run: RunSettings
     hooks: HookSettings
     status: StatusSettings
+    web: WebSettings
 
     def __init__(self, **values: object):
         for name in values:
