@@ -59,6 +59,19 @@ def scene_cache(tmp_path_factory, ffmpeg):
     return get
 
 
+@pytest.fixture(scope="session")
+def recorded_storage(tmp_path_factory, scene_cache):
+    """Two cameras recorded by `nvr-cli run` over the real RTSP server, once a session (web_storage.py)."""
+    from web_storage import record_storage
+
+    if not rtsp_available():
+        if os.environ.get("NVR_CLI_REQUIRE_RTSP"):
+            pytest.fail("GStreamer's RTSP server is not installed (python3-gi, gir1.2-gst-rtsp-server-1.0)")
+        pytest.skip("GStreamer's RTSP server is not installed: run scripts/install_and_test.sh")
+    scene = scene_cache("web-gate", seconds=12, walkers=[(1, 4), (7, 10)])  # two events a loop
+    return record_storage(tmp_path_factory.mktemp("web"), scene)
+
+
 @pytest.fixture
 def walking(scene_cache):
     """Someone is always walking: every connect to a camera showing it quickly becomes an event."""

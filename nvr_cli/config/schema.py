@@ -554,10 +554,8 @@ class WebSettings(_Section):
     """`nvr-cli serve`: where the review page listens, who may log in, where its index lives."""
 
     WEB_ENABLED: bool = _setting(_flag, "run: also serve the review page (nvr-cli serve) as a worker")
-    WEB_HOST: str = _setting(
-        _text(), "serve: address to listen on; not the loopback: WEB_USERS required", "--host"
-    )
-    WEB_PORT: int = _setting(_number(int, 1, 65535), "serve: port to listen on", "--port")
+    WEB_HOST: str = _setting(_text(), "serve: address to listen on; not the loopback: WEB_USERS required")
+    WEB_PORT: int = _setting(_number(int, 1, 65535), "serve: port to listen on")
     WEB_USERS: dict = _setting(_web_users, "serve: user -> password hash from `nvr-cli web passwd`")
     WEB_INDEX_FILE: Optional[str] = _setting(
         _opt_path, "serve: the SQLite index (a cache); None: PATH_FOR_VIDEO/.nvr-index.sqlite3"
