@@ -233,6 +233,7 @@ def catalog_figures(root: Path, repeat: int) -> dict:
                 cameras=[cams[3]], labels=["person"], min_score=0.8, limit=50
             ),
             "filtered page (2 cameras, qr)": lambda: cat.events(cameras=cams[:2], labels=["qr"], limit=50),
+            "worst case: a label no event has": lambda: cat.events(labels=["giraffe"], limit=50),
             "unreviewed, a day": lambda: cat.events(day=busy_day, reviewed=False, limit=50),
             "next page (cursor)": lambda: cat.events(limit=50, cursor=cursor),
             "day timeline (one camera)": lambda: cat.timeline(cams[3], busy_day),

@@ -636,6 +636,13 @@ def test_reads_go_on_while_the_index_is_written(tmp_path):
     for t in readers:
         t.join()
     assert not errors and cat.stats()["events"] == 60
+    # a server's worker threads come and go: their connections must not pile up
+    fds = len(os.listdir("/proc/self/fd"))
+    for _ in range(50):
+        t = threading.Thread(target=lambda: cat.events(limit=5))
+        t.start()
+        t.join()
+    assert len(os.listdir("/proc/self/fd")) <= fds + 3
     cat.close()
 
 

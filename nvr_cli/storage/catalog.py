@@ -18,6 +18,7 @@ read from the index, never made from an id.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -29,7 +30,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
 from nvr_cli.storage.paths import PART_SUFFIX, iso, local_datetime
 from nvr_cli.storage.segments import INDEX, SEG_SUFFIX
@@ -44,6 +45,7 @@ SCHEMA_VERSION = "3"
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,200}")
 _STAMP_RE = re.compile(r"_(\d{8})-(\d{2})(R?)(\d{2})(\d{2})(?:-\d+)?")
 RACY_NS = 2_000_000_000  # a folder changed this recently may change again within its mtime's tick
+POOL_SIZE = 8  # reading connections kept open between calls
 MARK_KEEP_SECONDS = 365 * 86400  # a mark whose event is gone is kept this long (a disk may come back)
 
 # The events' two ordered indexes carry the filtered columns: a filter that matches few events is then
@@ -240,9 +242,9 @@ class _Folder:
 class Catalog:
     """The index of the events and continuous segments under the storage roots (module docstring).
 
-    Thread safe: each thread reads through its own connection (WAL: reads never wait for a write);
-    writes (builds, the watcher, reviewed marks) take turns on one connection under a lock, and a
-    build commits folder by folder, so a mark never waits for a whole build."""
+    Thread safe: every call takes a connection from a small pool (WAL: reads never wait for a write);
+    one build runs at a time (the watcher's, or a caller's) on a connection of its own and commits
+    folder by folder, so a reviewed mark waits for one folder at most, never for a whole build."""
 
     def __init__(
         self,
@@ -264,8 +266,8 @@ class Catalog:
         self._all_roots = list(
             dict.fromkeys([*self.roots.values(), *(Path(os.path.abspath(r)) for r in more_roots)])
         )
-        self._write_lock = threading.RLock()
-        self._local = threading.local()
+        self._build_lock = threading.RLock()  # one build at a time; it alone uses the writer connection
+        self._idle: list = []  # reading connections not in use
         self._conns: list = []
         self._conns_lock = threading.Lock()
         self._closed = False
@@ -292,14 +294,39 @@ class Catalog:
             self._conns.append(conn)
         return conn
 
-    def _read(self) -> sqlite3.Connection:
-        """This thread's reading connection."""
+    @contextlib.contextmanager
+    def _using(self, write: bool = False) -> Iterator[sqlite3.Connection]:
+        """A pooled connection in a transaction (a consistent snapshot; ``write``: taking the write lock
+        at once, so it never has to upgrade). Pooled, not per thread: a server's worker threads come
+        and go, and a connection per thread would leak with them."""
         if self._closed:
             raise RuntimeError("the catalog is closed")
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = self._connect()
-        return conn
+        try:
+            conn = self._idle.pop()
+        except IndexError:
+            conn = self._connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        finally:
+            if self._closed or len(self._idle) >= POOL_SIZE:
+                self._discard(conn)
+            else:
+                self._idle.append(conn)
+
+    def _discard(self, conn: sqlite3.Connection) -> None:
+        with self._conns_lock:
+            if conn in self._conns:
+                self._conns.remove(conn)
+        try:
+            conn.close()
+        except sqlite3.Error:
+            pass
 
     def _create(self) -> None:
         w = self._writer
@@ -319,7 +346,7 @@ class Catalog:
         """Close every connection (a watcher must be stopped first)."""
         self._closed = True
         with self._conns_lock:
-            conns, self._conns = self._conns, []
+            conns, self._conns, self._idle = self._conns, [], []
         for conn in conns:
             try:
                 conn.close()
@@ -337,14 +364,14 @@ class Catalog:
 
     def rebuild(self, progress: Optional[Callable[[int], None]] = None) -> dict:
         """Drop every event and segment and build afresh; the reviewed marks are kept."""
-        with self._write_lock:
+        with self._build_lock:
             w = self._writer
             w.execute("BEGIN IMMEDIATE")
             for table in _CACHE_TABLES:
                 w.execute(f"DELETE FROM {table}")
             w.execute("DELETE FROM meta WHERE key = 'built'")
             w.execute("COMMIT")
-        return self._build(progress, full=True)
+            return self._build(progress, full=True)
 
     def _build(
         self,
@@ -356,7 +383,7 @@ class Catalog:
         t0 = time.monotonic()
         tally = _Tally(progress=progress)
         forced = {os.path.normpath(p) for p in force}
-        with self._write_lock:
+        with self._build_lock:
             cams = self._camera_folders()
             for camera, top in cams.items():
                 self._sync_camera(camera, top, tally, full, forced)
@@ -472,11 +499,16 @@ class Catalog:
         w.execute("BEGIN IMMEDIATE")
         try:
             if folder is None:
-                cur = w.execute(
-                    "INSERT INTO folders(path, parent, camera, mtime_ns) VALUES (?, ?, ?, ?)",
+                # another process's build (`nvr-cli index` beside a server) may have just added it
+                w.execute(
+                    "INSERT OR IGNORE INTO folders(path, parent, camera, mtime_ns) VALUES (?, ?, ?, ?)",
                     (path, parent, camera, mtime),
                 )
-                folder = _Folder(cur.lastrowid, parent, mtime, None, None, 0)
+                w.execute("UPDATE folders SET mtime_ns = ? WHERE path = ?", (mtime, path))
+                fid, isize, imtime, ioff = w.execute(
+                    "SELECT id, idx_size, idx_mtime_ns, idx_offset FROM folders WHERE path = ?", (path,)
+                ).fetchone()
+                folder = _Folder(fid, parent, mtime, isize, imtime, ioff)
             else:
                 w.execute("UPDATE folders SET mtime_ns = ? WHERE id = ?", (mtime, folder.id))
             self._sync_events(camera, path, folder.id, files, tally)
@@ -607,7 +639,12 @@ class Catalog:
                 top = score
         qr_list = [q for q in get("qr") or () if type(q) is dict]
         payloads = [str(q.get("payload", q.get("data", ""))) for q in qr_list]
-        tags = "|".join(labels) + ("|qr" if payloads else "") + ("" if labels else "|motion")
+        # "|person|car|qr|": a label with a bar in it could not be told apart, so it loses the bar
+        tags = (
+            "|".join(x.replace("|", "") for x in labels)
+            + ("|qr" if payloads else "")
+            + ("" if labels else "|motion")
+        )
         kind, reason = get("kind"), get("end_reason")
         return (
             safe_id(stem),
@@ -713,6 +750,10 @@ class Catalog:
             )
         w.execute("BEGIN IMMEDIATE")
         try:
+            now = w.execute("SELECT idx_offset FROM folders WHERE id = ?", (folder.id,)).fetchone()
+            if now is None or now[0] != folder.idx_offset:  # another process read these lines meanwhile
+                w.execute("ROLLBACK")
+                return
             if restart:
                 w.execute("DELETE FROM segments WHERE folder = ?", (folder.id,))
                 w.execute("DELETE FROM gaps WHERE folder = ?", (folder.id,))
@@ -756,13 +797,14 @@ class Catalog:
     # -- queries ---------------------------------------------------------------------------------
     def cameras(self) -> list[str]:
         """The configured cameras, then any other with recordings in the index."""
-        found = [r[0] for r in self._read().execute("SELECT DISTINCT camera FROM folders ORDER BY camera")]
-        have = {
-            r[0]
-            for r in self._read().execute(
-                "SELECT DISTINCT camera FROM events UNION SELECT DISTINCT camera FROM segments"
-            )
-        }
+        with self._using() as db:
+            found = [r[0] for r in db.execute("SELECT DISTINCT camera FROM folders ORDER BY camera")]
+            have = {
+                r[0]
+                for r in db.execute(
+                    "SELECT DISTINCT camera FROM events UNION SELECT DISTINCT camera FROM segments"
+                )
+            }
         return self._configured + [c for c in found if c in have and c not in self._configured]
 
     def _filters(
@@ -799,7 +841,7 @@ class Catalog:
             labels = [labels]
         if labels:
             where.append("(" + " OR ".join("instr(tags, ?) > 0" for _ in labels) + ")")
-            args += [f"|{label}|" for label in labels]
+            args += [f"|{str(label).replace('|', '')}|" for label in labels]
         if min_score is not None:
             where.append("top_score >= ?")
             args.append(float(min_score))
@@ -844,7 +886,8 @@ class Catalog:
             f"SELECT {_SUMMARY} FROM events WHERE {' AND '.join(where) or '1'} "
             "ORDER BY start_ts DESC, id DESC LIMIT ?"
         )
-        rows = self._read().execute(sql, [*args, limit + 1]).fetchall()
+        with self._using() as db:
+            rows = db.execute(sql, [*args, limit + 1]).fetchall()
         page = [_summary(r) for r in rows[:limit]]
         more = len(rows) > limit
         return page, (encode_cursor(page[-1]["start_ts"], page[-1]["id"]) if more else None)
@@ -857,15 +900,12 @@ class Catalog:
         (``facts["clip_pending"]``) its file does not exist yet."""
         if not isinstance(event_id, str) or not ID_RE.fullmatch(event_id):
             return None
-        row = (
-            self._read()
-            .execute(
+        with self._using() as db:
+            row = db.execute(
                 f"SELECT {_SUMMARY}, events.name, events.clip, events.thumbnail, f.path "
                 "FROM events JOIN folders f ON f.id = events.folder WHERE events.id = ?",
                 (event_id,),
-            )
-            .fetchone()
-        )
+            ).fetchone()
         if row is None:
             return None
         stem, clip, thumb, folder = row[-4:]
@@ -883,36 +923,19 @@ class Catalog:
         """Mark events (un)reviewed; returns how many changed. Ids not in the index are ignored."""
         ids = [i for i in dict.fromkeys(ids) if isinstance(i, str)]
         changed = 0
-        now = time.time()
-        with self._write_lock:
-            w = self._writer
-            w.execute("BEGIN IMMEDIATE")
-            try:
-                for i in range(0, len(ids), 500):
-                    chunk = ids[i : i + 500]
-                    marks = ",".join("?" * len(chunk))
-                    todo = [
-                        r[0]
-                        for r in w.execute(
-                            f"SELECT id FROM events WHERE id IN ({marks}) AND reviewed != ?",
-                            (*chunk, int(reviewed)),
-                        )
-                    ]
-                    changed += self._mark(todo, reviewed, now)
-                w.execute("COMMIT")
-            except BaseException:
-                w.execute("ROLLBACK")
-                raise
+        with self._using(write=True) as db:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                todo = [
+                    r[0]
+                    for r in db.execute(
+                        f"SELECT id FROM events WHERE id IN ({marks}) AND reviewed != ?",
+                        (*chunk, int(reviewed)),
+                    )
+                ]
+                changed += _mark(db, todo, reviewed)
         return changed
-
-    def _mark(self, ids: list, reviewed: bool, now: float) -> int:
-        w = self._writer
-        if reviewed:
-            w.executemany("INSERT OR REPLACE INTO reviewed VALUES (?, ?)", [(i, now) for i in ids])
-        else:
-            w.executemany("DELETE FROM reviewed WHERE id = ?", [(i,) for i in ids])
-        w.executemany("UPDATE events SET reviewed = ? WHERE id = ?", [(int(reviewed), i) for i in ids])
-        return len(ids)
 
     def set_reviewed_matching(self, reviewed: bool = True, **filters: Any) -> int:
         """Mark every event that ``events(**filters)`` would list (all pages); returns how many changed."""
@@ -921,17 +944,9 @@ class Catalog:
         where, args = self._filters(**filters)
         where.append("reviewed != ?")
         args.append(int(reviewed))
-        with self._write_lock:
-            w = self._writer
-            w.execute("BEGIN IMMEDIATE")
-            try:
-                ids = [r[0] for r in w.execute(f"SELECT id FROM events WHERE {' AND '.join(where)}", args)]
-                changed = self._mark(ids, reviewed, time.time())
-                w.execute("COMMIT")
-            except BaseException:
-                w.execute("ROLLBACK")
-                raise
-        return changed
+        with self._using(write=True) as db:
+            ids = [r[0] for r in db.execute(f"SELECT id FROM events WHERE {' AND '.join(where)}", args)]
+            return _mark(db, ids, reviewed)
 
     def day_bounds(self, day: str) -> tuple[float, float]:
         """Epoch seconds of the day's midnight and the next (local: 23 or 25 hours apart on DST days)."""
@@ -956,20 +971,23 @@ class Catalog:
             where.append("day BETWEEN ? AND ?")
             args += [month + "-00", month + "-99"]
         cond = " AND ".join(where) or "1"
-        db = self._read()
+        with self._using() as db:
+            per_event = db.execute(
+                f"SELECT day, camera, count(*), sum(reviewed = 0) FROM events WHERE {cond} "
+                "GROUP BY day, camera",
+                args,
+            ).fetchall()
+            per_segment = db.execute(
+                f"SELECT day, camera, sum(end_ts - start_ts) FROM segments WHERE {cond} GROUP BY day, camera",
+                args,
+            ).fetchall()
         out: dict[str, dict] = {}
-        for day, camera, n, unreviewed in db.execute(
-            f"SELECT day, camera, count(*), sum(reviewed = 0) FROM events WHERE {cond} GROUP BY day, camera",
-            args,
-        ):
+        for day, camera, n, unreviewed in per_event:
             d = out.setdefault(day, {"day": day, "events": 0, "unreviewed": 0, "recorded_seconds": 0.0})
             d["events"] += n
             d["unreviewed"] += unreviewed
             d.setdefault("_cams", set()).add(camera)
-        for day, camera, seconds in db.execute(
-            f"SELECT day, camera, sum(end_ts - start_ts) FROM segments WHERE {cond} GROUP BY day, camera",
-            args,
-        ):
+        for day, camera, seconds in per_segment:
             d = out.setdefault(day, {"day": day, "events": 0, "unreviewed": 0, "recorded_seconds": 0.0})
             d["recorded_seconds"] += seconds
             d.setdefault("_cams", set()).add(camera)
@@ -983,26 +1001,32 @@ class Catalog:
         gaps (holes of over a second between two segments, clipped to the day, with the recorder's
         reason when its index gives one) and the events overlapping it, in time order."""
         t0, t1 = self.day_bounds(day)
-        db = self._read()
-        # a segment lasts at most an hour and an event's clip is bounded too: a day's margin is ample
-        segs = db.execute(
-            "SELECT id, start_ts, end_ts, partial, valid FROM segments "
-            "WHERE camera = ? AND start_ts >= ? AND start_ts < ? AND end_ts > ? ORDER BY start_ts",
-            (camera, t0 - 86400, t1, t0),
-        ).fetchall()
-        before = db.execute(
-            "SELECT end_ts FROM segments WHERE camera = ? AND start_ts < ? ORDER BY start_ts DESC LIMIT 1",
-            (camera, t0),
-        ).fetchone()
-        after = db.execute(
-            "SELECT start_ts FROM segments WHERE camera = ? AND start_ts >= ? ORDER BY start_ts LIMIT 1",
-            (camera, t1),
-        ).fetchone()
-        reasons = db.execute(
-            "SELECT start_ts, end_ts, reason FROM gaps WHERE camera = ? AND start_ts < ? AND end_ts > ? "
-            "AND start_ts >= ? ORDER BY start_ts",
-            (camera, t1 + 1, t0 - 1, t0 - 40 * 86400),
-        ).fetchall()
+        with self._using() as db:
+            # a segment lasts at most an hour and an event's clip is bounded too: a day's margin is ample
+            segs = db.execute(
+                "SELECT id, start_ts, end_ts, partial, valid FROM segments "
+                "WHERE camera = ? AND start_ts >= ? AND start_ts < ? AND end_ts > ? ORDER BY start_ts",
+                (camera, t0 - 86400, t1, t0),
+            ).fetchall()
+            before = db.execute(
+                "SELECT end_ts FROM segments WHERE camera = ? AND start_ts < ? "
+                "ORDER BY start_ts DESC LIMIT 1",
+                (camera, t0),
+            ).fetchone()
+            after = db.execute(
+                "SELECT start_ts FROM segments WHERE camera = ? AND start_ts >= ? ORDER BY start_ts LIMIT 1",
+                (camera, t1),
+            ).fetchone()
+            reasons = db.execute(
+                "SELECT start_ts, end_ts, reason FROM gaps WHERE camera = ? AND start_ts < ? AND end_ts > ? "
+                "AND start_ts >= ? ORDER BY start_ts",
+                (camera, t1 + 1, t0 - 1, t0 - 40 * 86400),
+            ).fetchall()
+            events = db.execute(
+                f"SELECT {_SUMMARY} FROM events WHERE camera = ? AND start_ts >= ? AND start_ts < ? "
+                "AND end_ts >= ? ORDER BY start_ts, id",
+                (camera, t0 - 86400, t1, t0),
+            ).fetchall()
         spans = [(s[1], s[2]) for s in segs]
         if before:
             spans.insert(0, (before[0], before[0]))
@@ -1017,11 +1041,6 @@ class Catalog:
                     why = next((r for s, e, r in reasons if s < a + 1 and e > covered - 1), None)
                     gaps.append({"start_ts": lo, "end_ts": hi, "reason": why})
             covered = b if covered is None else max(covered, b)
-        events = db.execute(
-            f"SELECT {_SUMMARY} FROM events WHERE camera = ? AND start_ts >= ? AND start_ts < ? "
-            "AND end_ts >= ? ORDER BY start_ts, id",
-            (camera, t0 - 86400, t1, t0),
-        ).fetchall()
         return {
             "camera": camera,
             "day": day,
@@ -1040,15 +1059,12 @@ class Catalog:
         "partial", "path"} (the path for the server only)."""
         if not isinstance(segment_id, str) or not ID_RE.fullmatch(segment_id):
             return None
-        row = (
-            self._read()
-            .execute(
+        with self._using() as db:
+            row = db.execute(
                 "SELECT s.id, s.camera, s.day, s.start_ts, s.end_ts, s.size, s.valid, s.partial, f.path, "
                 "s.file FROM segments s JOIN folders f ON f.id = s.folder WHERE s.id = ?",
                 (segment_id,),
-            )
-            .fetchone()
-        )
+            ).fetchone()
         if row is None:
             return None
         sid, camera, day, a, b, size, valid, partial, folder, name = row
@@ -1067,16 +1083,18 @@ class Catalog:
     def camera_summary(self, camera: str, day: str) -> dict:
         """{"last_event" (its newest event's summary, or None), "events_today" and "unreviewed_today"
         (on ``day``), "has_recordings" (it has continuous recording in the index)}."""
-        db = self._read()
-        last = db.execute(
-            f"SELECT {_SUMMARY} FROM events WHERE camera = ? ORDER BY start_ts DESC, id DESC LIMIT 1",
-            (camera,),
-        ).fetchone()
-        n, unreviewed = db.execute(
-            "SELECT count(*), coalesce(sum(reviewed = 0), 0) FROM events WHERE day = ? AND camera = ?",
-            (day, camera),
-        ).fetchone()
-        has = db.execute("SELECT EXISTS(SELECT 1 FROM segments WHERE camera = ?)", (camera,)).fetchone()[0]
+        with self._using() as db:
+            last = db.execute(
+                f"SELECT {_SUMMARY} FROM events WHERE camera = ? ORDER BY start_ts DESC, id DESC LIMIT 1",
+                (camera,),
+            ).fetchone()
+            n, unreviewed = db.execute(
+                "SELECT count(*), coalesce(sum(reviewed = 0), 0) FROM events WHERE day = ? AND camera = ?",
+                (day, camera),
+            ).fetchone()
+            has = db.execute("SELECT EXISTS(SELECT 1 FROM segments WHERE camera = ?)", (camera,)).fetchone()[
+                0
+            ]
         return {
             "last_event": _summary(last) if last else None,
             "events_today": n,
@@ -1086,13 +1104,24 @@ class Catalog:
 
     def stats(self) -> dict:
         """{"events", "segments" (rows in the index), "built" (ISO time of the last build, or None)}."""
-        db = self._read()
-        built = db.execute("SELECT value FROM meta WHERE key = 'built'").fetchone()
-        return {
-            "events": db.execute("SELECT count(*) FROM events").fetchone()[0],
-            "segments": db.execute("SELECT count(*) FROM segments").fetchone()[0],
-            "built": built[0] if built else None,
-        }
+        with self._using() as db:
+            built = db.execute("SELECT value FROM meta WHERE key = 'built'").fetchone()
+            return {
+                "events": db.execute("SELECT count(*) FROM events").fetchone()[0],
+                "segments": db.execute("SELECT count(*) FROM segments").fetchone()[0],
+                "built": built[0] if built else None,
+            }
+
+
+def _mark(db: sqlite3.Connection, ids: list, reviewed: bool) -> int:
+    """Set the marks of ``ids`` (the table that outlives rebuilds, and the events' copy that filters)."""
+    if reviewed:
+        now = time.time()
+        db.executemany("INSERT OR REPLACE INTO reviewed VALUES (?, ?)", [(i, now) for i in ids])
+    else:
+        db.executemany("DELETE FROM reviewed WHERE id = ?", [(i,) for i in ids])
+    db.executemany("UPDATE events SET reviewed = ? WHERE id = ?", [(int(reviewed), i) for i in ids])
+    return len(ids)
 
 
 def _facts(sidecar: Path, summary: dict, pending: bool) -> dict:
