@@ -394,10 +394,11 @@ class Catalog:
             for camera in gone:  # its folder went: so did everything in it
                 ids = [r[0] for r in w.execute("SELECT id FROM folders WHERE camera = ?", (camera,))]
                 self._drop_folders(ids, tally)
-            w.execute(
-                "DELETE FROM reviewed WHERE at < ? AND id NOT IN (SELECT id FROM events)",
-                (time.time() - MARK_KEEP_SECONDS,),
-            )
+            if full:  # not at every update of the watcher: it reads every mark
+                w.execute(
+                    "DELETE FROM reviewed WHERE at < ? AND id NOT IN (SELECT id FROM events)",
+                    (time.time() - MARK_KEEP_SECONDS,),
+                )
             built = dt.datetime.now().astimezone().isoformat(timespec="seconds")
             w.execute("INSERT OR REPLACE INTO meta VALUES ('built', ?)", (built,))
             events = w.execute("SELECT count(*) FROM events").fetchone()[0]
@@ -461,7 +462,9 @@ class Catalog:
                     self._sync_index(camera, path, folder, None, tally)
                 continue
             fid, subs = self._list_folder(camera, path, parent, st, folder, tally)
-            stack.extend((s, fid) for s in subs)
+            if subs is None and folder is not None:  # unreadable just now: keep what was known below it
+                stack.extend((by_id[c], folder.id) for c in folder.children)
+            stack.extend((s, fid) for s in subs or ())
         lost = [f.id for p, f in known.items() if p not in seen]
         if lost:
             self._drop_folders(lost, tally)
@@ -474,15 +477,15 @@ class Catalog:
         st: os.stat_result,
         folder: Optional[_Folder],
         tally: _Tally,
-    ) -> tuple[Optional[int], list]:
+    ) -> tuple[Optional[int], Optional[list]]:
         """List one folder: its events and segments brought up to date; returns (its id, its
-        sub-folders)."""
+        sub-folders, or None when it could not be listed)."""
         w = self._writer
         try:
             with os.scandir(path) as it:
                 entries = list(it)
         except OSError:
-            return (folder.id if folder else None), []
+            return (folder.id if folder else None), None
         subs, files = [], {}
         for e in entries:
             if e.name.startswith("."):
@@ -563,8 +566,10 @@ class Catalog:
             try:
                 with open(entry.path, "rb") as f:
                     data = json.loads(f.read().decode("utf-8", "replace"))
-            except (OSError, ValueError):
-                continue  # being written, or not JSON: read again when it changes
+            except (OSError, ValueError):  # unreadable (sidecars are written whole, by a rename)
+                if old:
+                    keep.add(stem)  # as it was: read again at the next change
+                continue
             row = self._event_row(camera, stem, data, files, folder_id, st)
             if row is not None:
                 rows.append(row)
