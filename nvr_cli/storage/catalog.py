@@ -1179,7 +1179,8 @@ def _summary(r: tuple) -> dict:
 
 
 # what a change notification can be about: sidecars, clips, thumbnails, segments, the day's index
-_WATCHED_TYPES = ("created", "deleted", "moved", "modified")
+# ("closed": a file written in place, as segments.jsonl is appended to, once per append)
+_WATCHED_TYPES = ("created", "deleted", "moved", "modified", "closed")
 
 
 class CatalogWatcher:
@@ -1203,21 +1204,36 @@ class CatalogWatcher:
 
     def start(self) -> None:
         """Start watching (roots that do not exist yet are found by the periodic resync)."""
-        from watchdog.events import FileSystemEventHandler
+        from watchdog import events as ev
         from watchdog.observers import Observer
 
         watcher = self
 
-        class Handler(FileSystemEventHandler):
+        class Handler(ev.FileSystemEventHandler):
             def on_any_event(self, event: Any) -> None:
                 watcher._noted(event)
 
         self._observer = Observer()
         handler = Handler()
+        # not modifications: ffmpeg writes its segments and clips a packet at a time, hundreds of
+        # notifications a second for ten cameras (9 % of a core here); a file written in place tells
+        # by its close instead, and the kernel then never sends the rest (watchdog >= 4)
+        wanted = [
+            ev.FileCreatedEvent,
+            ev.DirCreatedEvent,
+            ev.FileDeletedEvent,
+            ev.DirDeletedEvent,
+            ev.FileMovedEvent,
+            ev.DirMovedEvent,
+            ev.FileClosedEvent,
+        ]
         for root in self.catalog._all_roots:
             if root.is_dir():
                 try:
-                    self._observer.schedule(handler, str(root), recursive=True)
+                    try:
+                        self._observer.schedule(handler, str(root), recursive=True, event_filter=wanted)
+                    except TypeError:  # watchdog 3: every notification, sorted out in _noted
+                        self._observer.schedule(handler, str(root), recursive=True)
                 except OSError as e:  # e.g. the inotify watch limit: the resync still keeps it current
                     log.warning(
                         "cannot watch %s (%s): the index follows it every %g s", root, e, self.resync_seconds
@@ -1256,7 +1272,7 @@ class CatalogWatcher:
                 continue  # staging, temporary files, status files, this index itself
             if name.endswith(PART_SUFFIX):
                 continue  # a clip being written: its completion is a rename, noticed then
-            if event.event_type == "modified" and not event.is_directory:
+            if event.event_type in ("modified", "closed") and not event.is_directory:
                 if not (name.endswith(".json") or name == INDEX):
                     continue  # a file being written in place; what matters comes with its sidecar
             folders.append(where if event.is_directory else os.path.dirname(where))
