@@ -13,6 +13,15 @@ name may hold characters that ids may not (CAMERA_NAME only forbids / \\ and NUL
 becomes ``<the stem, other characters made _>.<10 hex digits of its BLAKE2b hash>``, stable from
 build to build and never equal to a plain stem (those end with the time stamp). Paths are only ever
 read from the index, never made from an id.
+
+What is an event: a sidecar named ``<camera>_<stamp>[-n].json`` (not hidden, not an export's, which
+has "requested" and "segments") whose clip exists, or whose "clip" is still null (to be cut from the
+segments: ``facts["clip_pending"]``). An event's day is the date of its ISO start as the recorder
+wrote it; a clip recovered after a crash has no times, so its start is its name's stamp (``R``: the
+second pass of a repeated hour) and its end the same (its length is not known without decoding it:
+``duration_seconds`` None). A segment is a ``segments.jsonl`` line whose file still exists; its day
+is the local date of its start. Reviewed marks whose event is gone are kept for a year (a disk may be
+unmounted and come back), then dropped by a full build.
 """
 
 from __future__ import annotations
