@@ -725,6 +725,13 @@ def test_index_command(tmp_path):
     for args in (["--output", tmp_path / "nowhere"], ["--config", tmp_path / "missing.py"]):
         bad = run_cli("index", *args, check=2)
         assert bad.stderr.startswith("nvr-cli: error: ") and len(bad.stderr.strip().splitlines()) == 1
+    conf = tmp_path / "conf.py"
+    conf.write_text(f"WEB_INDEX_FILE = {str(tmp_path)!r}\n")  # a folder, not a file
+    bad = run_cli("index", "--output", root, "--config", conf, check=1)
+    assert (
+        bad.stderr.strip()
+        == f"nvr-cli: error: cannot open the index {tmp_path}: unable to open database file"
+    )
     # a damaged index is only a cache: made again
     (root / INDEX_NAME).write_bytes(b"not a database at all" * 100)
     for p in root.glob(INDEX_NAME + "-*"):

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
+from nvr_cli.core.errors import StorageError
 from nvr_cli.storage.paths import PART_SUFFIX, iso, local_datetime
 from nvr_cli.storage.segments import INDEX, SEG_SUFFIX
 
@@ -284,6 +285,9 @@ class Catalog:
         try:
             self._writer = self._connect()
             self._create()
+        except sqlite3.OperationalError as e:  # cannot be opened (a folder, no permission), or locked
+            self.close()
+            raise StorageError(f"cannot open the index {self.db_path}: {e}") from None
         except sqlite3.DatabaseError as e:  # not a database, or a damaged one: it is only a cache
             self.close()
             self._closed = False
