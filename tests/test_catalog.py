@@ -135,6 +135,17 @@ def all_pages(cat, limit=7, **filters):
             return out
 
 
+def check_days(cat):
+    """The calendar's counts (kept by triggers) agree with the events themselves."""
+    by_day = {}
+    for e in all_pages(cat, limit=500):
+        d = by_day.setdefault(e["day"], [0, 0])
+        d[0] += 1
+        d[1] += not e["reviewed"]
+    got = {d["day"]: [d["events"], d["unreviewed"]] for d in cat.days() if d["events"]}
+    assert got == by_day
+
+
 @pytest.fixture
 def zone(monkeypatch):
     """Run a test in a time zone with DST (Europe/Berlin), restored afterwards."""
@@ -449,6 +460,7 @@ def test_cursor_paging_neither_repeats_nor_misses_while_events_arrive(three_came
         cat.build()
     assert seen == before and len(seen) == len(set(seen)) == 62
     assert cat.stats()["events"] == 62 + arrived
+    check_days(cat)
 
 
 def test_reviewed_marks_survive_rebuild_reread_and_reopen_but_not_deleting_the_index(three_cameras, tmp_path):
@@ -469,6 +481,7 @@ def test_reviewed_marks_survive_rebuild_reread_and_reopen_but_not_deleting_the_i
     assert (
         cat.event(some[0])["reviewed"] and cat.event(some[0])["facts"]["lossless"]["file"] == "x.lossless.mp4"
     )
+    check_days(cat)
     cat.close()
     again = Catalog(tmp_path / "index.sqlite3", {}, more_roots=[tmp_path / "video"])
     assert again.build()["read"] == 0
@@ -483,6 +496,7 @@ def test_reviewed_marks_survive_rebuild_reread_and_reopen_but_not_deleting_the_i
         all_pages(again, cameras=["yard"], labels=["person"])
     )
     assert all(e["reviewed"] for e in all_pages(again, cameras=["yard"], labels=["person"]))
+    check_days(again)
     marked = len(all_pages(again, reviewed=True))
     assert again.set_reviewed_matching(False, cameras=["yard"], labels=["person"]) == marked - 3
     again.close()
@@ -535,6 +549,9 @@ def test_days_timeline_gaps_and_torn_lines(tmp_path):
     write_segments(root, "yard", day0 + 7200, 1)
     assert cat.build()["segments"] == 11
     assert not cat.segment("yard_torn")
+    assert cat.days()[0]["recorded_seconds"] == 9 * 600
+    cat.rebuild()
+    assert cat.days()[0]["recorded_seconds"] == 9 * 600 and cat.days()[1]["recorded_seconds"] == 2 * 600
 
 
 def test_day_bounds_follow_dst(tmp_path, zone):
@@ -574,6 +591,11 @@ def test_incremental_build_reads_only_what_changed(tmp_path):
     for suffix in (".mp4", ".json", ".jpg"):
         victim.with_suffix(suffix).unlink()
     assert cat.build()["events"] == 5
+    check_days(cat)
+    assert [d["recorded_seconds"] for d in cat.days()] == [5 * 600]
+    segs[1].unlink()
+    cat.build()
+    assert [d["recorded_seconds"] for d in cat.days()] == [4 * 600]
     shutil.rmtree(root / "front")
     assert cat.build() | {"seconds": 0} == {"events": 0, "segments": 0, "seconds": 0, "read": 0}
     assert cat.cameras() == []
@@ -678,6 +700,7 @@ def test_retention_removes_old_days_from_the_index_and_never_touches_the_index(t
     assert (root / INDEX_NAME).exists()
     done = cat.build()
     assert done["events"] == 1 and cat.events()[0][0]["id"] == new.stem
+    check_days(cat)
     cat.close()
 
 

@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 INDEX_NAME = ".nvr-index.sqlite3"
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "5"
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,200}")
 _STAMP_RE = re.compile(r"_(\d{8})-(\d{2})(R?)(\d{2})(\d{2})(?:-\d+)?")
 RACY_NS = 2_000_000_000  # a folder changed this recently may change again within its mtime's tick
@@ -91,8 +91,16 @@ CREATE TABLE IF NOT EXISTS gaps(
     reason TEXT);
 CREATE INDEX IF NOT EXISTS gaps_camera ON gaps(camera, start_ts);
 CREATE INDEX IF NOT EXISTS gaps_folder ON gaps(folder);
+CREATE TABLE IF NOT EXISTS day_events(
+    day TEXT NOT NULL, camera TEXT NOT NULL, events INTEGER NOT NULL, unreviewed INTEGER NOT NULL,
+    PRIMARY KEY(day, camera)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS day_segments(
+    day TEXT NOT NULL, camera TEXT NOT NULL, seconds REAL NOT NULL, PRIMARY KEY(day, camera)) WITHOUT ROWID;
 """
-_CACHE_TABLES = ("events", "segments", "gaps", "folders")
+# the calendar's counts per day and camera (day_events, day_segments) are counted again for the days that
+# a write touches (_recount), so that the calendar reads 300 rows, not 143,000 (45 -> 1 ms for 100,000
+# events); triggers did the same at a fifth more on a cold build
+_CACHE_TABLES = ("events", "segments", "gaps", "folders", "day_events", "day_segments")
 # the sidecar's fields that an event's page shows as they are
 _FACTS = (
     "trigger",
@@ -530,12 +538,15 @@ class Catalog:
             self._sync_events(camera, path, folder.id, files, tally)
             # segments whose files retention (or anyone) deleted are no longer recordings
             present = [
-                (sid,)
-                for sid, name in w.execute("SELECT id, file FROM segments WHERE folder = ?", (folder.id,))
+                (sid, day)
+                for sid, name, day in w.execute(
+                    "SELECT id, file, day FROM segments WHERE folder = ?", (folder.id,)
+                )
                 if name not in files
             ]
             if present:
-                w.executemany("DELETE FROM segments WHERE id = ?", present)
+                w.executemany("DELETE FROM segments WHERE id = ?", [(sid,) for sid, _ in present])
+                _recount(w, (), {(day, camera) for _, day in present})
                 tally.dropped += len(present)
             w.execute("COMMIT")
         except BaseException:
@@ -548,9 +559,9 @@ class Catalog:
     def _sync_events(self, camera: str, path: str, folder_id: int, files: dict, tally: _Tally) -> None:
         w = self._writer
         stored = {
-            name: (eid, mtime, size, clip, thumb)
-            for eid, name, mtime, size, clip, thumb in w.execute(
-                "SELECT id, name, mtime_ns, size, clip, thumbnail FROM events WHERE folder = ?",
+            name: (eid, mtime, size, clip, thumb, day)
+            for eid, name, mtime, size, clip, thumb, day in w.execute(
+                "SELECT id, name, mtime_ns, size, clip, thumbnail, day FROM events WHERE folder = ?",
                 (folder_id,),
             )
         }
@@ -568,7 +579,7 @@ class Catalog:
                 continue
             old = stored.get(stem)
             if old and old[1] == st.st_mtime_ns and old[2] == st.st_size:
-                eid, _, _, clip, thumb = old
+                eid, _, _, clip, thumb, _ = old
                 if clip in files or clip == "":  # else its clip was deleted: the event goes
                     keep.add(stem)
                     new_thumb = thumb if thumb in files else self._thumbnail(stem, None, files)
@@ -604,6 +615,9 @@ class Catalog:
                 rows,
             )
             tally.events += len(rows)
+        if rows or gone:  # the days it was on, and is on now
+            days = {(old[5], camera) for old in stored.values()} | {(r[2], camera) for r in rows}
+            _recount(w, days, ())
 
     @staticmethod
     def _thumbnail(stem: str, named: Any, files: dict) -> Optional[str]:
@@ -705,8 +719,12 @@ class Catalog:
         if st is None:
             if folder.idx_size is not None:  # the index went: so did what it listed
                 w.execute("BEGIN IMMEDIATE")
+                days = set(
+                    w.execute("SELECT DISTINCT day, camera FROM segments WHERE folder = ?", (folder.id,))
+                )
                 w.execute("DELETE FROM segments WHERE folder = ?", (folder.id,))
                 w.execute("DELETE FROM gaps WHERE folder = ?", (folder.id,))
+                _recount(w, (), days)
                 w.execute(
                     "UPDATE folders SET idx_size = NULL, idx_mtime_ns = NULL, idx_offset = 0 WHERE id = ?",
                     (folder.id,),
@@ -772,10 +790,15 @@ class Catalog:
             if now is None or now[0] != folder.idx_offset:  # another process read these lines meanwhile
                 w.execute("ROLLBACK")
                 return
+            days = {(s[2], camera) for s in segs}
             if restart:
+                days |= set(
+                    w.execute("SELECT DISTINCT day, camera FROM segments WHERE folder = ?", (folder.id,))
+                )
                 w.execute("DELETE FROM segments WHERE folder = ?", (folder.id,))
                 w.execute("DELETE FROM gaps WHERE folder = ?", (folder.id,))
             w.executemany("INSERT OR REPLACE INTO segments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", segs)
+            _recount(w, (), days)
             w.executemany("INSERT INTO gaps VALUES (?, ?, ?, ?, ?)", gaps)
             w.execute(
                 "UPDATE folders SET idx_size = ?, idx_mtime_ns = ?, idx_offset = ? WHERE id = ?",
@@ -793,11 +816,19 @@ class Catalog:
         w = self._writer
         w.execute("BEGIN IMMEDIATE")
         try:
+            event_days, segment_days = set(), set()
             for fid in ids:
+                event_days |= set(
+                    w.execute("SELECT DISTINCT day, camera FROM events WHERE folder = ?", (fid,))
+                )
+                segment_days |= set(
+                    w.execute("SELECT DISTINCT day, camera FROM segments WHERE folder = ?", (fid,))
+                )
                 tally.dropped += w.execute("DELETE FROM events WHERE folder = ?", (fid,)).rowcount
                 tally.dropped += w.execute("DELETE FROM segments WHERE folder = ?", (fid,)).rowcount
                 w.execute("DELETE FROM gaps WHERE folder = ?", (fid,))
                 w.execute("DELETE FROM folders WHERE id = ?", (fid,))
+            _recount(w, event_days, segment_days)
             w.execute("COMMIT")
         except BaseException:
             w.execute("ROLLBACK")
@@ -945,13 +976,10 @@ class Catalog:
             for i in range(0, len(ids), 500):
                 chunk = ids[i : i + 500]
                 marks = ",".join("?" * len(chunk))
-                todo = [
-                    r[0]
-                    for r in db.execute(
-                        f"SELECT id FROM events WHERE id IN ({marks}) AND reviewed != ?",
-                        (*chunk, int(reviewed)),
-                    )
-                ]
+                todo = db.execute(
+                    f"SELECT id, day, camera FROM events WHERE id IN ({marks}) AND reviewed != ?",
+                    (*chunk, int(reviewed)),
+                ).fetchall()
                 changed += _mark(db, todo, reviewed)
         return changed
 
@@ -962,9 +990,20 @@ class Catalog:
         where, args = self._filters(**filters)
         where.append("reviewed != ?")
         args.append(int(reviewed))
+        cond = " AND ".join(where)
         with self._using(write=True) as db:
-            ids = [r[0] for r in db.execute(f"SELECT id FROM events WHERE {' AND '.join(where)}", args)]
-            return _mark(db, ids, reviewed)
+            # set-wise, not id by id (all of 100,000 events: 1.5 s, not 2.2; one day of them: 0.06 s)
+            days = db.execute(f"SELECT DISTINCT day, camera FROM events WHERE {cond}", args).fetchall()
+            if reviewed:
+                db.execute(
+                    f"INSERT OR REPLACE INTO reviewed SELECT id, ? FROM events WHERE {cond}",
+                    [time.time(), *args],
+                )
+            else:
+                db.execute(f"DELETE FROM reviewed WHERE id IN (SELECT id FROM events WHERE {cond})", args)
+            changed = db.execute(f"UPDATE events SET reviewed = {int(reviewed)} WHERE {cond}", args).rowcount
+            _recount(db, days, ())
+            return changed
 
     def day_bounds(self, day: str) -> tuple[float, float]:
         """Epoch seconds of the day's midnight and the next (local: 23 or 25 hours apart on DST days)."""
@@ -991,13 +1030,10 @@ class Catalog:
         cond = " AND ".join(where) or "1"
         with self._using() as db:
             per_event = db.execute(
-                f"SELECT day, camera, count(*), sum(reviewed = 0) FROM events WHERE {cond} "
-                "GROUP BY day, camera",
-                args,
+                f"SELECT day, camera, events, unreviewed FROM day_events WHERE {cond}", args
             ).fetchall()
             per_segment = db.execute(
-                f"SELECT day, camera, sum(end_ts - start_ts) FROM segments WHERE {cond} GROUP BY day, camera",
-                args,
+                f"SELECT day, camera, seconds FROM day_segments WHERE {cond}", args
             ).fetchall()
         out: dict[str, dict] = {}
         for day, camera, n, unreviewed in per_event:
@@ -1131,15 +1167,40 @@ class Catalog:
             }
 
 
-def _mark(db: sqlite3.Connection, ids: list, reviewed: bool) -> int:
-    """Set the marks of ``ids`` (the table that outlives rebuilds, and the events' copy that filters)."""
+def _mark(db: sqlite3.Connection, todo: list, reviewed: bool) -> int:
+    """Set the marks of ``todo`` [(id, day, camera)]: in the table that outlives rebuilds, in the events'
+    copy that filters, in the calendar's counts."""
+    ids = [(i,) for i, _, _ in todo]
     if reviewed:
         now = time.time()
-        db.executemany("INSERT OR REPLACE INTO reviewed VALUES (?, ?)", [(i, now) for i in ids])
+        db.executemany("INSERT OR REPLACE INTO reviewed VALUES (?, ?)", [(i, now) for i, _, _ in todo])
     else:
-        db.executemany("DELETE FROM reviewed WHERE id = ?", [(i,) for i in ids])
-    db.executemany("UPDATE events SET reviewed = ? WHERE id = ?", [(int(reviewed), i) for i in ids])
-    return len(ids)
+        db.executemany("DELETE FROM reviewed WHERE id = ?", ids)
+    db.executemany(f"UPDATE events SET reviewed = {int(reviewed)} WHERE id = ?", ids)
+    _recount(db, {(day, camera) for _, day, camera in todo}, ())
+    return len(todo)
+
+
+def _recount(db: sqlite3.Connection, event_days: Iterable[tuple], segment_days: Iterable[tuple]) -> None:
+    """Count again the calendar's figures of these (day, camera) pairs (each from a covering index)."""
+    for day, camera in event_days:
+        n, unreviewed = db.execute(
+            "SELECT count(*), coalesce(sum(reviewed = 0), 0) FROM events WHERE day = ? AND camera = ?",
+            (day, camera),
+        ).fetchone()
+        if n:
+            db.execute("INSERT OR REPLACE INTO day_events VALUES (?, ?, ?, ?)", (day, camera, n, unreviewed))
+        else:
+            db.execute("DELETE FROM day_events WHERE day = ? AND camera = ?", (day, camera))
+    for day, camera in segment_days:
+        n, seconds = db.execute(
+            "SELECT count(*), coalesce(sum(end_ts - start_ts), 0) FROM segments WHERE day = ? AND camera = ?",
+            (day, camera),
+        ).fetchone()
+        if n:
+            db.execute("INSERT OR REPLACE INTO day_segments VALUES (?, ?, ?)", (day, camera, seconds))
+        else:
+            db.execute("DELETE FROM day_segments WHERE day = ? AND camera = ?", (day, camera))
 
 
 def _facts(sidecar: Path, summary: dict, pending: bool) -> dict:
