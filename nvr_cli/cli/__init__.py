@@ -13,6 +13,7 @@ from nvr_cli.cli import (
     demo,
     detect,
     export,
+    index,
     model,
     probe,
     prune,
@@ -38,6 +39,7 @@ for _command in (
     model.model_group,
     export.export_cmd,
     prune.prune,
+    index.index_cmd,
     config.config_group,
 ):
     cli.add_command(_command)
