@@ -98,11 +98,11 @@ def serve(loaded: LoadedSettings, host: str, port: int, *, static_dir: Optional[
     exports = None
     try:
         log.info("index %s: bringing it up to date", catalog.db_path)
-        shown = [time.monotonic()]
+        said_at = [time.monotonic()]
 
         def progress(read: int) -> None:
-            if time.monotonic() - shown[0] >= 5:  # a first build of a big storage: a line every 5 s
-                shown[0] = time.monotonic()
+            if time.monotonic() - said_at[0] >= 5:  # a first build of a big storage: a line every 5 s
+                said_at[0] = time.monotonic()
                 log.info("index: %d file(s) read", read)
 
         done = catalog.build(progress)
