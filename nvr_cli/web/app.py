@@ -43,6 +43,7 @@ ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,200}")
 DAY_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 PAGES = ("/", "/events", "/events/{eid}", "/calendar", "/timeline/{camera}/{day}", "/export", "/login")
 OPEN_API = ("/api/me", "/api/login", "/api/logout")  # answered without a session
+CAMERAS_TTL = 5.0  # seconds a list of the index's cameras is used again
 MAX_BODY = 64 * 1024  # a JSON body larger than this is no request of the page's
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
@@ -329,8 +330,18 @@ def create_app(
         now = dt.datetime.now() if config.local_time else dt.datetime.now(dt.timezone.utc)
         return now.strftime("%Y-%m-%d")
 
+    known = {"at": -1e9, "names": []}
+
+    def camera_names() -> list:
+        # listing the index's cameras scans its tables (tens of ms with 100,000 events): cameras come
+        # and go rarely, so a list a few seconds old serves every request in between
+        now = time.monotonic()
+        if now - known["at"] > CAMERAS_TTL:
+            known["names"], known["at"] = catalog.cameras(), now
+        return known["names"]
+
     def known_camera(camera: str) -> str:
-        if camera not in catalog.cameras():
+        if camera not in camera_names():
             raise _fail(404, f"no camera {camera!r}")
         return camera
 
@@ -417,7 +428,7 @@ def create_app(
         verdicts = config.verdicts()
         day = today()
         out = []
-        for name in catalog.cameras():
+        for name in camera_names():
             v = verdicts.get(name) or judge(name, None, config.stale_after)
             st = v.status or {}
             summary = catalog.camera_summary(name, day)
@@ -441,7 +452,7 @@ def create_app(
 
     def status(request: Request) -> Response:
         verdicts = config.verdicts()
-        names = list(dict.fromkeys([*catalog.cameras(), *verdicts]))
+        names = list(dict.fromkeys([*camera_names(), *verdicts]))
         return _json(
             {
                 "version": __version__,
