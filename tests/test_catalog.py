@@ -226,18 +226,30 @@ def test_watcher_follows_a_recorder_and_retention(tmp_path, scene_cache, rtsp_se
     ]
     seg_files = {Path(e["file"]).name[: -len(".seg.mp4")] for e in listed if "file" in e}
 
-    def matches():
+    def indexed():
         ids = {e["id"] for e in all_pages(cat, cameras=["gate"])}
         segs = {s["id"] for d in cat.days() for s in cat.timeline("gate", d["day"])["segments"]}
-        return ids == sidecars and segs == seg_files
+        return ids, segs
 
-    assert wait_for(matches, timeout=10), (cat.stats(), len(sidecars), len(seg_files))
+    assert wait_for(lambda: indexed() == (sidecars, seg_files), timeout=10), (
+        [sorted(a ^ b) for a, b in zip(indexed(), (sidecars, seg_files))],
+        watcher.last_error,
+    )
     for e in all_pages(cat):
         assert cat.event(e["id"])["paths"]["clip"].is_file()
     day = cat.days()[0]["day"]
     tl = cat.timeline("gate", day)
-    assert all(s["valid"] for s in tl["segments"]) and not tl["gaps"]  # 3 s segments, back to back
-    assert cat.segment(tl["segments"][0]["id"])["path"].is_file()
+    lines = {Path(e["file"]).name[: -len(".seg.mp4")]: e for e in listed if "file" in e}
+    for seg in tl["segments"]:  # as the recorder's index says, to the millisecond
+        line = lines[seg["id"]]
+        assert (seg["start_ts"], seg["end_ts"]) == (line["start"], line["end"])
+        assert (seg["valid"], seg["partial"]) == (line["valid"], line["partial"])
+        path = cat.segment(seg["id"])["path"]
+        assert (
+            path.name == line["file"] and path.is_file() and path.parent.parent.parent.parent == out / "gate"
+        )
+    holes = [(a["end_ts"], b["start_ts"]) for a, b in zip(tl["segments"], tl["segments"][1:])]
+    assert [(g["start_ts"], g["end_ts"]) for g in tl["gaps"]] == [h for h in holes if h[1] - h[0] > 1]
     # retention deletes everything older than a day: the files are made to look two days old
     old = time.time() - 2 * 86400
     for p in out.rglob("*.mp4"):
@@ -713,6 +725,13 @@ def test_index_command(tmp_path):
     for args in (["--output", tmp_path / "nowhere"], ["--config", tmp_path / "missing.py"]):
         bad = run_cli("index", *args, check=2)
         assert bad.stderr.startswith("nvr-cli: error: ") and len(bad.stderr.strip().splitlines()) == 1
+    conf = tmp_path / "conf.py"
+    conf.write_text(f"WEB_INDEX_FILE = {str(tmp_path)!r}\n")  # a folder, not a file
+    bad = run_cli("index", "--output", root, "--config", conf, check=1)
+    assert (
+        bad.stderr.strip()
+        == f"nvr-cli: error: cannot open the index {tmp_path}: unable to open database file"
+    )
     # a damaged index is only a cache: made again
     (root / INDEX_NAME).write_bytes(b"not a database at all" * 100)
     for p in root.glob(INDEX_NAME + "-*"):

@@ -13,6 +13,15 @@ name may hold characters that ids may not (CAMERA_NAME only forbids / \\ and NUL
 becomes ``<the stem, other characters made _>.<10 hex digits of its BLAKE2b hash>``, stable from
 build to build and never equal to a plain stem (those end with the time stamp). Paths are only ever
 read from the index, never made from an id.
+
+What is an event: a sidecar named ``<camera>_<stamp>[-n].json`` (not hidden, not an export's, which
+has "requested" and "segments") whose clip exists, or whose "clip" is still null (to be cut from the
+segments: ``facts["clip_pending"]``). An event's day is the date of its ISO start as the recorder
+wrote it; a clip recovered after a crash has no times, so its start is its name's stamp (``R``: the
+second pass of a repeated hour) and its end the same (its length is not known without decoding it:
+``duration_seconds`` None). A segment is a ``segments.jsonl`` line whose file still exists; its day
+is the local date of its start. Reviewed marks whose event is gone are kept for a year (a disk may be
+unmounted and come back), then dropped by a full build.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
+from nvr_cli.core.errors import StorageError
 from nvr_cli.storage.paths import PART_SUFFIX, iso, local_datetime
 from nvr_cli.storage.segments import INDEX, SEG_SUFFIX
 
@@ -275,6 +285,9 @@ class Catalog:
         try:
             self._writer = self._connect()
             self._create()
+        except sqlite3.OperationalError as e:  # cannot be opened (a folder, no permission), or locked
+            self.close()
+            raise StorageError(f"cannot open the index {self.db_path}: {e}") from None
         except sqlite3.DatabaseError as e:  # not a database, or a damaged one: it is only a cache
             self.close()
             self._closed = False
@@ -394,10 +407,11 @@ class Catalog:
             for camera in gone:  # its folder went: so did everything in it
                 ids = [r[0] for r in w.execute("SELECT id FROM folders WHERE camera = ?", (camera,))]
                 self._drop_folders(ids, tally)
-            w.execute(
-                "DELETE FROM reviewed WHERE at < ? AND id NOT IN (SELECT id FROM events)",
-                (time.time() - MARK_KEEP_SECONDS,),
-            )
+            if full:  # not at every update of the watcher: it reads every mark
+                w.execute(
+                    "DELETE FROM reviewed WHERE at < ? AND id NOT IN (SELECT id FROM events)",
+                    (time.time() - MARK_KEEP_SECONDS,),
+                )
             built = dt.datetime.now().astimezone().isoformat(timespec="seconds")
             w.execute("INSERT OR REPLACE INTO meta VALUES ('built', ?)", (built,))
             events = w.execute("SELECT count(*) FROM events").fetchone()[0]
@@ -461,7 +475,9 @@ class Catalog:
                     self._sync_index(camera, path, folder, None, tally)
                 continue
             fid, subs = self._list_folder(camera, path, parent, st, folder, tally)
-            stack.extend((s, fid) for s in subs)
+            if subs is None and folder is not None:  # unreadable just now: keep what was known below it
+                stack.extend((by_id[c], folder.id) for c in folder.children)
+            stack.extend((s, fid) for s in subs or ())
         lost = [f.id for p, f in known.items() if p not in seen]
         if lost:
             self._drop_folders(lost, tally)
@@ -474,15 +490,15 @@ class Catalog:
         st: os.stat_result,
         folder: Optional[_Folder],
         tally: _Tally,
-    ) -> tuple[Optional[int], list]:
+    ) -> tuple[Optional[int], Optional[list]]:
         """List one folder: its events and segments brought up to date; returns (its id, its
-        sub-folders)."""
+        sub-folders, or None when it could not be listed)."""
         w = self._writer
         try:
             with os.scandir(path) as it:
                 entries = list(it)
         except OSError:
-            return (folder.id if folder else None), []
+            return (folder.id if folder else None), None
         subs, files = [], {}
         for e in entries:
             if e.name.startswith("."):
@@ -563,8 +579,10 @@ class Catalog:
             try:
                 with open(entry.path, "rb") as f:
                     data = json.loads(f.read().decode("utf-8", "replace"))
-            except (OSError, ValueError):
-                continue  # being written, or not JSON: read again when it changes
+            except (OSError, ValueError):  # unreadable (sidecars are written whole, by a rename)
+                if old:
+                    keep.add(stem)  # as it was: read again at the next change
+                continue
             row = self._event_row(camera, stem, data, files, folder_id, st)
             if row is not None:
                 rows.append(row)
@@ -1174,7 +1192,8 @@ def _summary(r: tuple) -> dict:
 
 
 # what a change notification can be about: sidecars, clips, thumbnails, segments, the day's index
-_WATCHED_TYPES = ("created", "deleted", "moved", "modified")
+# ("closed": a file written in place, as segments.jsonl is appended to, once per append)
+_WATCHED_TYPES = ("created", "deleted", "moved", "modified", "closed")
 
 
 class CatalogWatcher:
@@ -1198,21 +1217,36 @@ class CatalogWatcher:
 
     def start(self) -> None:
         """Start watching (roots that do not exist yet are found by the periodic resync)."""
-        from watchdog.events import FileSystemEventHandler
+        from watchdog import events as ev
         from watchdog.observers import Observer
 
         watcher = self
 
-        class Handler(FileSystemEventHandler):
+        class Handler(ev.FileSystemEventHandler):
             def on_any_event(self, event: Any) -> None:
                 watcher._noted(event)
 
         self._observer = Observer()
         handler = Handler()
+        # not modifications: ffmpeg writes its segments and clips a packet at a time, hundreds of
+        # notifications a second for ten cameras (9 % of a core here); a file written in place tells
+        # by its close instead, and the kernel then never sends the rest (watchdog >= 4)
+        wanted = [
+            ev.FileCreatedEvent,
+            ev.DirCreatedEvent,
+            ev.FileDeletedEvent,
+            ev.DirDeletedEvent,
+            ev.FileMovedEvent,
+            ev.DirMovedEvent,
+            ev.FileClosedEvent,
+        ]
         for root in self.catalog._all_roots:
             if root.is_dir():
                 try:
-                    self._observer.schedule(handler, str(root), recursive=True)
+                    try:
+                        self._observer.schedule(handler, str(root), recursive=True, event_filter=wanted)
+                    except TypeError:  # watchdog 3: every notification, sorted out in _noted
+                        self._observer.schedule(handler, str(root), recursive=True)
                 except OSError as e:  # e.g. the inotify watch limit: the resync still keeps it current
                     log.warning(
                         "cannot watch %s (%s): the index follows it every %g s", root, e, self.resync_seconds
@@ -1251,7 +1285,7 @@ class CatalogWatcher:
                 continue  # staging, temporary files, status files, this index itself
             if name.endswith(PART_SUFFIX):
                 continue  # a clip being written: its completion is a rename, noticed then
-            if event.event_type == "modified" and not event.is_directory:
+            if event.event_type in ("modified", "closed") and not event.is_directory:
                 if not (name.endswith(".json") or name == INDEX):
                     continue  # a file being written in place; what matters comes with its sidecar
             folders.append(where if event.is_directory else os.path.dirname(where))
