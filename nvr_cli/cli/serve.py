@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Optional
@@ -13,6 +14,8 @@ from nvr_cli.cli.options import config_option
 from nvr_cli.config import load_settings
 from nvr_cli.core.errors import ConfigError
 from nvr_cli.runtime.logs import setup_logging
+
+log = logging.getLogger(__name__)
 
 MIN_PASSWORD = 8
 
@@ -44,7 +47,7 @@ def serve(config_path: Optional[str], host: Optional[str], port: Optional[int]) 
         log_settings = s.replace(LOG_FILE_PATH=str(p.with_name(f"{p.stem}.web{p.suffix}"))).logging
     setup_logging(log_settings)
     for w in loaded.warnings:
-        click.echo(f"nvr-cli: warning: {w}", err=True)
+        log.warning("%s", w)
     sys.exit(do_serve(loaded, s.WEB_HOST, s.WEB_PORT))
 
 
