@@ -311,3 +311,40 @@ def test_service_prints_the_page_unit(tmp_path, home):
             text=True,
         )
         assert r.returncode == 0 and r.stderr.strip() == "", r.stderr
+
+
+def test_web_passwd_asks_twice_on_a_terminal(home):
+    import os
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: a terminal of its own, as a user at a shell
+        os.execv(sys.executable, [sys.executable, "-m", "nvr_cli", "web", "passwd", "anna"])
+    seen = b""
+
+    def until(text: bytes) -> bytes:
+        nonlocal seen
+        end = time.monotonic() + 60
+        while text not in seen and time.monotonic() < end:
+            try:
+                chunk = os.read(fd, 1024)
+            except OSError:  # the child is gone
+                break
+            if not chunk:
+                break
+            seen += chunk
+        assert text in seen, seen
+        return seen
+
+    until(b"password for anna:")
+    os.write(fd, PASSWORD.encode() + b"\n")
+    until(b"Repeat for confirmation:")
+    os.write(fd, PASSWORD.encode() + b"\n")
+    out = until(b'WEB_USERS = {"anna": "scrypt$')
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert PASSWORD.encode() not in out  # never echoed
+    line = next(x for x in out.decode().splitlines() if x.startswith("WEB_USERS"))
+    users = {}
+    exec(line, {}, users)
+    assert verify(PASSWORD, users["WEB_USERS"]["anna"])
