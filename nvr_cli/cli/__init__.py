@@ -21,6 +21,7 @@ from nvr_cli.cli import (
     record,
     run,
     scan,
+    serve,
     service,
     status,
 )
@@ -40,6 +41,8 @@ for _command in (
     export.export_cmd,
     prune.prune,
     index.index_cmd,
+    serve.serve,
+    serve.web_group,
     config.config_group,
 ):
     cli.add_command(_command)
