@@ -13,6 +13,7 @@ from nvr_cli.cli import (
     demo,
     detect,
     export,
+    index,
     model,
     probe,
     prune,
@@ -20,6 +21,7 @@ from nvr_cli.cli import (
     record,
     run,
     scan,
+    serve,
     service,
     status,
 )
@@ -38,6 +40,9 @@ for _command in (
     model.model_group,
     export.export_cmd,
     prune.prune,
+    index.index_cmd,
+    serve.serve,
+    serve.web_group,
     config.config_group,
 ):
     cli.add_command(_command)

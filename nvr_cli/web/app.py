@@ -1,0 +1,687 @@
+"""The review page's Starlette application: the JSON API of docs/web-api.md, the media it streams
+(by ids looked up in the index, never by a path from the client), the page and its static files.
+
+Endpoints are plain functions: Starlette runs them in its thread pool, where the catalog gives each
+thread a reading connection of its own. One ASGI middleware in front of them all asks for the
+login, refuses cross-site writes and adds the security headers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import mimetypes
+import os
+import re
+import stat
+import time
+from dataclasses import dataclass, field
+from http.cookies import SimpleCookie
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional
+from urllib.parse import urlsplit
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from nvr_cli import __version__
+from nvr_cli.config import LoadedSettings, OutputSettings
+from nvr_cli.core.errors import NvrError
+from nvr_cli.core.redact import redact
+from nvr_cli.runtime.status import Verdict, fleet_status, judge
+from nvr_cli.storage.catalog import Catalog
+from nvr_cli.web.auth import COOKIE, LoginLimiter, Sessions, check_login, is_loopback
+from nvr_cli.web.exports import ExportError, ExportJobs
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,200}")
+DAY_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+PAGES = ("/", "/events", "/events/{eid}", "/calendar", "/timeline/{camera}/{day}", "/export", "/login")
+OPEN_API = ("/api/me", "/api/login", "/api/logout")  # answered without a session
+MAX_BODY = 64 * 1024  # a JSON body larger than this is no request of the page's
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
+    "media-src 'self' blob:; connect-src 'self'; font-src 'self'; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"content-security-policy", CSP.encode()),
+    (b"referrer-policy", b"same-origin"),
+    (b"x-frame-options", b"DENY"),
+]
+MEDIA_TYPES = {
+    ".js": "text/javascript",
+    ".mjs": "text/javascript",
+    ".css": "text/css",
+    ".map": "application/json",
+}
+
+
+@dataclass
+class WebConfig:
+    """What the application needs besides the index, from the settings (``from_settings``) or a test."""
+
+    users: Mapping[str, str] = field(default_factory=dict)  # WEB_USERS: a login is required if any
+    local_time: bool = True
+    sources: Mapping[str, Optional[str]] = field(default_factory=dict)  # camera -> its source, redacted
+    roots: tuple = ()  # storage roots: a file is served only from a camera's folder under one
+    outputs: Mapping[str, OutputSettings] = field(default_factory=dict)  # camera -> where it records
+    default_output: Optional[OutputSettings] = None  # for cameras found in the storage only
+    verdicts: Callable[[], Mapping[str, Verdict]] = dict  # camera -> whether it is recording now
+    stale_after: float = 30.0
+
+    @property
+    def login_required(self) -> bool:
+        return bool(self.users)
+
+    @classmethod
+    def from_settings(cls, loaded: LoadedSettings) -> WebConfig:
+        s = loaded.settings
+        cams = dict(loaded.cameras) or ({s.CAMERA_NAME: s} if s.cam is not None else {})
+
+        def verdicts() -> dict:
+            try:
+                return {v.camera: v for v in fleet_status(loaded)}
+            except NvrError:  # no camera configured and no status file: nothing to say
+                return {}
+
+        return cls(
+            users=dict(s.WEB_USERS),
+            local_time=s.LOCAL_TIME,
+            sources={n: redact(c.cam) if c.cam is not None else None for n, c in cams.items()},
+            roots=tuple(
+                dict.fromkeys(Path(p) for p in [s.PATH_FOR_VIDEO, *(c.PATH_FOR_VIDEO for c in cams.values())])
+            ),
+            outputs={n: c.output for n, c in cams.items()},
+            default_output=s.output,
+            verdicts=verdicts,
+            stale_after=s.STATUS_STALE_SECS,
+        )
+
+    def output_of(self, camera: str) -> Optional[OutputSettings]:
+        return self.outputs.get(camera) or self.default_output
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _fail(status: int, message: str, headers: Optional[dict] = None) -> HTTPException:
+    return HTTPException(status, message, headers)
+
+
+def _json(data: Any, status: int = 200) -> JSONResponse:
+    return JSONResponse(data, status_code=status)
+
+
+def _redacted(value: Any) -> Any:
+    """Every string in ``value`` (a parsed JSON document) with URL passwords masked."""
+    if isinstance(value, str):
+        return redact(value) if ("://" in value or "=" in value) else value
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    return value
+
+
+def _with_urls(summary: dict) -> dict:
+    """An event summary as the API gives it: its URLs added, the server's paths taken out."""
+    out = {k: v for k, v in summary.items() if k != "paths"}
+    base = f"/api/events/{summary['id']}"
+    out["clip"] = f"{base}/clip.mp4"
+    out["thumbnail"] = f"{base}/thumbnail.jpg" if summary.get("has_thumbnail") else None
+    out["sidecar"] = f"{base}/sidecar.json"
+    return out
+
+
+def _valid_id(value: str) -> str:
+    if not ID_RE.fullmatch(value):
+        raise _fail(404, "no such id")
+    return value
+
+
+def _bool(text: Optional[str], name: str) -> Optional[bool]:
+    if text is None or text == "":
+        return None
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise _fail(400, f"{name}: expected true or false, got {text!r}")
+
+
+def _score(value: Any) -> Optional[float]:
+    if value is None or value == "":
+        return None
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise _fail(400, f"min_score: expected a number from 0 to 1, got {value!r}") from None
+    if not 0 <= v <= 1:
+        raise _fail(400, f"min_score: expected a number from 0 to 1, got {value!r}")
+    return v
+
+
+def _list(value: Any, name: str) -> list:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    raise _fail(400, f"{name}: expected a string or a list of strings")
+
+
+def _filters(get: Callable[[str], Any], get_list: Callable[[str], list]) -> dict:
+    """The events filters of docs/web-api.md as the catalog's keyword arguments."""
+    day = get("day") or None
+    if day is not None and (not isinstance(day, str) or not DAY_RE.fullmatch(day)):
+        raise _fail(400, f"day: expected YYYY-MM-DD, got {day!r}")
+    return {
+        "cameras": get_list("camera"),
+        "day": day,
+        "start": get("from"),
+        "end": get("to"),
+        "labels": get_list("label"),
+        "min_score": _score(get("min_score")),
+    }
+
+
+def _time(value: Any, name: str) -> float:
+    """An epoch number, or a time as `nvr-cli export` takes it (ISO, HH:MM, -15m)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(400, f"{name}: expected an ISO time or epoch seconds")
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    from nvr_cli.storage.export import parse_time
+
+    try:
+        return parse_time(value)
+    except NvrError as e:
+        raise _fail(400, f"{name}: {e}") from None
+
+
+def _state(v: Verdict) -> str:
+    if v.ok:
+        return "live"
+    if v.why.startswith("stale"):
+        return "stale"
+    if v.why.startswith("missing"):
+        return "unknown"
+    return "down"
+
+
+def _static_files(folder: Path) -> dict:
+    """name -> (path, media type) of every file under ``folder``: the only files /static/ serves."""
+    files = {}
+    if folder.is_dir():
+        for p in sorted(folder.rglob("*")):
+            rel = p.relative_to(folder).as_posix()
+            if p.is_file() and not any(part.startswith(".") for part in rel.split("/")):
+                kind = (
+                    MEDIA_TYPES.get(p.suffix) or mimetypes.guess_type(p.name)[0] or "application/octet-stream"
+                )
+                files[rel] = (p, kind)
+    return files
+
+
+# -- the middleware ------------------------------------------------------------------------------
+
+
+class Guard:
+    """Login, CSRF and the host check before any endpoint; security headers on every answer.
+
+    Without a login (a loopback server) the Host header must name the loopback too: a web site
+    whose name an attacker points at 127.0.0.1 (DNS rebinding) is refused instead of read."""
+
+    def __init__(self, app: Any, config: WebConfig, sessions: Sessions):
+        self.app, self.config, self.sessions = app, config, sessions
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        api = path.startswith("/api/")
+
+        async def send_with_headers(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                have = {k.lower() for k, _ in message.get("headers", [])}
+                extra = [h for h in SECURITY_HEADERS if h[0] not in have]
+                if api and b"cache-control" not in have:
+                    kind = dict(message.get("headers", [])).get(b"content-type", b"")
+                    extra.append(
+                        (
+                            b"cache-control",
+                            b"no-store" if kind.startswith(b"application/json") else b"private",
+                        )
+                    )
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        refusal = self._refusal(scope, path, headers, api)
+        if refusal is not None:
+            await refusal(scope, receive, send_with_headers)
+            return
+        await self.app(scope, receive, send_with_headers)
+
+    def _refusal(self, scope: dict, path: str, headers: dict, api: bool) -> Optional[Response]:
+        cookie = SimpleCookie()
+        try:
+            cookie.load(headers.get("cookie", ""))
+        except Exception:  # noqa: BLE001 - a malformed cookie header is no session
+            pass
+        token = cookie[COOKIE].value if COOKIE in cookie else None
+        user = self.sessions.user(token) if self.config.login_required else None
+        scope.setdefault("state", {})
+        scope["state"]["user"], scope["state"]["token"] = user, token
+        if not self.config.login_required:
+            host = headers.get("host", "")
+            name = urlsplit(f"//{host}").hostname or ""
+            if host and not is_loopback(name):
+                return _error(403, f"this server answers only as localhost (Host: {host!r}); see WEB_HOST")
+        if api and scope["method"] not in ("GET", "HEAD"):
+            kind = headers.get("content-type", "").split(";")[0].strip().lower()
+            if kind != "application/json":
+                return _error(403, "a write must be sent as application/json")
+            origin = headers.get("origin")
+            if origin is not None and urlsplit(origin).netloc != headers.get("host"):
+                return _error(403, "a write from another site is refused")
+            if headers.get("sec-fetch-site") == "cross-site":
+                return _error(403, "a write from another site is refused")
+        if api and self.config.login_required and user is None and path not in OPEN_API:
+            return _error(401, "log in first")
+        return None
+
+
+def _error(status: int, message: str, headers: Optional[dict] = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+# -- the application -----------------------------------------------------------------------------
+
+
+def create_app(
+    catalog: Catalog,
+    config: WebConfig,
+    *,
+    exports: Optional[ExportJobs] = None,
+    static_dir: Path = STATIC_DIR,
+    watching: Callable[[], bool] = lambda: False,
+    sessions: Optional[Sessions] = None,
+    limiter: Optional[LoginLimiter] = None,
+) -> Starlette:
+    """The review page's application over ``catalog``. ``exports``: the export jobs (None: exports
+    are refused); ``watching()``: whether the index follows the storage (for /api/status)."""
+    sessions = sessions or Sessions()
+    limiter = limiter or LoginLimiter()
+    static = _static_files(static_dir)
+    index_html = static_dir / "index.html"
+
+    def today() -> str:
+        now = dt.datetime.now() if config.local_time else dt.datetime.now(dt.timezone.utc)
+        return now.strftime("%Y-%m-%d")
+
+    def known_camera(camera: str) -> str:
+        if camera not in catalog.cameras():
+            raise _fail(404, f"no camera {camera!r}")
+        return camera
+
+    def served(path: Optional[Path], camera: str) -> tuple:
+        """(real path, stat) of a file of ``camera``'s storage folder, else 404: a symbolic link out
+        of it, or a file retention deleted, is not served."""
+        if path is None:
+            raise _fail(404, "no such file")
+        real = os.path.realpath(path)
+        for root in config.roots:
+            base = os.path.realpath(os.path.join(root, camera))
+            if real.startswith(base + os.sep):
+                try:
+                    st = os.stat(real)
+                except OSError:
+                    break
+                if stat.S_ISREG(st.st_mode):
+                    return real, st
+                break
+        raise _fail(404, "the file is gone (deleted by retention?)")
+
+    def body(request: Request) -> dict:
+        import anyio.from_thread
+
+        raw = anyio.from_thread.run(request.body)
+        if len(raw) > MAX_BODY:
+            raise _fail(400, "request too large")
+        if not raw.strip():
+            return {}
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise _fail(400, "the body is not JSON") from None
+        if not isinstance(data, dict):
+            raise _fail(400, "the body must be a JSON object")
+        return data
+
+    def user_of(request: Request) -> Optional[str]:
+        return request.state.user
+
+    # -- login -----------------------------------------------------------------------------------
+    def me(request: Request) -> Response:
+        return _json({"user": user_of(request), "login_required": config.login_required})
+
+    def login(request: Request) -> Response:
+        if not config.login_required:
+            raise _fail(400, "this server has no users (WEB_USERS): no login needed")
+        address = request.client.host if request.client else "?"
+        wait = limiter.retry_after(address)
+        if wait:
+            raise _fail(429, f"too many failed logins: try again in {wait} s", {"Retry-After": str(wait)})
+        data = body(request)
+        user, password = data.get("user"), data.get("password")
+        if not isinstance(user, str) or not isinstance(password, str):
+            raise _fail(400, 'expected {"user": ..., "password": ...}')
+        if not check_login(config.users, user, password):
+            limiter.failed(address)
+            log.warning("failed login for %r from %s", user[:64], address)
+            raise _fail(401, "wrong user or password")
+        limiter.succeeded(address)
+        sessions.end(request.state.token)
+        token = sessions.start(user)
+        log.info("%s logged in from %s", user, address)
+        response = _json({"user": user})
+        response.set_cookie(
+            COOKIE,
+            token,
+            max_age=int(sessions.idle_seconds),
+            path="/",
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
+        return response
+
+    def logout(request: Request) -> Response:
+        sessions.end(request.state.token)
+        response = _json({"user": None})
+        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+        return response
+
+    # -- cameras and status ----------------------------------------------------------------------
+    def cameras(request: Request) -> Response:
+        verdicts = config.verdicts()
+        day = today()
+        out = []
+        for name in catalog.cameras():
+            v = verdicts.get(name) or judge(name, None, config.stale_after)
+            st = v.status or {}
+            summary = catalog.camera_summary(name, day)
+            last = _with_urls(summary["last_event"]) if summary["last_event"] else None
+            source = config.sources.get(name) or st.get("source")
+            out.append(
+                {
+                    "name": name,
+                    "state": _state(v),
+                    "verdict": redact(v.why),
+                    "fps": st.get("fps"),
+                    "source": redact(source) if source is not None else None,
+                    "last_event": last,
+                    "thumbnail": last["thumbnail"] if last else None,
+                    "events_today": summary["events_today"],
+                    "unreviewed_today": summary["unreviewed_today"],
+                    "has_recordings": summary["has_recordings"],
+                }
+            )
+        return _json({"cameras": out})
+
+    def status(request: Request) -> Response:
+        verdicts = config.verdicts()
+        names = list(dict.fromkeys([*catalog.cameras(), *verdicts]))
+        return _json(
+            {
+                "version": __version__,
+                "login_required": config.login_required,
+                "user": user_of(request),
+                "index": {**catalog.stats(), "watching": watching()},
+                "cameras": [
+                    {"camera": n, "ok": v.ok, "verdict": redact(v.why)}
+                    for n in names
+                    for v in [verdicts.get(n) or judge(n, None, config.stale_after)]
+                ],
+            }
+        )
+
+    # -- events ----------------------------------------------------------------------------------
+    def events(request: Request) -> Response:
+        q = request.query_params
+        filters = _filters(q.get, q.getlist)
+        try:
+            limit = int(q.get("limit") or 50)
+        except ValueError:
+            raise _fail(400, f"limit: expected a number from 1 to 500, got {q.get('limit')!r}") from None
+        if not 1 <= limit <= 500:
+            raise _fail(400, f"limit: expected a number from 1 to 500, got {limit}")
+        try:
+            page, cursor = catalog.events(
+                **filters,
+                reviewed=_bool(q.get("reviewed"), "reviewed"),
+                limit=limit,
+                cursor=q.get("cursor") or None,
+            )
+        except ValueError as e:
+            raise _fail(400, str(e)) from None
+        return _json({"events": [_with_urls(e) for e in page], "next_cursor": cursor})
+
+    def found(eid: str) -> dict:
+        ev = catalog.event(_valid_id(eid))
+        if ev is None:
+            raise _fail(404, f"no event {eid}")
+        return ev
+
+    def event(request: Request) -> Response:
+        ev = found(request.path_params["eid"])
+        out = _with_urls(ev)
+        out["facts"] = _redacted(ev.get("facts") or {})
+        return _json(out)
+
+    def clip(request: Request) -> Response:
+        ev = found(request.path_params["eid"])
+        if (ev.get("facts") or {}).get("clip_pending"):
+            raise _fail(404, "the clip is still being cut from the recording")
+        real, st = served(ev["paths"]["clip"], ev["camera"])
+        download = _bool(request.query_params.get("download"), "download")
+        return FileResponse(
+            real,
+            media_type="video/mp4",
+            stat_result=st,
+            filename=os.path.basename(real) if download else None,
+            content_disposition_type="attachment",
+        )
+
+    def thumbnail(request: Request) -> Response:
+        ev = found(request.path_params["eid"])
+        real, st = served(ev["paths"]["thumbnail"], ev["camera"])
+        return FileResponse(real, media_type="image/jpeg", stat_result=st)
+
+    def sidecar(request: Request) -> Response:
+        ev = found(request.path_params["eid"])
+        real, _ = served(ev["paths"]["sidecar"], ev["camera"])
+        try:
+            with open(real, encoding="utf-8") as f:
+                data = json.load(f)
+        except (OSError, ValueError):
+            raise _fail(404, "the sidecar is unreadable") from None
+        return _json(_redacted(data))
+
+    def mark(request: Request) -> Response:
+        eid = _valid_id(request.path_params["eid"])
+        data = body(request)
+        reviewed = data.get("reviewed", True)
+        if not isinstance(reviewed, bool):
+            raise _fail(400, 'expected {"reviewed": true or false}')
+        found(eid)
+        catalog.set_reviewed([eid], reviewed)
+        return _json(_with_urls({k: v for k, v in found(eid).items() if k != "facts"}))
+
+    def mark_matching(request: Request) -> Response:
+        data = body(request)
+        reviewed = data.get("reviewed", True)
+        if not isinstance(reviewed, bool):
+            raise _fail(400, 'expected {"reviewed": true or false, ...filters}')
+        filters = _filters(data.get, lambda k: _list(data.get(k), k))
+        try:
+            changed = catalog.set_reviewed_matching(reviewed, **filters)
+        except ValueError as e:
+            raise _fail(400, str(e)) from None
+        return _json({"changed": changed})
+
+    # -- days and recordings ---------------------------------------------------------------------
+    def days(request: Request) -> Response:
+        q = request.query_params
+        try:
+            found_days = catalog.days(cameras=q.getlist("camera"), month=q.get("month") or None)
+        except ValueError as e:
+            raise _fail(400, str(e)) from None
+        return _json({"days": found_days})
+
+    def recordings(request: Request) -> Response:
+        camera = known_camera(request.path_params["camera"])
+        day = request.query_params.get("day") or today()
+        if not DAY_RE.fullmatch(day):
+            raise _fail(400, f"day: expected YYYY-MM-DD, got {day!r}")
+        try:
+            tl = catalog.timeline(camera, day)
+        except ValueError as e:
+            raise _fail(400, f"day: {e}") from None
+        for seg in tl["segments"]:
+            seg["url"] = f"/api/segments/{seg['id']}.mp4"
+        tl["events"] = [_with_urls(e) for e in tl["events"]]
+        return _json(tl)
+
+    def segment(request: Request) -> Response:
+        seg = catalog.segment(_valid_id(request.path_params["sid"]))
+        if seg is None:
+            raise _fail(404, "no such segment")
+        real, st = served(seg["path"], seg["camera"])
+        return FileResponse(real, media_type="video/mp4", stat_result=st)
+
+    # -- exports ---------------------------------------------------------------------------------
+    def jobs() -> ExportJobs:
+        if exports is None:
+            raise _fail(404, "exports are not available on this server")
+        return exports
+
+    def export_list(request: Request) -> Response:
+        return _json({"exports": jobs().all()})
+
+    def export_create(request: Request) -> Response:
+        data = body(request)
+        camera = data.get("camera")
+        if not isinstance(camera, str) or not camera:
+            raise _fail(400, "camera: expected a camera's name")
+        known_camera(camera)
+        start, end = _time(data.get("from"), "from"), _time(data.get("to"), "to")
+        allow = data.get("allow_gaps", False)
+        if not isinstance(allow, bool):
+            raise _fail(400, "allow_gaps: expected true or false")
+        try:
+            job = jobs().submit(camera, start, end, allow)
+        except ExportError as e:
+            raise _fail(e.status, str(e)) from None
+        return _json(job, 202)
+
+    def export_get(request: Request) -> Response:
+        job = jobs().get(_valid_id(request.path_params["xid"]))
+        if job is None:
+            raise _fail(404, "no such export")
+        return _json(job)
+
+    def export_file(request: Request) -> Response:
+        xid = _valid_id(request.path_params["xid"])
+        path = jobs().file(xid)
+        base = os.path.realpath(jobs().folder)
+        real = os.path.realpath(path) if path else ""
+        if not real.startswith(base + os.sep) or not os.path.isfile(real):
+            raise _fail(404, "no such export, or it is not done")
+        download = _bool(request.query_params.get("download"), "download")
+        return FileResponse(
+            real,
+            media_type="video/mp4",
+            filename=f"{jobs().get(xid)['camera']}_{xid}.mp4" if download else None,
+        )
+
+    def export_sidecar(request: Request) -> Response:
+        info = jobs().sidecar(_valid_id(request.path_params["xid"]))
+        if info is None:
+            raise _fail(404, "no such export, or it is not done")
+        return _json(_redacted(info))
+
+    # -- the page --------------------------------------------------------------------------------
+    def page(request: Request) -> Response:
+        if not index_html.is_file():
+            return PlainTextResponse("the page is not installed (nvr_cli/web/static/index.html)", 500)
+        return FileResponse(
+            index_html, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-cache"}
+        )
+
+    def static_file(request: Request) -> Response:
+        hit = static.get(request.path_params["name"])
+        if hit is None:
+            raise _fail(404, "not found")
+        return FileResponse(hit[0], media_type=hit[1], headers={"Cache-Control": "no-cache"})
+
+    def api_unknown(request: Request) -> Response:
+        raise _fail(404, f"no such API: {request.url.path}")
+
+    routes = [
+        Route("/api/me", me),
+        Route("/api/login", login, methods=["POST"]),
+        Route("/api/logout", logout, methods=["POST"]),
+        Route("/api/status", status),
+        Route("/api/cameras", cameras),
+        Route("/api/cameras/{camera}/recordings", recordings),
+        Route("/api/events", events),
+        Route("/api/events/{eid}", event),
+        Route("/api/events/{eid}/clip.mp4", clip),
+        Route("/api/events/{eid}/thumbnail.jpg", thumbnail),
+        Route("/api/events/{eid}/sidecar.json", sidecar),
+        Route("/api/events/{eid}/reviewed", mark, methods=["POST"]),
+        Route("/api/reviewed", mark_matching, methods=["POST"]),
+        Route("/api/days", days),
+        Route("/api/segments/{sid}.mp4", segment),
+        Route("/api/exports", export_list, methods=["GET"]),
+        Route("/api/exports", export_create, methods=["POST"]),
+        Route("/api/exports/{xid}", export_get),
+        Route("/api/exports/{xid}/file.mp4", export_file),
+        Route("/api/exports/{xid}/sidecar.json", export_sidecar),
+        Route("/api/{rest:path}", api_unknown, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"]),
+        *(Route(p, page) for p in PAGES),
+        Route("/static/{name:path}", static_file),
+    ]
+
+    def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if request.url.path.startswith("/api/"):
+            return _error(exc.status_code, str(exc.detail), exc.headers)
+        return PlainTextResponse(str(exc.detail), exc.status_code, headers=exc.headers)
+
+    def crash(request: Request, exc: Exception) -> Response:
+        log.error(
+            "%s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc, exc_info=exc
+        )
+        return _error(500, "internal error (in the server's log)")
+
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: crash})
+    app.add_middleware(Guard, config=config, sessions=sessions)
+    app.state.sessions, app.state.limiter, app.state.started = sessions, limiter, time.time()
+    return app
