@@ -537,6 +537,7 @@ async function viewEvents(ctx, url) {
   );
 
   const field = (label, input, id) => h("label", { class: "field", for: id }, h("span", {}, label), input);
+  const active = [...filters.keys()].length;
   const form = h(
     "form",
     { class: "filters", onsubmit: (e) => e.preventDefault(), "aria-label": "Filters" },
@@ -571,7 +572,12 @@ async function viewEvents(ctx, url) {
 
   view.replaceChildren(
     h("div", { class: "heading" }, h("h1", {}, "Events"), count, markAll),
-    form,
+    h(
+      "details",
+      { class: "filterbox", open: active > 0 || matchMedia("(min-width: 701px)").matches },
+      h("summary", {}, `Filters${active ? ` (${active} set)` : ""}`),
+      form,
+    ),
     dayLinks,
     grid,
     empty,
@@ -816,7 +822,7 @@ async function viewEvent(ctx, url, id) {
   }
   fact("Top score", fmtScore(ev.top_score));
   fact("Motion peak", ev.motion_score != null ? `${(ev.motion_score * 100).toFixed(1)}% of the picture` : "");
-  const pre = facts.pre_alarm_seconds ?? ev.pre_alarm_seconds;
+  const pre = facts.pre_alarm ?? facts.pre_alarm_seconds ?? ev.pre_alarm_seconds;
   fact("Pre-alarm", pre != null ? fmtDuration(pre) : "");
   fact("Why it ended", facts.end_reason || ev.end_reason);
   fact("Frames", facts.frames != null ? String(facts.frames) : "");
@@ -1044,6 +1050,23 @@ function tsOfClock(rec, day, hh, mm = 0, ss = 0) {
   return Math.min(Math.max(ts, rec.start_ts), rec.end_ts - 0.001);
 }
 
+// Zoom of a timeline URL: `zoom=8` is the hour 8, `zoom=8:30` the ten minutes from 8:30.
+function parseZoom(s) {
+  const m = /^(\d{1,2})(?::(\d{1,2}))?$/.exec(s || "");
+  if (!m) return null;
+  const hh = Number(m[1]);
+  const mm = m[2] != null ? Number(m[2]) : null;
+  if (hh > 23 || (mm != null && mm > 59)) return null;
+  return mm == null ? { h: hh, m: 0, span: 3600 } : { h: hh, m: mm - (mm % 10), span: 600 };
+}
+
+const zoomText = (z) => (z.span === 3600 ? String(z.h) : `${z.h}:${p2(z.m)}`);
+
+function zoomAround(ts, span) {
+  const d = new Date(ts * 1000);
+  return { h: d.getHours(), m: span === 3600 ? 0 : d.getMinutes() - (d.getMinutes() % 10), span };
+}
+
 // Plays the day's segments as they are: the one holding a moment from the right offset, then the next
 // one, preloaded in a second hidden <video> and swapped in at `ended`.
 class SegmentPlayer {
@@ -1217,16 +1240,15 @@ async function viewTimeline(ctx, url, camera, day) {
   const nextDay = dayList.find((d) => d > day);
 
   // State: the part of the day shown, what plays, the range chosen for an export.
-  let zoom = q.get("zoom") != null && q.get("zoom") !== "" ? Number(q.get("zoom")) : null;
-  if (zoom != null && !(zoom >= 0 && zoom < 24)) zoom = null;
+  let zoom = parseZoom(q.get("zoom"));
   let playTs = null;
   let cursorTs = null; // the last moment clicked or played
   let selecting = false;
   let sel = null; // {a, b}
   const range = () => {
     if (zoom == null) return [rec.start_ts, rec.end_ts];
-    const a = tsOfClock(rec, day, zoom);
-    return [a, Math.min(a + 3600, rec.end_ts)];
+    const a = tsOfClock(rec, day, zoom.h, zoom.m);
+    return [a, Math.min(a + zoom.span, rec.end_ts)];
   };
   const t = q.get("t");
   if (t && /^\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$/.test(t)) {
@@ -1282,10 +1304,10 @@ async function viewTimeline(ctx, url, camera, day) {
     const [v0, v1] = range();
     cover.replaceChildren(
       ...runs.map((r) =>
-        block("cov", r.a, r.b, { title: `Recorded ${fmtTime(r.a)} – ${fmtTime(r.b)}`, dataset: { a: r.a, b: r.b } }),
+        block("tl-cov", r.a, r.b, { title: `Recorded ${fmtTime(r.a)} – ${fmtTime(r.b)}`, dataset: { a: r.a, b: r.b } }),
       ),
       ...rec.gaps.map((g) =>
-        block("gap", g.start_ts, g.end_ts, {
+        block("tl-gap", g.start_ts, g.end_ts, {
           title: `Gap ${fmtTime(g.start_ts)} – ${fmtTime(g.end_ts)}${g.reason ? `: ${g.reason}` : ""}`,
         }),
       ),
@@ -1293,7 +1315,7 @@ async function viewTimeline(ctx, url, camera, day) {
     marks.replaceChildren(
       ...events.map((ev) =>
         block(
-          `mark ${ev.reviewed ? "reviewed" : "unreviewed"} ${eventLabels(ev)
+          `tl-mark ${ev.reviewed ? "reviewed" : "unreviewed"} ${eventLabels(ev)
             .map((l) => `label-${l}`)
             .join(" ")}`,
           ev.start_ts,
@@ -1325,26 +1347,29 @@ async function viewTimeline(ctx, url, camera, day) {
               class: "tick",
               style: `left:${pct(ts)}%`,
               title: `Zoom to ${p2(hr)}:00`,
-              onclick: () => setZoom(hr),
+              onclick: () => setZoom({ h: hr, m: 0, span: 3600 }),
             },
             `${p2(hr)}`,
           ),
         );
       }
     } else {
-      const every = width < 500 ? 15 : 5;
-      for (let m = 0; m <= 60; m += every) {
+      const minutes = zoom.span / 60;
+      const every = zoom.span === 3600 ? (width < 500 ? 15 : 5) : width < 500 ? 2 : 1;
+      for (let m = 0; m <= minutes; m += every) {
         const ts = v0 + m * 60;
         if (ts > v1) break;
-        ticks.push(h("span", { class: "tick", style: `left:${pct(ts)}%` }, fmtHm(ts)));
+        const edge = m === 0 ? " first" : m + every > minutes ? " last" : "";
+        ticks.push(h("span", { class: `tick${edge}`, style: `left:${pct(ts)}%` }, fmtHm(ts)));
       }
     }
     axis.replaceChildren(...ticks);
     rangeTitle.textContent =
       zoom == null ? `${fmtDay(day, true)} · whole day` : `${fmtDay(day)} · ${fmtHm(v0)} – ${fmtHm(v1)}`;
-    zoomBtn.textContent = zoom == null ? "Zoom to the hour" : "Whole day";
-    zoomBtn.setAttribute("aria-pressed", String(zoom != null));
+    for (const [b, span] of zoomBtns) b.setAttribute("aria-pressed", String((zoom ? zoom.span : null) === span));
     earlierBtn.hidden = laterBtn.hidden = zoom == null;
+    earlierBtn.disabled = v0 <= rec.start_ts;
+    laterBtn.disabled = v1 >= rec.end_ts;
     drawSelection();
     drawPlayhead();
   };
@@ -1392,10 +1417,7 @@ async function viewTimeline(ctx, url, camera, day) {
     const now = performance.now();
     if (!force && now - lastUrlUpdate < 1000) return;
     lastUrlUpdate = now;
-    const p = new URLSearchParams();
-    if (ts != null) p.set("t", clock(ts));
-    if (zoom != null) p.set("zoom", String(zoom));
-    const s = p.toString();
+    const s = [ts != null ? `t=${clock(ts)}` : "", zoom ? `zoom=${zoomText(zoom)}` : ""].filter(Boolean).join("&");
     const next = `/timeline/${enc(camera)}/${day}${s ? "?" + s : ""}`;
     if (next !== location.pathname + location.search) history.replaceState(null, "", next);
   };
@@ -1413,9 +1435,9 @@ async function viewTimeline(ctx, url, camera, day) {
       cursorTs = ts;
       now.textContent = `${fmtTime(ts)}`;
       const [v0, v1] = range();
-      // Follow the playback out of the zoomed hour.
+      // Follow the playback out of the part of the day shown.
       if (zoom != null && (ts >= v1 || ts < v0) && !player.active.paused) {
-        zoom = new Date(ts * 1000).getHours();
+        zoom = zoomAround(ts, zoom.span);
         draw();
       } else drawPlayhead();
       updateUrl();
@@ -1443,7 +1465,7 @@ async function viewTimeline(ctx, url, camera, day) {
     }
     const [v0, v1] = range();
     if (zoom != null && (ev.start_ts < v0 || ev.start_ts >= v1)) {
-      zoom = new Date(ev.start_ts * 1000).getHours();
+      zoom = zoomAround(ev.start_ts, zoom.span);
       draw();
     }
     playFrom(ev.start_ts);
@@ -1495,7 +1517,7 @@ async function viewTimeline(ctx, url, camera, day) {
       drawSelection();
       return;
     }
-    const mark = e.target.closest(".mark");
+    const mark = e.target.closest(".tl-mark");
     playFrom(mark ? Number(mark.dataset.ts) : d.ts);
   });
   track.addEventListener("pointercancel", () => {
@@ -1511,7 +1533,10 @@ async function viewTimeline(ctx, url, camera, day) {
     if (typing(e)) return;
     if (e.key === "n" || e.key === ".") jump(1);
     else if (e.key === "p" || e.key === ",") jump(-1);
-    else if (e.key === "z") zoomBtn.click();
+    else if (e.key === "z") {
+      const spans = [null, 3600, 600];
+      zoomTo(spans[(spans.indexOf(zoom ? zoom.span : null) + 1) % spans.length]);
+    }
     else if (e.key === "Escape" && sel) {
       sel = null;
       selecting = false;
@@ -1520,27 +1545,28 @@ async function viewTimeline(ctx, url, camera, day) {
   });
   ctx.listen(window, "resize", () => draw());
 
-  const zoomBtn = h("button", {
-    type: "button",
-    id: "zoom",
-    onclick: () => {
-      if (zoom != null) setZoom(null);
-      else {
-        const ts = playTs ?? cursorTs ?? (runs.length ? runs[runs.length - 1].a : rec.start_ts);
-        setZoom(new Date(ts * 1000).getHours());
-      }
-    },
-  });
-  const earlierBtn = h(
-    "button",
-    { type: "button", "aria-label": "The hour before", onclick: () => setZoom((zoom + 23) % 24) },
-    "← hour",
-  );
-  const laterBtn = h(
-    "button",
-    { type: "button", "aria-label": "The hour after", onclick: () => setZoom((zoom + 1) % 24) },
-    "hour →",
-  );
+  // Zoom: the whole day, the hour or the ten minutes around what plays (or was clicked).
+  const zoomTo = (span) => {
+    if (span == null) return setZoom(null);
+    const [v0, v1] = range();
+    const ts = playTs ?? cursorTs ?? (runs.length ? runs[runs.length - 1].a : (v0 + v1) / 2);
+    setZoom(zoomAround(ts, span));
+  };
+  const zoomBtns = [
+    [null, "Day"],
+    [3600, "Hour"],
+    [600, "10 min"],
+  ].map(([span, text]) => [
+    h("button", { type: "button", class: "seg", dataset: { zoom: span || "day" }, onclick: () => zoomTo(span) }, text),
+    span,
+  ]);
+  const shift = (dir) => {
+    const [v0] = range();
+    const ts = v0 + dir * zoom.span + 1;
+    if (ts >= rec.start_ts - zoom.span && ts < rec.end_ts) setZoom(zoomAround(Math.max(ts, rec.start_ts), zoom.span));
+  };
+  const earlierBtn = h("button", { type: "button", "aria-label": "Earlier", onclick: () => shift(-1) }, "←");
+  const laterBtn = h("button", { type: "button", "aria-label": "Later", onclick: () => shift(1) }, "→");
   const selectBtn = h(
     "button",
     {
@@ -1619,7 +1645,15 @@ async function viewTimeline(ctx, url, camera, day) {
       `${fmtDuration(recorded) || "nothing"} recorded in ${segments.length} segments, ` +
         `${rec.gaps.length} gap${rec.gaps.length === 1 ? "" : "s"}, ${events.length} event${events.length === 1 ? "" : "s"}`,
     ),
-    h("div", { class: "toolbar" }, rangeTitle, h("span", { class: "spacer" }), earlierBtn, zoomBtn, laterBtn),
+    h(
+      "div",
+      { class: "toolbar" },
+      rangeTitle,
+      h("span", { class: "spacer" }),
+      earlierBtn,
+      h("span", { class: "segmented", role: "group", "aria-label": "Zoom" }, zoomBtns.map((b) => b[0])),
+      laterBtn,
+    ),
     h("div", { class: "timeline" }, track, axis),
     h(
       "p",
@@ -1644,9 +1678,17 @@ async function viewTimeline(ctx, url, camera, day) {
     ),
     selInfo,
     message,
-    box,
-    h("h2", {}, "Events of the day"),
-    events.length ? evList : h("p", { class: "muted" }, "No events on this day."),
+    h(
+      "div",
+      { class: "stage" },
+      box,
+      h(
+        "section",
+        { class: "dayevents", "aria-label": "Events of the day" },
+        h("h2", {}, "Events of the day"),
+        events.length ? evList : h("p", { class: "muted" }, "No events on this day."),
+      ),
+    ),
   );
   draw();
   if (!segments.length) message.textContent = "No continuous recording on this day.";
