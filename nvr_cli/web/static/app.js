@@ -825,11 +825,26 @@ async function viewEvent(ctx, url, id) {
   const pre = facts.pre_alarm ?? facts.pre_alarm_seconds ?? ev.pre_alarm_seconds;
   fact("Pre-alarm", pre != null ? fmtDuration(pre) : "");
   fact("Why it ended", facts.end_reason || ev.end_reason);
-  fact("Frames", facts.frames != null ? String(facts.frames) : "");
+  fact("Triggered", facts.trigger ? fmtTime(parseTime(facts.trigger)) : "");
+  fact("Motion for", facts.motion_seconds != null ? fmtDuration(facts.motion_seconds) : "");
+  fact(
+    "Frames",
+    facts.frames != null ? `${facts.frames}${facts.frames_lost ? ` (${facts.frames_lost} lost)` : ""}` : "",
+  );
   const size = facts.size || (facts.width && facts.height ? `${facts.width}×${facts.height}` : "");
   fact("Size", Array.isArray(size) ? size.join("×") : size);
   fact("fps", facts.fps != null ? Number(facts.fps).toFixed(1) : "");
   fact("Encoding", facts.encoding);
+  const lossless = facts.lossless;
+  if (lossless && lossless.file) {
+    const n = (lossless.segments || []).length;
+    fact(
+      "Lossless cut",
+      `${fmtDuration(lossless.duration_seconds)} from ${n} segment${n === 1 ? "" : "s"}` +
+        `${(lossless.gaps || []).length ? ", with gaps" : ""}`,
+    );
+  }
+  fact("Error", facts.error);
   fact("Event", ev.event != null ? `#${ev.event}${ev.part > 1 ? `, part ${ev.part}` : ""}` : "");
   if (ev.recovered) fact("Recovered", "yes: cut from a recording that was interrupted");
 
@@ -1302,6 +1317,8 @@ async function viewTimeline(ctx, url, camera, day) {
 
   const draw = () => {
     const [v0, v1] = range();
+    track.dataset.from = String(v0); // the part of the day shown (epoch seconds), for a reader of the page
+    track.dataset.to = String(v1);
     cover.replaceChildren(
       ...runs.map((r) =>
         block("tl-cov", r.a, r.b, { title: `Recorded ${fmtTime(r.a)} – ${fmtTime(r.b)}`, dataset: { a: r.a, b: r.b } }),
@@ -1835,8 +1852,8 @@ async function viewExport(ctx, url) {
       );
       const dur = sc.duration_seconds ?? sc.duration;
       if (dur != null) add("Length", fmtDuration(dur));
-      if (sc.actual_start) add("Starts", fmtTime(parseTime(sc.actual_start)));
-      if (sc.actual_end) add("Ends", fmtTime(parseTime(sc.actual_end)));
+      const cov = sc.covered || {};
+      if (cov.from && cov.to) add("Covers", `${fmtTime(parseTime(cov.from))} – ${fmtTime(parseTime(cov.to))}`);
       if (sc.note) add("Note", sc.note);
       out.append(dl);
     } catch (e) {
