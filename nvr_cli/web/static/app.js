@@ -1047,8 +1047,9 @@ async function viewCalendar(ctx, url) {
       h("span", { class: "swatch has" }),
       " recordings ",
       h("span", { class: "swatch unreviewed" }),
-      " unreviewed events · a day opens its events; its timelines are below",
+      " unreviewed events",
     ),
+    h("p", { class: "muted small" }, "A day opens its events; each camera's timeline of the day is listed below."),
     list,
   );
 }
@@ -1389,6 +1390,10 @@ async function viewTimeline(ctx, url, camera, day) {
     laterBtn.disabled = v1 >= rec.end_ts;
     drawSelection();
     drawPlayhead();
+    if (playTs != null) {
+      currentEvent = null;
+      markCurrent(playTs);
+    }
   };
 
   const drawPlayhead = () => {
@@ -1450,6 +1455,7 @@ async function viewTimeline(ctx, url, camera, day) {
     onTime: (ts) => {
       playTs = ts;
       cursorTs = ts;
+      markCurrent(ts);
       now.textContent = `${fmtTime(ts)}`;
       const [v0, v1] = range();
       // Follow the playback out of the part of the day shown.
@@ -1464,6 +1470,17 @@ async function viewTimeline(ctx, url, camera, day) {
     },
   });
   ctx.onCleanup(() => player.destroy());
+
+  // The event that holds the moment playing stands out in the list and on the bar.
+  let currentEvent = null;
+  const markCurrent = (ts) => {
+    const ev = events.find((e) => e.start_ts <= ts && ts < e.end_ts) || null;
+    if (ev === currentEvent) return;
+    currentEvent = ev;
+    for (const el of view.querySelectorAll(".events-of-day li, .tl-mark")) {
+      el.classList.toggle("current", !!ev && el.dataset.id === ev.id);
+    }
+  };
 
   const playFrom = (ts) => {
     cursorTs = ts;
@@ -1629,7 +1646,7 @@ async function viewTimeline(ctx, url, camera, day) {
     events.map((ev) =>
       h(
         "li",
-        { class: ev.reviewed ? "" : "unreviewed" },
+        { class: ev.reviewed ? "" : "unreviewed", dataset: { id: ev.id } },
         h("button", { type: "button", class: "small", onclick: () => playFrom(ev.start_ts) }, fmtTime(ev.start_ts)),
         h("span", { class: "chips" }, eventLabels(ev).map(chip)),
         h("span", { class: "muted" }, fmtDuration(ev.duration_seconds)),
@@ -1639,7 +1656,9 @@ async function viewTimeline(ctx, url, camera, day) {
   );
 
   const recorded = runs.reduce((s, r) => s + (r.b - r.a), 0);
-  view.replaceChildren(
+  const page = h("div", { class: "tl-page" });
+  view.replaceChildren(page);
+  page.append(
     h(
       "div",
       { class: "heading" },
