@@ -32,6 +32,14 @@ function h(tag, props, ...children) {
 const p2 = (n) => String(n).padStart(2, "0");
 const enc = encodeURIComponent;
 
+// A query string that stays readable in the address bar (times keep their colons).
+function qs(params) {
+  return Object.entries(params)
+    .filter(([, v]) => v != null && v !== "")
+    .map(([k, v]) => `${enc(k)}=${enc(v).replace(/%3A/g, ":")}`)
+    .join("&");
+}
+
 function fmtTime(ts) {
   return new Date(ts * 1000).toLocaleTimeString([], {
     hour: "2-digit",
@@ -1427,9 +1435,7 @@ async function viewTimeline(ctx, url, camera, day) {
     } else {
       selText.textContent = `${fmtTime(a)} – ${fmtTime(b)} (${fmtDuration(b - a)})`;
       exportLink.hidden = false;
-      exportLink.href = `/export?camera=${enc(camera)}&from=${enc(isoLocal(Math.floor(a)))}&to=${enc(
-        isoLocal(Math.ceil(b)),
-      )}`;
+      exportLink.href = `/export?${qs({ camera, from: isoLocal(Math.floor(a)), to: isoLocal(Math.ceil(b)) })}`;
     }
   };
 
@@ -1784,7 +1790,7 @@ async function viewExport(ctx, url) {
             body: { camera: camSel.value, from: isoLocal(a), to: isoLocal(b), allow_gaps: gaps.checked },
             signal: ctx.signal,
           });
-          const p = new URLSearchParams({ camera: camSel.value, from: isoLocal(a), to: isoLocal(b), id: job.id });
+          const p = qs({ camera: camSel.value, from: isoLocal(a), to: isoLocal(b), id: job.id });
           history.replaceState(null, "", `/export?${p}`);
           follow(job);
         } catch (err) {
