@@ -200,6 +200,7 @@ async function loadMe() {
 }
 
 function renderWho() {
+  document.body.classList.toggle("logged-out", session.loginRequired && !session.user);
   if (!session.user) {
     who.replaceChildren();
     return;
