@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Optional
 
 import click
@@ -30,12 +31,18 @@ def serve(config_path: Optional[str], host: Optional[str], port: Optional[int]) 
     the server refuses to start without it. Make the entries with `nvr-cli web passwd USER`.
     `nvr-cli run` serves the page itself when WEB_ENABLED is set.
     """
+    from nvr_cli.runtime.worker import supervisor_pid
     from nvr_cli.web.server import serve as do_serve
 
     given = {k: v for k, v in (("WEB_HOST", host), ("WEB_PORT", port)) if v is not None}
     loaded = load_settings(config_path, given)
     s = loaded.settings
-    setup_logging(s.logging)
+    log_settings = s.logging
+    if s.LOG_FILE_PATH and supervisor_pid():
+        # a worker of `run`: a file of its own, as each camera's (one rotating file per process)
+        p = Path(s.LOG_FILE_PATH)
+        log_settings = s.replace(LOG_FILE_PATH=str(p.with_name(f"{p.stem}.web{p.suffix}"))).logging
+    setup_logging(log_settings)
     for w in loaded.warnings:
         click.echo(f"nvr-cli: warning: {w}", err=True)
     sys.exit(do_serve(loaded, s.WEB_HOST, s.WEB_PORT))

@@ -23,6 +23,11 @@ from nvr_cli.config import load_settings
 @config_option(help="settings file the service should use")
 @click.option("--user", help="run the service as this user")
 @click.option(
+    "--web",
+    is_flag=True,
+    help="only the review page's unit (`nvr-cli serve`), e.g. on a machine that only shows recordings",
+)
+@click.option(
     "--write",
     "write_dir",
     type=click.Path(file_okay=False),
@@ -33,9 +38,13 @@ def service(
     cameras: tuple[str, ...],
     config_path: Optional[str],
     user: Optional[str],
+    web: bool,
     write_dir: Optional[str],
 ) -> None:
     """Print ready-to-use systemd units or supervisor programs for `run` (or per camera).
+
+    The review page (WEB_ENABLED) is served by `run` in the unit for all cameras; beside per-camera
+    units it gets a unit of its own, nvr-cli-serve (`nvr-cli serve`); --web prints only that one.
 
     systemd: save as /etc/systemd/system/nvr-cli.service (or nvr-cli-NAME.service), then
     `systemctl daemon-reload && systemctl enable --now nvr-cli`. supervisor: append to a file in
@@ -51,7 +60,13 @@ def service(
     for name in cameras:
         camera_settings(loaded, name)  # an unknown name is an error now, not when the service starts
     out = service_files(
-        kind, cameras, settings=loaded.settings, config=config, home=str(home_dir().resolve()), user=user
+        kind,
+        cameras,
+        settings=loaded.settings,
+        config=config,
+        home=str(home_dir().resolve()),
+        user=user,
+        web=web,
     )
     if write_dir:
         folder = Path(write_dir)

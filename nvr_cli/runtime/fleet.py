@@ -1,4 +1,5 @@
-"""`nvr-cli run`: one worker process per camera of CAMERAS, kept alive, reloaded on config edits.
+"""`nvr-cli run`: one worker process per camera of CAMERAS, kept alive, reloaded on config edits;
+with WEB_ENABLED one more, `nvr-cli serve` (the review page), kept alive the same way.
 
 Workers are ``nvr-cli run --camera NAME`` processes in sessions of their own, so a Ctrl-C in the
 terminal reaches only the supervisor, which then stops each worker once (SIGTERM: it finishes its
@@ -36,6 +37,18 @@ ENV_PARENT = "NVR_CLI_SUPERVISOR_PID"
 # arenas keep it flat (a worker's heavy lifting is in ffmpeg and OpenCV's own threads anyway).
 WORKER_ENV = {"MALLOC_ARENA_MAX": "2"}
 RESET_AFTER_SECS = 60.0  # a worker that ran this long without dying starts its backoff afresh
+# what `nvr-cli serve` reads besides WEB_*: a change restarts the review page's worker
+WEB_ALSO = ("PATH_FOR_VIDEO", "LOCAL_TIME", "STATUS_DIR", "STATUS_STALE_SECS", "FFMPEG_PATH")
+
+
+def web_changed(old: LoadedSettings, new: LoadedSettings) -> list:
+    """Names of what the review page reads that differ (WEB_*, the storage, the cameras)."""
+    names = [k for k in changed(old.settings, new.settings) if k.startswith("WEB_") or k in WEB_ALSO]
+
+    def cameras(loaded: LoadedSettings) -> dict:
+        return {n: (c.PATH_FOR_VIDEO, str(c.cam)) for n, c in loaded.cameras.items()}
+
+    return names + (["CAMERAS"] if cameras(old) != cameras(new) else [])
 
 
 def changed(old: Settings, new: Settings) -> list:
@@ -49,10 +62,10 @@ def changed(old: Settings, new: Settings) -> list:
 
 
 class Worker:
-    """One camera's process and its restart bookkeeping."""
+    """One camera's process (or the review page's: ``web``) and its restart bookkeeping."""
 
-    def __init__(self, name: str, settings: Settings):
-        self.name, self.settings = name, settings
+    def __init__(self, name: str, settings: Settings, web: bool = False):
+        self.name, self.settings, self.web = name, settings, web
         self.proc: Optional[subprocess.Popen] = None
         self.started = 0.0
         self.next_start = 0.0  # monotonic time of the next (re)start; 0: now
@@ -72,6 +85,11 @@ class Worker:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    @property
+    def label(self) -> str:
+        """Who it is, in log lines."""
+        return "review page" if self.web else f"camera {self.name}"
+
 
 class Supervisor:
     def __init__(self, config_path: Optional[str], loaded: LoadedSettings, stop: threading.Event):
@@ -84,13 +102,16 @@ class Supervisor:
         self.loaded = loaded
         self.stop = stop
         self.workers: dict = {}
+        self.web: Optional[Worker] = None  # the review page's worker (WEB_ENABLED)
         self.reload_wanted = threading.Event()
         self._changed_at = 0.0
         self.reloads = 0
 
     # -- workers ---------------------------------------------------------------------------------
-    def _command(self, name: str) -> list:
-        cmd = [sys.executable, "-m", "nvr_cli", "run", "--camera", name]
+    def _command(self, w: Worker) -> list:
+        cmd = [sys.executable, "-m", "nvr_cli"]
+        # the page is a process of its own, started by its command line (runtime never imports web)
+        cmd += ["serve"] if w.web else ["run", "--camera", w.name]
         if self.config_path:
             cmd += ["--config", self.config_path]
         return cmd
@@ -105,14 +126,14 @@ class Supervisor:
         }
         try:
             w.proc = subprocess.Popen(
-                self._command(w.name), env=env, stdin=subprocess.DEVNULL, start_new_session=True
+                self._command(w), env=env, stdin=subprocess.DEVNULL, start_new_session=True
             )
         except OSError as e:
-            log.error("camera %s: cannot start a worker: %s", w.name, e)
+            log.error("%s: cannot start a worker: %s", w.label, e)
             self._schedule(w, "could not start")
             return
         w.started = time.monotonic()
-        log.info("camera %s: worker %d started", w.name, w.proc.pid)
+        log.info("%s: worker %d started", w.label, w.proc.pid)
 
     def _schedule(self, w: Worker, why: str):
         now = time.monotonic()
@@ -124,9 +145,9 @@ class Supervisor:
         if len(w.restarts) >= limit:
             w.next_start = w.restarts[0] + 3600
             log.critical(
-                "camera %s: %s, and it was restarted %d times in the last hour (RESTARTS_PER_HOUR): "
+                "%s: %s, and it was restarted %d times in the last hour (RESTARTS_PER_HOUR): "
                 "not restarting it for %.0f min; look at its log",
-                w.name,
+                w.label,
                 why,
                 len(w.restarts),
                 (w.next_start - now) / 60,
@@ -134,7 +155,7 @@ class Supervisor:
             return
         delay = w.backoff.next()
         w.next_start = now + delay
-        log.error("camera %s: %s; restarting in %.1f s", w.name, why, delay)
+        log.error("%s: %s; restarting in %.1f s", w.label, why, delay)
 
     def _check(self, w: Worker):
         now = time.monotonic()
@@ -143,16 +164,16 @@ class Supervisor:
             # whatever it started and did not end (it was SIGKILLed, or a hook outlived it) ends with it
             left = procs.kill_owned_by(pid)
             if left:
-                log.warning("camera %s: ended %d process(es) its worker %d left behind", w.name, left, pid)
+                log.warning("%s: ended %d process(es) its worker %d left behind", w.label, left, pid)
             if w.stop_deadline is not None:  # we asked it to stop
                 w.stop_deadline = None
-                log.info("camera %s: worker stopped (exit %d)", w.name, code)
+                log.info("%s: worker stopped (exit %d)", w.label, code)
                 if w.then == "start":
                     w.then, w.next_start, w.planned = None, 0.0, True
                     w.reset_backoff()
                 return
-            if code == 0:  # a file source played to its end: nothing to restart
-                log.info("camera %s: worker finished", w.name)
+            if code == 0 and not w.web:  # a file source played to its end: nothing to restart
+                log.info("%s: worker finished", w.label)
                 w.next_start = float("inf")
                 return
             why = f"worker died ({_describe(code)})"
@@ -166,8 +187,8 @@ class Supervisor:
             return
         if w.stop_deadline is not None and now > w.stop_deadline and w.alive:
             log.error(
-                "camera %s: worker %d still running %g s after SIGTERM: killed",
-                w.name,
+                "%s: worker %d still running %g s after SIGTERM: killed",
+                w.label,
                 w.proc.pid,
                 w.settings.STOP_TIMEOUT_SECS,
             )
@@ -211,7 +232,8 @@ class Supervisor:
             log.error("config change rejected: it leaves CAMERAS empty; cameras keep running")
             return
         self.reloads += 1
-        self.loaded = loaded
+        old, self.loaded = self.loaded, loaded
+        self._reload_web(old, loaded)
         started, restarted, stopped = [], [], []
         for name, w in self.workers.items():
             if name not in loaded.cameras:
@@ -247,6 +269,21 @@ class Supervisor:
             or "no cameras",
         )
 
+    def _reload_web(self, old: LoadedSettings, new: LoadedSettings) -> None:
+        enabled = new.settings.WEB_ENABLED
+        if self.web is not None and not enabled:
+            log.info("config reloaded: WEB_ENABLED is off: stopping the review page")
+            self._ask_to_stop(self.web, "remove")
+        elif self.web is None and enabled:
+            log.info("config reloaded: WEB_ENABLED is on: starting the review page")
+            self.web = Worker("web", new.settings, web=True)
+        elif self.web is not None:
+            diff = web_changed(old, new)
+            self.web.settings = new.settings
+            if diff:
+                log.info("config reloaded: restarting the review page (%s)", ", ".join(diff[:3]))
+                self._ask_to_stop(self.web, "start")
+
     # -- the loop --------------------------------------------------------------------------------
     def reap(self) -> None:
         """Retention, from one thread for every storage root (workers do not run their own): each
@@ -268,6 +305,8 @@ class Supervisor:
     def run(self) -> int:
         for name, s in self.loaded.cameras.items():
             self.workers[name] = Worker(name, s)
+        if self.loaded.settings.WEB_ENABLED:
+            self.web = Worker("web", self.loaded.settings, web=True)
         Supervised("reaper", self.reap, self.stop).start()
         observer = _watch(self.watched_files(), self.file_changed)
         log.info(
@@ -286,6 +325,10 @@ class Supervisor:
                     if w.then == "remove" and w.proc is None:
                         del self.workers[name]
                         status_path(w.settings).unlink(missing_ok=True)
+                if self.web is not None:
+                    self._check(self.web)
+                    if self.web.then == "remove" and self.web.proc is None:
+                        self.web = None
                 self.stop.wait(0.2)
         finally:
             if observer is not None:
@@ -294,14 +337,12 @@ class Supervisor:
         return 0
 
     def _stop_all(self):
-        for w in self.workers.values():
+        every = [*self.workers.values(), *([self.web] if self.web else [])]
+        for w in every:
             self._ask_to_stop(w, "remove")
-        log.info(
-            "stopping %d worker(s): open clips are finished first",
-            sum(w.alive for w in self.workers.values()),
-        )
-        while any(w.proc is not None for w in self.workers.values()):
-            for w in self.workers.values():
+        log.info("stopping %d worker(s): open clips are finished first", sum(w.alive for w in every))
+        while any(w.proc is not None for w in every):
+            for w in every:
                 if w.proc is not None:
                     self._check(w)
             time.sleep(0.1)

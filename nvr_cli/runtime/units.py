@@ -1,4 +1,6 @@
-"""Unit files for systemd and program blocks for supervisor, to run nvr-cli as a service."""
+"""Unit files for systemd and program blocks for supervisor, to run nvr-cli as a service: `run` (all
+cameras, and the review page when WEB_ENABLED), `run --camera NAME` per camera, and `serve` (the
+review page) on its own, for per-camera services or a machine that only shows recordings."""
 
 from __future__ import annotations
 
@@ -23,13 +25,12 @@ def executable() -> list:
     return [sys.executable, "-m", "nvr_cli"]
 
 
-def _command(camera: Optional[str], config: Optional[str]) -> str:
-    argv = (
-        executable()
-        + ["run"]
-        + (["--camera", camera] if camera else [])
-        + (["--config", config] if config else [])
-    )
+SERVE = "serve"  # the unit name's part for the review page: nvr-cli-serve.service
+
+
+def _command(camera: Optional[str], config: Optional[str], serve: bool = False) -> str:
+    what = ["serve"] if serve else ["run"] + (["--camera", camera] if camera else [])
+    argv = executable() + what + (["--config", config] if config else [])
     return " ".join(shlex.quote(a) for a in argv)
 
 
@@ -54,11 +55,13 @@ def systemd_unit(
     user: Optional[str],
     stop_timeout: float,
     restarts_per_hour: int,
+    serve: bool = False,
 ) -> str:
-    what = f"camera {camera}" if camera else "all cameras"
+    """A systemd unit that runs ``camera`` (None: all of them), or (``serve``) the review page."""
+    what = "review page (nvr-cli serve)" if serve else f"camera {camera}" if camera else "all cameras"
     lines = [
         "[Unit]",
-        f"Description=nvr-cli motion recorder: {what}",
+        f"Description=nvr-cli {'' if serve else 'motion recorder: '}{what}",
         "After=network-online.target",
         "Wants=network-online.target",
         # systemd's own restart limit, as RESTARTS_PER_HOUR is for `run`'s workers
@@ -68,7 +71,7 @@ def systemd_unit(
         "[Service]",
         "Type=simple",
         # systemd expands % specifiers and $VARIABLES in ExecStart
-        f"ExecStart={_command(camera, config).replace('%', '%%').replace('$', '$$')}",
+        f"ExecStart={_command(camera, config, serve).replace('%', '%%').replace('$', '$$')}",
         f"Environment=NVR_CLI_HOME={home}",
         f"WorkingDirectory={home}",
         *([f"User={user}"] if user else []),
@@ -86,12 +89,19 @@ def systemd_unit(
 
 
 def supervisor_program(
-    camera: Optional[str], *, config: Optional[str], home: str, user: Optional[str], stop_timeout: float
+    camera: Optional[str],
+    *,
+    config: Optional[str],
+    home: str,
+    user: Optional[str],
+    stop_timeout: float,
+    serve: bool = False,
 ) -> str:
-    name = f"nvr-cli-{camera}" if camera else "nvr-cli"
+    """A supervisor program block that runs ``camera`` (None: all of them), or (``serve``) the page."""
+    name = f"nvr-cli-{SERVE}" if serve else f"nvr-cli-{camera}" if camera else "nvr-cli"
     lines = [
         f"[program:{name}]",
-        f"command={_command(camera, config).replace('%', '%%')}",  # supervisor expands %(name)s
+        f"command={_command(camera, config, serve).replace('%', '%%')}",  # supervisor expands %(name)s
         f"directory={home}",
         f'environment=NVR_CLI_HOME="{home}"',
         *([f"user={user}"] if user else []),
@@ -110,26 +120,48 @@ def supervisor_program(
 
 
 def service_files(
-    kind: str, cameras: tuple, *, settings: Settings, config: Optional[str], home: str, user: Optional[str]
+    kind: str,
+    cameras: tuple,
+    *,
+    settings: Settings,
+    config: Optional[str],
+    home: str,
+    user: Optional[str],
+    web: bool = False,
 ) -> list:
     """(file name, text) of each systemd unit (``kind`` "systemd") or supervisor program ("supervisor"):
-    one per camera of ``cameras``, or one for all cameras if there are none."""
+    one per camera of ``cameras``, or one for all cameras if there are none. The review page: in the
+    unit for all cameras when WEB_ENABLED (`run` serves it), a unit of its own beside per-camera
+    units when WEB_ENABLED, and only that unit with ``web``."""
+    from nvr_cli.core.errors import ConfigError
+
     out = []
-    for cam in cameras or (None,):
+    wanted = [] if web else [(cam, False) for cam in cameras or (None,)]
+    if web or (cameras and settings.WEB_ENABLED):
+        if SERVE in cameras:
+            raise ConfigError(f"a camera named {SERVE!r} has the review page's unit name: rename one of them")
+        wanted.append((None, True))
+    for cam, serve in wanted:
         if kind == "systemd":
             text = systemd_unit(
                 cam,
                 config=config,
                 home=home,
                 user=user,
-                stop_timeout=settings.STOP_TIMEOUT_SECS,
+                stop_timeout=30.0 if serve else settings.STOP_TIMEOUT_SECS,
                 restarts_per_hour=settings.RESTARTS_PER_HOUR,
+                serve=serve,
             )
-            name = unit_name(cam)
+            name = unit_name(SERVE if serve else cam)
         else:
             text = supervisor_program(
-                cam, config=config, home=home, user=user, stop_timeout=settings.STOP_TIMEOUT_SECS
+                cam,
+                config=config,
+                home=home,
+                user=user,
+                stop_timeout=30.0 if serve else settings.STOP_TIMEOUT_SECS,
+                serve=serve,
             )
-            name = f"nvr-cli-{cam}.conf" if cam else "nvr-cli.conf"
+            name = f"nvr-cli-{SERVE if serve else cam}.conf" if serve or cam else "nvr-cli.conf"
         out.append((name, text))
     return out
