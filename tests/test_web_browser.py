@@ -105,7 +105,7 @@ class Server:
 def copy_storage(storage, dest: Path, extra: str = "") -> Path:
     """A copy of the recorded storage (for a test that changes it) and a config file naming it."""
     root = dest / "video"
-    shutil.copytree(storage.root, root, ignore=shutil.ignore_patterns(".nvr-index.sqlite3*", ".exports"))
+    shutil.copytree(storage.root, root, ignore=shutil.ignore_patterns(".nvr-index.sqlite3*", ".nvr-exports"))
     text = storage.config.read_text().replace(repr(str(storage.root)), repr(str(root)))
     config = dest / "nvr.py"
     config.write_text(text + "\n" + extra + "\n")

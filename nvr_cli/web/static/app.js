@@ -584,6 +584,7 @@ async function viewEvents(ctx, url) {
     h(
       "details",
       { class: "filterbox", open: active > 0 || matchMedia("(min-width: 701px)").matches },
+      // a phone folds the filters away; a desktop shows them (CSS hides the summary there)
       h("summary", {}, `Filters${active ? ` (${active} set)` : ""}`),
       form,
     ),
