@@ -1163,6 +1163,7 @@ class SegmentPlayer {
     }
     const v = this.active;
     this.index = i;
+    v.parentNode.classList.remove("idle");
     v.dataset.segment = seg.id;
     v.dataset.startTs = String(seg.start_ts);
     v.src = seg.url;
@@ -1372,7 +1373,7 @@ async function viewTimeline(ctx, url, camera, day) {
             "button",
             {
               type: "button",
-              class: "tick",
+              class: `tick${pct(ts) < 2 ? " first" : ""}`,
               style: `left:${pct(ts)}%`,
               title: `Zoom to ${p2(hr)}:00`,
               onclick: () => setZoom({ h: hr, m: 0, span: 3600 }),
@@ -1458,7 +1459,7 @@ async function viewTimeline(ctx, url, camera, day) {
     updateUrl(true);
   };
 
-  const box = h("div", { class: "videobox", id: "timeline-player" });
+  const box = h("div", { class: "videobox idle", id: "timeline-player" });
   const player = new SegmentPlayer(box, segments, {
     onTime: (ts) => {
       playTs = ts;
