@@ -260,9 +260,10 @@ def catalog_figures(root: Path, repeat: int) -> dict:
 
 def serve_figures(root: Path, repeat: int) -> dict | None:
     """Hook for the server's figures: the same queries through `nvr-cli serve` over HTTP (and its CPU
-    while a browser plays a clip), as {"queries": {name: {"median_ms", "p95_ms"}}, ...}; None until
-    the server measures them."""
-    return None
+    while a browser plays a clip), as {"queries": {name: {"median_ms", "p95_ms"}}, ...}: bench/web_http.py."""
+    from web_http import serve_figures as measured
+
+    return measured(root, repeat)
 
 
 def report(figures: dict) -> None:
@@ -287,6 +288,14 @@ def report(figures: dict) -> None:
         print("|---|---:|---:|")
         for name, r in http["queries"].items():
             print(f"| {name} | {r['median_ms']} | {r['p95_ms']} |")
+        play = http.get("playing")
+        if play:
+            print()
+            print(
+                f"`nvr-cli serve` ready {http['ready_s']} s after start (index up to date); its CPU while a "
+                f"client plays a {play['seconds']} s clip ({play['clip_mb']} MB, Range requests at its "
+                f"bitrate): {play['server_cpu_percent']} % of one core"
+            )
 
 
 def main() -> None:

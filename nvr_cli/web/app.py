@@ -17,14 +17,13 @@ import re
 import stat
 import time
 from dataclasses import dataclass, field
-from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import Request, cookie_parser
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
@@ -278,12 +277,8 @@ class Guard:
         await self.app(scope, receive, send_with_headers)
 
     def _refusal(self, scope: dict, path: str, headers: dict, api: bool) -> Optional[Response]:
-        cookie = SimpleCookie()
-        try:
-            cookie.load(headers.get("cookie", ""))
-        except Exception:  # noqa: BLE001 - a malformed cookie header is no session
-            pass
-        token = cookie[COOKIE].value if COOKIE in cookie else None
+        # Starlette's lenient parser: another local app's odd cookie must not hide ours
+        token = cookie_parser(headers.get("cookie", "")).get(COOKIE)
         user = self.sessions.user(token) if self.config.login_required else None
         scope.setdefault("state", {})
         scope["state"]["user"], scope["state"]["token"] = user, token

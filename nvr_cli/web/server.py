@@ -8,7 +8,9 @@ import logging
 import os
 import signal
 import socket
+import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -87,12 +89,23 @@ def serve(loaded: LoadedSettings, host: str, port: int, *, static_dir: Optional[
     check_host(host, s.WEB_USERS)
     sock = bind(host, port)
     port = sock.getsockname()[1]
-    catalog = catalog_for(loaded)
+    try:
+        catalog = catalog_for(loaded)
+    except (sqlite3.Error, OSError) as e:
+        sock.close()
+        raise NvrError(f"index {index_file(s)}: {e} (WEB_INDEX_FILE)") from None
     watcher = None
     exports = None
     try:
         log.info("index %s: bringing it up to date", catalog.db_path)
-        done = catalog.build(lambda n: log.info("index: %d file(s) read", n))
+        said_at = [time.monotonic()]
+
+        def progress(read: int) -> None:
+            if time.monotonic() - said_at[0] >= 5:  # a first build of a big storage: a line every 5 s
+                said_at[0] = time.monotonic()
+                log.info("index: %d file(s) read", read)
+
+        done = catalog.build(progress)
         log.info(
             "index: %d event(s), %d segment(s); %d file(s) read in %.1f s",
             done["events"],
