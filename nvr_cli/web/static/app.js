@@ -873,6 +873,9 @@ async function viewEvent(ctx, url, id) {
       h(
         "section",
         { class: "player", "aria-label": "Clip" },
+        facts.clip_pending
+          ? h("p", { class: "notice" }, "The clip is still being cut from the recording: reload in a moment.")
+          : "",
         video,
         h(
           "div",
