@@ -112,9 +112,15 @@ def copy_storage(storage, dest: Path, extra: str = "") -> Path:
     return config
 
 
-@pytest.fixture(scope="module")
-def storage(recorded_storage):
+@pytest.fixture(scope="session")
+def chromium():
+    """Skip (or fail under NVR_CLI_REQUIRE_RTSP) before anything is recorded when there is no browser."""
     _need_chromium()
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def storage(chromium, recorded_storage):
     return recorded_storage
 
 
@@ -142,13 +148,12 @@ def own_server(storage, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def browser():
-    _need_chromium()
+def browser(chromium):
     from playwright.sync_api import expect, sync_playwright
 
     expect.set_options(timeout=WAIT_MS)
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         yield b
         b.close()
 
