@@ -601,6 +601,24 @@ def test_incremental_build_reads_only_what_changed(tmp_path):
     assert cat.cameras() == []
 
 
+def test_a_segment_put_in_place_while_its_folder_is_listed_is_not_lost(tmp_path, monkeypatch):
+    root = tmp_path / "video"
+    write_segments(root, "yard", T0, 1)
+    cat = catalog(tmp_path, root)
+    read_index = Catalog._sync_index
+
+    def recorder_in_between(self, *args, **kwargs):
+        if not recorder_in_between.done:  # the next segment lands after the listing, before the read
+            recorder_in_between.done = True
+            write_segments(root, "yard", T0 + 600, 1)
+        return read_index(self, *args, **kwargs)
+
+    recorder_in_between.done = False
+    monkeypatch.setattr(Catalog, "_sync_index", recorder_in_between)
+    assert cat.build()["segments"] == 2
+    cat.close()
+
+
 def test_watcher_picks_up_a_new_clip_and_a_deletion(tmp_path):
     root = tmp_path / "video"
     write_event(root, "front", T0)

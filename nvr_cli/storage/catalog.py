@@ -765,7 +765,8 @@ class Catalog:
             if not isinstance(name, str) or not name:
                 continue
             name = os.path.basename(name)
-            there = name in files if files is not None else os.path.isfile(os.path.join(path, name))
+            # the listing may predate the file: the recorder puts a segment in place, then lists it
+            there = (files is not None and name in files) or os.path.isfile(os.path.join(path, name))
             if not there or name.startswith(".") or name.endswith(PART_SUFFIX):
                 continue  # retention deleted it, or it never was a finished segment
             stem = name[: -len(SEG_SUFFIX)] if name.endswith(SEG_SUFFIX) else os.path.splitext(name)[0]
