@@ -1,7 +1,8 @@
 """The review page's figures at the API (bench/web.py's ``serve_figures``): the queries the page makes,
 through a real `nvr-cli serve` over HTTP on 127.0.0.1 (one keep-alive connection, as a browser
-keeps), and the server's CPU while a client plays a clip (reads it with Range requests at its own
-bitrate, as a video element does: 1 MB ahead, then as fast as it plays).
+keeps), and the server's CPU while one browser plays a clip: Debian's headless Chromium, driven by
+Playwright, opens the event's page and plays it to the end (without Chromium, a client that reads
+the clip with Range requests at its own bitrate stands in, and the figures say so).
 
 The clip to play is a real H.264 file made once with ffmpeg (720p, 15 fps, a minute), put in a
 camera of its own ("play") in a folder beside the storage, so the storage's counts stay as made.
@@ -20,6 +21,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "support"))
+from chromium import CHROMIUM, CHROMIUM_ARGS  # noqa: E402  (as the browser tests start it)
 
 READY = "serving the review page at"
 PLAY_SECONDS = 60
@@ -118,6 +122,27 @@ def _play(client: _Client, url: str, size: int, seconds: float) -> None:
         time.sleep(max(0.0, due - time.monotonic()))
 
 
+def _play_in_chromium(port: int, event_id: str) -> str:
+    """Play the event's clip to its end in the review page, in headless Chromium; returns what played."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}/events/{event_id}")
+            page.wait_for_function(
+                "() => { const v = document.querySelector('video'); return v && v.currentTime > 1; }"
+            )
+            page.wait_for_function(
+                "() => { const v = document.querySelector('video'); return v.ended; }",
+                timeout=(PLAY_SECONDS + 60) * 1000,
+            )
+            return f"Chromium {browser.version}: the event's page, played to the end"
+        finally:
+            browser.close()
+
+
 def serve_figures(root: Path, repeat: int) -> dict:
     """The same queries as the index's, through `nvr-cli serve` (ms, median and 95th percentile),
     and the server's CPU (% of one core) while a client plays a minute-long clip."""
@@ -175,8 +200,12 @@ def serve_figures(root: Path, repeat: int) -> dict:
         rows = {name: _timed(lambda p=path: c.json(p), repeat) for name, path in queries.items()}
         clip = c.json("/api/events?camera=play")["events"][0]["clip"]
         size = len(c.get(clip)[1])
+        event_id = clip.split("/")[3]
         cpu0, wall0 = _cpu_seconds(proc.pid), time.monotonic()
-        _play(_Client(port), clip, size, PLAY_SECONDS)
+        player = _play_in_chromium(port, event_id) if Path(CHROMIUM).exists() else None
+        if player is None:
+            player = "a client reading at the clip's bitrate (no Chromium here)"
+            _play(_Client(port), clip, size, PLAY_SECONDS)
         cpu = (_cpu_seconds(proc.pid) - cpu0) / (time.monotonic() - wall0) * 100
         return {
             "ready_s": round(ready_s, 2),
@@ -184,6 +213,7 @@ def serve_figures(root: Path, repeat: int) -> dict:
             "playing": {
                 "clip_mb": round(size / 2**20, 1),
                 "seconds": PLAY_SECONDS,
+                "player": player,
                 "server_cpu_percent": round(cpu, 2),
             },
         }

@@ -24,17 +24,8 @@ from urllib.parse import urlencode
 
 import pytest
 from helpers import ROOT, LineCollector, ffprobe, free_port, terminate, wait_for
+from support.chromium import CHROMIUM, CHROMIUM_ARGS
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-    "--disable-quic",
-]
 ARTIFACTS = Path(os.environ.get("NVR_CLI_ARTIFACTS") or ROOT / "test-artifacts") / "web"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}

@@ -207,6 +207,8 @@ def judge(camera: str, st: Optional[dict], stale_after: float, now: Optional[flo
         and not _pid_alive(st.get("pid", 0))
     ):
         return Verdict(camera, False, f"dead: its process {st.get('pid')} is gone", st)
+    if st.get("state") == "stopped":  # its last word: no newer status is coming, so not "stale"
+        return Verdict(camera, False, "down: stopped", st)
     age = now - st.get("updated", 0)
     if age > stale_after:
         return Verdict(camera, False, f"stale: no update for {age:.0f} s", st)

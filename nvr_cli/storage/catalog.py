@@ -37,6 +37,7 @@ import re
 import sqlite3
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
@@ -1288,6 +1289,9 @@ class CatalogWatcher:
             def on_any_event(self, event: Any) -> None:
                 watcher._noted(event)
 
+        # watchdog 7 warns when a folder tree appears faster than it adds watches ("Callback with id
+        # ... already exists"): harmless (the watch is replaced), and it would fill the server's log
+        warnings.filterwarnings("ignore", "Callback with id", RuntimeWarning, "watchdog")
         self._observer = Observer()
         handler = Handler()
         # not modifications: ffmpeg writes its segments and clips a packet at a time, hundreds of

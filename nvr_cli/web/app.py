@@ -1,9 +1,8 @@
 """The review page's Starlette application: the JSON API of docs/web-api.md, the media it streams
 (by ids looked up in the index, never by a path from the client), the page and its static files.
 
-Endpoints are plain functions: Starlette runs them in its thread pool, where the catalog gives each
-thread a reading connection of its own. One ASGI middleware in front of them all asks for the
-login, refuses cross-site writes and adds the security headers.
+Endpoints are plain functions: Starlette runs them in its thread pool, where the catalog lends each
+call a reading connection. The guard (guard.py) stands in front of them all.
 """
 
 from __future__ import annotations
@@ -16,25 +15,24 @@ import os
 import re
 import stat
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
-from urllib.parse import urlsplit
+from typing import Any, Callable, Optional
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request, cookie_parser
+from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from nvr_cli import __version__
-from nvr_cli.config import LoadedSettings, OutputSettings
 from nvr_cli.core.errors import NvrError
 from nvr_cli.core.redact import redact
-from nvr_cli.runtime.status import Verdict, fleet_status, judge
+from nvr_cli.runtime.status import Verdict, judge
 from nvr_cli.storage.catalog import Catalog
-from nvr_cli.web.auth import COOKIE, LoginLimiter, Sessions, check_login, is_loopback
+from nvr_cli.web.auth import COOKIE, LoginLimiter, Sessions, check_login
+from nvr_cli.web.config import WebConfig
 from nvr_cli.web.exports import ExportError, ExportJobs
+from nvr_cli.web.guard import Guard, error_response
 
 log = logging.getLogger(__name__)
 
@@ -42,71 +40,14 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,200}")
 DAY_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 PAGES = ("/", "/events", "/events/{eid}", "/calendar", "/timeline/{camera}/{day}", "/export", "/login")
-OPEN_API = ("/api/me", "/api/login", "/api/logout")  # answered without a session
 CAMERAS_TTL = 5.0  # seconds a list of the index's cameras is used again
 MAX_BODY = 64 * 1024  # a JSON body larger than this is no request of the page's
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
-    "media-src 'self' blob:; connect-src 'self'; font-src 'self'; object-src 'none'; "
-    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-)
-SECURITY_HEADERS = [
-    (b"x-content-type-options", b"nosniff"),
-    (b"content-security-policy", CSP.encode()),
-    (b"referrer-policy", b"same-origin"),
-    (b"x-frame-options", b"DENY"),
-]
 MEDIA_TYPES = {
     ".js": "text/javascript",
     ".mjs": "text/javascript",
     ".css": "text/css",
     ".map": "application/json",
 }
-
-
-@dataclass
-class WebConfig:
-    """What the application needs besides the index, from the settings (``from_settings``) or a test."""
-
-    users: Mapping[str, str] = field(default_factory=dict)  # WEB_USERS: a login is required if any
-    local_time: bool = True
-    sources: Mapping[str, Optional[str]] = field(default_factory=dict)  # camera -> its source, redacted
-    roots: tuple = ()  # storage roots: a file is served only from a camera's folder under one
-    outputs: Mapping[str, OutputSettings] = field(default_factory=dict)  # camera -> where it records
-    default_output: Optional[OutputSettings] = None  # for cameras found in the storage only
-    verdicts: Callable[[], Mapping[str, Verdict]] = dict  # camera -> whether it is recording now
-    stale_after: float = 30.0
-
-    @property
-    def login_required(self) -> bool:
-        return bool(self.users)
-
-    @classmethod
-    def from_settings(cls, loaded: LoadedSettings) -> WebConfig:
-        s = loaded.settings
-        cams = dict(loaded.cameras) or ({s.CAMERA_NAME: s} if s.cam is not None else {})
-
-        def verdicts() -> dict:
-            try:
-                return {v.camera: v for v in fleet_status(loaded)}
-            except NvrError:  # no camera configured and no status file: nothing to say
-                return {}
-
-        return cls(
-            users=dict(s.WEB_USERS),
-            local_time=s.LOCAL_TIME,
-            sources={n: redact(c.cam) if c.cam is not None else None for n, c in cams.items()},
-            roots=tuple(
-                dict.fromkeys(Path(p) for p in [s.PATH_FOR_VIDEO, *(c.PATH_FOR_VIDEO for c in cams.values())])
-            ),
-            outputs={n: c.output for n, c in cams.items()},
-            default_output=s.output,
-            verdicts=verdicts,
-            stale_after=s.STATUS_STALE_SECS,
-        )
-
-    def output_of(self, camera: str) -> Optional[OutputSettings]:
-        return self.outputs.get(camera) or self.default_output
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -234,76 +175,6 @@ def _static_files(folder: Path) -> dict:
                 )
                 files[rel] = (p, kind)
     return files
-
-
-# -- the middleware ------------------------------------------------------------------------------
-
-
-class Guard:
-    """Login, CSRF and the host check before any endpoint; security headers on every answer.
-
-    Without a login (a loopback server) the Host header must name the loopback too: a web site
-    whose name an attacker points at 127.0.0.1 (DNS rebinding) is refused instead of read."""
-
-    def __init__(self, app: Any, config: WebConfig, sessions: Sessions):
-        self.app, self.config, self.sessions = app, config, sessions
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        path = scope.get("path", "")
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        api = path.startswith("/api/")
-
-        async def send_with_headers(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                have = {k.lower() for k, _ in message.get("headers", [])}
-                extra = [h for h in SECURITY_HEADERS if h[0] not in have]
-                if api and b"cache-control" not in have:
-                    kind = dict(message.get("headers", [])).get(b"content-type", b"")
-                    extra.append(
-                        (
-                            b"cache-control",
-                            b"no-store" if kind.startswith(b"application/json") else b"private",
-                        )
-                    )
-                message = {**message, "headers": [*message.get("headers", []), *extra]}
-            await send(message)
-
-        refusal = self._refusal(scope, path, headers, api)
-        if refusal is not None:
-            await refusal(scope, receive, send_with_headers)
-            return
-        await self.app(scope, receive, send_with_headers)
-
-    def _refusal(self, scope: dict, path: str, headers: dict, api: bool) -> Optional[Response]:
-        # Starlette's lenient parser: another local app's odd cookie must not hide ours
-        token = cookie_parser(headers.get("cookie", "")).get(COOKIE)
-        user = self.sessions.user(token) if self.config.login_required else None
-        scope.setdefault("state", {})
-        scope["state"]["user"], scope["state"]["token"] = user, token
-        if not self.config.login_required:
-            host = headers.get("host", "")
-            name = urlsplit(f"//{host}").hostname or ""
-            if host and not is_loopback(name):
-                return _error(403, f"this server answers only as localhost (Host: {host!r}); see WEB_HOST")
-        if api and scope["method"] not in ("GET", "HEAD"):
-            kind = headers.get("content-type", "").split(";")[0].strip().lower()
-            if kind != "application/json":
-                return _error(403, "a write must be sent as application/json")
-            origin = headers.get("origin")
-            if origin is not None and urlsplit(origin).netloc != headers.get("host"):
-                return _error(403, "a write from another site is refused")
-            if headers.get("sec-fetch-site") == "cross-site":
-                return _error(403, "a write from another site is refused")
-        if api and self.config.login_required and user is None and path not in OPEN_API:
-            return _error(401, "log in first")
-        return None
-
-
-def _error(status: int, message: str, headers: Optional[dict] = None) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 # -- the application -----------------------------------------------------------------------------
@@ -678,14 +549,14 @@ def create_app(
     def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         if request.url.path.startswith("/api/"):
-            return _error(exc.status_code, str(exc.detail), exc.headers)
+            return error_response(exc.status_code, str(exc.detail), exc.headers)
         return PlainTextResponse(str(exc.detail), exc.status_code, headers=exc.headers)
 
     def crash(request: Request, exc: Exception) -> Response:
         log.error(
             "%s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc, exc_info=exc
         )
-        return _error(500, "internal error (in the server's log)")
+        return error_response(500, "internal error (in the server's log)")
 
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: crash})
     app.add_middleware(Guard, config=config, sessions=sessions)

@@ -83,7 +83,8 @@ def serve(loaded: LoadedSettings, host: str, port: int, *, static_dir: Optional[
 
     from nvr_cli.ffmpeg.binary import find_ffmpeg
     from nvr_cli.runtime.worker import supervisor_pid
-    from nvr_cli.web.app import STATIC_DIR, WebConfig, create_app
+    from nvr_cli.web.app import STATIC_DIR, create_app
+    from nvr_cli.web.config import WebConfig
 
     s = loaded.settings
     check_host(host, s.WEB_USERS)
