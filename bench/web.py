@@ -292,9 +292,9 @@ def report(figures: dict) -> None:
         if play:
             print()
             print(
-                f"`nvr-cli serve` ready {http['ready_s']} s after start (index up to date); its CPU while a "
-                f"client plays a {play['seconds']} s clip ({play['clip_mb']} MB, Range requests at its "
-                f"bitrate): {play['server_cpu_percent']} % of one core"
+                f"`nvr-cli serve` ready {http['ready_s']} s after start (index up to date); its CPU while "
+                f"{play['player']} plays a {play['seconds']} s clip ({play['clip_mb']} MB): "
+                f"{play['server_cpu_percent']} % of one core"
             )
 
 

@@ -138,14 +138,14 @@ def _play_in_chromium(port: int, event_id: str) -> str:
                 "() => { const v = document.querySelector('video'); return v.ended; }",
                 timeout=(PLAY_SECONDS + 60) * 1000,
             )
-            return f"Chromium {browser.version}: the event's page, played to the end"
+            return f"Chromium {browser.version} (the event's page, to the end)"
         finally:
             browser.close()
 
 
 def serve_figures(root: Path, repeat: int) -> dict:
     """The same queries as the index's, through `nvr-cli serve` (ms, median and 95th percentile),
-    and the server's CPU (% of one core) while a client plays a minute-long clip."""
+    and the server's CPU (% of one core) while a browser plays a minute-long clip."""
     repo = Path(__file__).resolve().parent.parent
     play = _play_camera(root.parent / (root.name + "-play"))
     port = _free_port()
