@@ -3,6 +3,8 @@ the rate limit, CSRF; `nvr-cli web passwd`; the page under `nvr-cli run` and as 
 
 from __future__ import annotations
 
+import concurrent.futures
+import http.client
 import json
 import shlex
 import signal
@@ -133,6 +135,49 @@ def test_logins_are_rate_limited(tmp_path, home):
         wait = int(limited.header("Retry-After"))
         assert 200 < wait <= 300
         assert limited.header("Set-Cookie") is None
+    finally:
+        assert server.stop() == 0
+
+
+def test_a_burst_of_logins_gets_five_tries_and_no_forged_address(tmp_path, home):
+    """Parallel attempts are counted as they begin (not after their slow check), and a client cannot
+    pose as another address with X-Forwarded-For."""
+    server = Served(_config(tmp_path))
+    try:
+
+        def guess(n: int) -> int:
+            forged = {"X-Forwarded-For": f"10.9.{n}.1", "Content-Type": "application/json"}
+            return server.request("POST", "/api/login", {"user": "anna", "password": "guess"}, forged).status
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=12) as pool:
+            answers = list(pool.map(guess, range(12)))
+        assert sorted(answers) == [401] * 5 + [429] * 7, answers
+    finally:
+        assert server.stop() == 0
+
+
+def test_a_huge_body_is_refused_unread(tmp_path, home):
+    server = Served(_config(tmp_path))
+    try:
+        # a length over the cap: refused from the header, before a byte of the body is read
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        conn.putrequest("POST", "/api/login")
+        conn.putheader("Content-Type", "application/json")
+        conn.putheader("Content-Length", str(1 << 30))
+        conn.endheaders()
+        r = conn.getresponse()
+        assert r.status == 413 and "too large" in json.loads(r.read())["error"]
+        conn.close()
+        # no length (chunked): refused once past the cap (64 kB), not read to its end first
+        chunk = b" " * 16384
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        conn.request(
+            "POST", "/api/login", body=iter([b"{}"] + [chunk] * 4), encode_chunked=True,
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        assert conn.getresponse().status == 413
+        conn.close()
+        assert server.post("/api/login", {"user": "anna", "password": PASSWORD}).status == 200
     finally:
         assert server.stop() == 0
 

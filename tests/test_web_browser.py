@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -401,18 +401,32 @@ def test_event_plays_seeks_and_stays_reviewed(own_server, open_page):
     expect(card.locator(".badge.new")).to_have_count(0)
 
 
-def test_mark_all_reviewed_for_the_filter(own_server, open_page):
+def test_mark_all_reviewed_for_the_filter(own_server, open_page, tmp_path):
     server = own_server()
     page = open_page()
     page.on("dialog", lambda d: d.accept())
     page.goto(server.url + "/events?camera=gate")
     gate = [e["id"] for e in server.events(camera="gate")]
     wait_cards(page, gate)
+    # an event that arrives after the list was shown: nobody has seen it, so it stays unreviewed
+    newest = server.get(f"/api/events/{gate[0]}")
+    clip = next((tmp_path / "copy0" / "video" / "gate").rglob(f"{gate[0]}.json"))
+    side = json.loads(clip.read_text())
+    later = {k: datetime.fromisoformat(side[k]) + timedelta(seconds=30) for k in ("start", "end", "trigger")}
+    side.update({k: v.isoformat(timespec="milliseconds") for k, v in later.items()}, clip=f"{gate[0]}-9.mp4")
+    shutil.copy(clip.with_suffix(".mp4"), clip.with_name(f"{gate[0]}-9.mp4"))
+    clip.with_name(f".{gate[0]}-9.json.tmp").write_text(json.dumps(side))
+    os.replace(clip.with_name(f".{gate[0]}-9.json.tmp"), clip.with_name(f"{gate[0]}-9.json"))
+    assert wait_for(lambda: f"{gate[0]}-9" in [e["id"] for e in server.events(camera="gate")], timeout=30)
+    assert newest["start_ts"] < server.get(f"/api/events/{gate[0]}-9")["start_ts"]
+
     page.locator("#mark-all").click()
     page.wait_for_function(
         "n => [...document.querySelectorAll('#events a.card.reviewed')].length === n", arg=len(gate)
     )
-    assert all(e["reviewed"] for e in server.events(camera="gate"))
+    marks = {e["id"]: e["reviewed"] for e in server.events(camera="gate")}
+    assert marks.pop(f"{gate[0]}-9") is False, "marked an event the page never showed"
+    assert all(marks.values()) and set(marks) == set(gate)
     others = [e for e in server.events() if e["camera"] != "gate"]
     assert not any(e["reviewed"] for e in others), "marked events outside the filter"
 
@@ -621,6 +635,10 @@ def test_login_refuses_a_wrong_password_and_lets_the_right_one_in(own_server, st
     assert set(page.eval_on_selector_all("#events a.card", "cs => cs.map(c => c.dataset.camera)")) == {"gate"}
     page.locator('nav a[data-nav="cameras"]').click()
     expect(page.locator("article.card.camera")).to_have_count(len(storage.cameras))
+    # ?next= leads only to a page of this site ("/\\host" is "//host" to a browser)
+    for evil in ("/%5Cevil.example/", "//evil.example/", "https://evil.example/"):
+        page.goto(f"{server.url}/login?next={evil}")
+        expect(page.locator("a.button", has_text="Continue")).to_have_attribute("href", "/")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,10 +65,21 @@ CAMERAS = {{
 """)
 
 
+def wait_past_midnight(margin: float = 900) -> None:
+    """The web tests take "today" as the recording's one day: a session that would record within
+    ``margin`` seconds before local midnight starts just after it instead."""
+    now = time.time()
+    local = time.localtime(now)
+    to_midnight = 86400 - (local.tm_hour * 3600 + local.tm_min * 60 + local.tm_sec)
+    if to_midnight < margin:
+        time.sleep(to_midnight + 2)
+
+
 def record_storage(folder: Path, scene: Path) -> RecordedStorage:
     """Record until each camera has at least two events and three segments (about half a minute)."""
     if not rtsp_available():
         raise RuntimeError("GStreamer's RTSP server is not installed: run scripts/install_and_test.sh")
+    wait_past_midnight()
     root = folder / "video"
     servers = [RtspServer(scene, user="viewer", password=CAMERA_PASSWORD)]
     cameras = {"gate": {"cam": servers[0].url}}

@@ -1340,7 +1340,7 @@ class CatalogWatcher:
     def _noted(self, event: Any) -> None:
         """A change notification: the folders it touches wait for the next update."""
         if event.event_type not in _WATCHED_TYPES:
-            return  # opened, closed: our own reads would otherwise wake us up forever
+            return  # opened, closed without writing: our own reads would otherwise wake us up forever
         folders = []
         for raw in (event.src_path, getattr(event, "dest_path", "")):
             where = os.fsdecode(raw) if raw else ""

@@ -237,9 +237,19 @@ def create_app(
     def body(request: Request) -> dict:
         import anyio.from_thread
 
-        raw = anyio.from_thread.run(request.body)
-        if len(raw) > MAX_BODY:
-            raise _fail(400, "request too large")
+        declared = request.headers.get("content-length", "0")
+        if not declared.isdigit() or int(declared) > MAX_BODY:
+            raise _fail(413, "request too large")
+
+        async def capped() -> bytes:  # read no more than the cap, whatever the header said
+            got = bytearray()
+            async for chunk in request.stream():
+                got += chunk
+                if len(got) > MAX_BODY:
+                    raise _fail(413, "request too large")
+            return bytes(got)
+
+        raw = anyio.from_thread.run(capped)
         if not raw.strip():
             return {}
         try:
@@ -260,16 +270,17 @@ def create_app(
     def login(request: Request) -> Response:
         if not config.login_required:
             raise _fail(400, "this server has no users (WEB_USERS): no login needed")
-        address = request.client.host if request.client else "?"
-        wait = limiter.retry_after(address)
-        if wait:
-            raise _fail(429, f"too many failed logins: try again in {wait} s", {"Retry-After": str(wait)})
+        address = request.client.host if request.client else "?"  # the peer: proxy headers not trusted
         data = body(request)
         user, password = data.get("user"), data.get("password")
         if not isinstance(user, str) or not isinstance(password, str):
             raise _fail(400, 'expected {"user": ..., "password": ...}')
-        if not check_login(config.users, user, password):
-            limiter.failed(address)
+        wait = limiter.begin(address)
+        if wait:
+            raise _fail(429, f"too many failed logins: try again in {wait} s", {"Retry-After": str(wait)})
+        with limiter.checking:
+            right = check_login(config.users, user, password)
+        if not right:
             log.warning("failed login for %r from %s", user[:64], address)
             raise _fail(401, "wrong user or password")
         limiter.succeeded(address)
@@ -280,7 +291,7 @@ def create_app(
         response.set_cookie(
             COOKIE,
             token,
-            max_age=int(sessions.idle_seconds),
+            max_age=int(sessions.seconds),
             path="/",
             httponly=True,
             samesite="strict",
@@ -485,16 +496,16 @@ def create_app(
 
     def export_file(request: Request) -> Response:
         xid = _valid_id(request.path_params["xid"])
-        path = jobs().file(xid)
+        path, job = jobs().file(xid), jobs().get(xid)  # the job as it was found: it may expire meanwhile
         base = os.path.realpath(jobs().folder)
         real = os.path.realpath(path) if path else ""
-        if not real.startswith(base + os.sep) or not os.path.isfile(real):
+        if job is None or not real.startswith(base + os.sep) or not os.path.isfile(real):
             raise _fail(404, "no such export, or it is not done")
         download = _bool(request.query_params.get("download"), "download")
         return FileResponse(
             real,
             media_type="video/mp4",
-            filename=f"{jobs().get(xid)['camera']}_{xid}.mp4" if download else None,
+            filename=f"{job['camera']}_{xid}.mp4" if download else None,
         )
 
     def export_sidecar(request: Request) -> Response:

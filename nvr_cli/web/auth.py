@@ -15,7 +15,8 @@ from typing import Mapping, Optional
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 COOKIE = "nvr_session"
-SESSION_IDLE_SECONDS = 7 * 86400  # a session unused this long ends (each use renews it)
+SESSION_SECONDS = 7 * 86400  # a session ends this long after its login (as its cookie does)
+PASSWORD_CHECKS_AT_ONCE = 2  # each scrypt check takes 16 MiB and ~60 ms of a core
 LOGIN_FAILURES = 5  # failed logins from one address within LOGIN_WINDOW_SECONDS ...
 LOGIN_WINDOW_SECONDS = 300.0  # ... refuse the next ones (429) until the oldest is this old
 # verified when the user is unknown, so an unknown name takes as long as a wrong password
@@ -76,10 +77,11 @@ def is_loopback(host: str) -> bool:
 
 class Sessions:
     """Logged-in browsers: random tokens (the ``nvr_session`` cookie) -> user, in memory, each ending
-    after SESSION_IDLE_SECONDS without use; a restart of the server logs everyone out."""
+    SESSION_SECONDS after its login however much it is used (a stolen token does not live on); a
+    restart of the server logs everyone out."""
 
-    def __init__(self, idle_seconds: float = SESSION_IDLE_SECONDS):
-        self.idle_seconds = idle_seconds
+    def __init__(self, seconds: float = SESSION_SECONDS):
+        self.seconds = seconds
         self._by_token: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
 
@@ -88,11 +90,11 @@ class Sessions:
         token = secrets.token_urlsafe(32)
         with self._lock:
             self._expire(time.monotonic())
-            self._by_token[token] = (user, time.monotonic() + self.idle_seconds)
+            self._by_token[token] = (user, time.monotonic() + self.seconds)
         return token
 
     def user(self, token: Optional[str]) -> Optional[str]:
-        """The user of a live session (renewing it), else None."""
+        """The user of a live session, else None."""
         if not token:
             return None
         now = time.monotonic()
@@ -104,7 +106,6 @@ class Sessions:
             if until < now:
                 del self._by_token[token]
                 return None
-            self._by_token[token] = (user, now + self.idle_seconds)
             return user
 
     def end(self, token: Optional[str]) -> None:
@@ -123,34 +124,33 @@ class Sessions:
 
 
 class LoginLimiter:
-    """Failed logins per client address: LOGIN_FAILURES within LOGIN_WINDOW_SECONDS refuse the
-    next attempts, right or wrong, until the oldest failure has aged out of the window."""
+    """Logins per client address: LOGIN_FAILURES attempts within LOGIN_WINDOW_SECONDS that did not
+    succeed refuse the next ones, right or wrong, until the oldest has aged out of the window.
+
+    An attempt is counted when it begins, before its password is checked: a burst of parallel
+    attempts gets LOGIN_FAILURES tries, not one per thread. At most PASSWORD_CHECKS_AT_ONCE checks
+    run at a time (``checking``), so a burst cannot take all the memory and cores either."""
 
     def __init__(self, failures: int = LOGIN_FAILURES, window: float = LOGIN_WINDOW_SECONDS):
         self.failures, self.window = failures, window
         self._seen: dict[str, collections.deque] = {}
         self._lock = threading.Lock()
+        self.checking = threading.BoundedSemaphore(PASSWORD_CHECKS_AT_ONCE)
 
-    def retry_after(self, address: str) -> int:
-        """Seconds until ``address`` may try again; 0: now."""
-        now = time.monotonic()
-        with self._lock:
-            times = self._seen.get(address)
-            if not times:
-                return 0
-            while times and now - times[0] > self.window:
-                times.popleft()
-            if len(times) < self.failures:
-                return 0
-            return max(1, int(times[0] + self.window - now + 0.999))
-
-    def failed(self, address: str) -> None:
+    def begin(self, address: str) -> int:
+        """Count an attempt from ``address``: 0 if it may go on, else the seconds until one may."""
         now = time.monotonic()
         with self._lock:
             if len(self._seen) > 10000:  # a flood of addresses must not grow this without end
                 for a in [a for a, t in self._seen.items() if not t or now - t[-1] > self.window]:
                     del self._seen[a]
-            self._seen.setdefault(address, collections.deque(maxlen=self.failures)).append(now)
+            times = self._seen.setdefault(address, collections.deque())
+            while times and now - times[0] > self.window:
+                times.popleft()
+            if len(times) >= self.failures:
+                return max(1, int(times[0] + self.window - now + 0.999))
+            times.append(now)
+            return 0
 
     def succeeded(self, address: str) -> None:
         with self._lock:

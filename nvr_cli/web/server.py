@@ -82,10 +82,16 @@ def serve(loaded: LoadedSettings, host: str, port: int, *, static_dir: Optional[
     import uvicorn
 
     from nvr_cli.ffmpeg.binary import find_ffmpeg
+    from nvr_cli.runtime.fleet import ENV_PARENT
     from nvr_cli.runtime.worker import supervisor_pid
     from nvr_cli.web.app import STATIC_DIR, create_app
     from nvr_cli.web.config import WebConfig
 
+    # under `run`: its pid now, before a long first build (a `run` killed meanwhile must not leave
+    # this server holding the port that the next `run`'s page worker needs)
+    parent = supervisor_pid()
+    if parent is None and os.environ.get(ENV_PARENT):
+        raise NvrError("the `nvr-cli run` that started this review page is gone")
     s = loaded.settings
     check_host(host, s.WEB_USERS)
     sock = bind(host, port)
@@ -147,6 +153,7 @@ def serve(loaded: LoadedSettings, host: str, port: int, *, static_dir: Optional[
                 app,
                 log_config=None,
                 access_log=False,
+                proxy_headers=False,  # X-Forwarded-For from a local client would pick its own address
                 server_header=False,
                 lifespan="off",
                 ws="none",
@@ -163,7 +170,6 @@ def serve(loaded: LoadedSettings, host: str, port: int, *, static_dir: Optional[
         signal.signal(signal.SIGTERM, asked_to_stop)
         signal.signal(signal.SIGINT, asked_to_stop)
         parent_gone = threading.Event()
-        parent = supervisor_pid()
         if parent:
             threading.Thread(
                 target=_watch_parent, args=(server, parent, parent_gone), name="nvr-web-parent", daemon=True

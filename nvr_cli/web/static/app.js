@@ -533,6 +533,11 @@ async function viewEvents(ctx, url) {
         for (const k of ["camera", "label"]) if (filters.getAll(k).length) body[k] = filters.getAll(k);
         for (const k of ["day", "from", "to"]) if (filters.get(k)) body[k] = filters.get(k);
         if (filters.get("min_score")) body.min_score = Number(filters.get("min_score"));
+        // only what this list could have shown: an event that arrived since stays unreviewed
+        if (newestTs !== null) {
+          const given = filters.get("to") ? Date.parse(filters.get("to")) / 1000 : NaN;
+          body.to = Math.min(newestTs + 0.001, Number.isNaN(given) ? Infinity : given);
+        }
         try {
           const r = await api("/api/reviewed", { method: "POST", body, signal: ctx.signal });
           toast(`${r.changed} event${r.changed === 1 ? "" : "s"} marked reviewed`);
@@ -595,6 +600,7 @@ async function viewEvents(ctx, url) {
   );
 
   const seen = new Set();
+  let newestTs = null; // the newest start shown: "mark all reviewed" goes no further
   let cursor = null;
   let loading = false;
   let done = false;
@@ -611,6 +617,7 @@ async function viewEvents(ctx, url) {
       for (const ev of data.events) {
         if (seen.has(ev.id)) continue;
         seen.add(ev.id);
+        newestTs = newestTs === null ? ev.start_ts : Math.max(newestTs, ev.start_ts);
         grid.append(eventCard(ev, listQuery));
       }
       cursor = data.next_cursor;
@@ -1226,9 +1233,14 @@ class SegmentPlayer {
     this.start(i, offset);
   }
 
+  // A segment that will not play (retention deleted it since the day was loaded, a damaged file):
+  // say so and go on with the next one, as a gap would be.
   failed(v) {
     const err = v.error ? `${v.error.code} ${v.error.message || ""}` : "";
-    this.onMessage(`The segment could not be played ${err}`.trim());
+    const i = this.index;
+    this.onMessage(`The segment at ${fmtTime(this.segments[i].start_ts)} could not be played ${err}`.trim());
+    if (this.standbyIndex === i + 1) this.standbyIndex = -1; // load it in the active element instead
+    if (i + 1 < this.segments.length) this.start(i + 1, 0);
   }
 
   tick() {
@@ -1946,7 +1958,14 @@ async function viewExport(ctx, url) {
 async function viewLogin(ctx, url) {
   document.title = "Log in · nvr-cli";
   const next = url.searchParams.get("next");
-  const safeNext = next && next.startsWith("/") && !next.startsWith("//") && !next.startsWith("/login") ? next : "/";
+  // only a page of this site: "/\\evil.example" and the like resolve elsewhere, and are dropped
+  let safeNext = "/";
+  try {
+    const u = new URL(next || "/", location.origin);
+    if (u.origin === location.origin && !u.pathname.startsWith("/login")) safeNext = u.pathname + u.search;
+  } catch (e) {
+    safeNext = "/";
+  }
   if (!session.loginRequired || session.user) {
     view.replaceChildren(
       h("h1", {}, "Log in"),
