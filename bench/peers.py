@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -210,3 +211,18 @@ class CpuMeter:
         # processes that ended in between are in their parents' child times by now
         used = cpu_seconds(pids) - self.c0
         return 100 * used / (time.monotonic() - self.t0)
+
+
+def timed(fn, repeat: int) -> dict:
+    """Median and 95th percentile of ``repeat`` calls of ``fn``, in ms (after one warm-up call)."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1000)
+    times.sort()
+    return {
+        "median_ms": round(statistics.median(times), 2),
+        "p95_ms": round(times[min(len(times) - 1, int(len(times) * 0.95))], 2),
+    }

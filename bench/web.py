@@ -25,13 +25,15 @@ import os
 import platform
 import random
 import shutil
-import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from nvr_cli.storage.catalog import Catalog  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peers import timed  # noqa: E402
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 LABELS = [("person", 0.30), ("car", 0.20), ("dog", 0.05), ("bicycle", 0.05)]  # the rest: motion only
@@ -189,21 +191,6 @@ def storage(events: int, days: int, cameras: int, fresh: bool) -> Path:
         generate(root, events, days, cameras)
         done.write_text(json.dumps({"seconds": round(time.monotonic() - t, 1)}))
     return root
-
-
-def timed(fn, repeat: int) -> dict:
-    """Median and 95th percentile of ``repeat`` calls, in ms (after one warm-up call)."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1000)
-    times.sort()
-    return {
-        "median_ms": round(statistics.median(times), 2),
-        "p95_ms": round(times[min(len(times) - 1, int(len(times) * 0.95))], 2),
-    }
 
 
 def catalog_figures(root: Path, repeat: int) -> dict:

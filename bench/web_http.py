@@ -16,7 +16,6 @@ import json
 import os
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -24,6 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "support"))
 from chromium import CHROMIUM, CHROMIUM_ARGS  # noqa: E402  (as the browser tests start it)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peers import cpu_seconds, timed  # noqa: E402
 
 READY = "serving the review page at"
 PLAY_SECONDS = 60
@@ -84,25 +86,6 @@ class _Client:
         if status != 200:
             raise RuntimeError(f"{path}: {status} {body[:200]!r}")
         return json.loads(body)
-
-
-def _timed(fn, repeat: int) -> dict:
-    fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1000)
-    times.sort()
-    return {
-        "median_ms": round(statistics.median(times), 2),
-        "p95_ms": round(times[min(len(times) - 1, int(len(times) * 0.95))], 2),
-    }
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _play(client: _Client, url: str, size: int, seconds: float) -> None:
@@ -197,16 +180,16 @@ def serve_figures(root: Path, repeat: int) -> dict:
             "one event": f"/api/events/{some}",
             "cameras (with status and today's counts)": "/api/cameras",
         }
-        rows = {name: _timed(lambda p=path: c.json(p), repeat) for name, path in queries.items()}
+        rows = {name: timed(lambda p=path: c.json(p), repeat) for name, path in queries.items()}
         clip = c.json("/api/events?camera=play")["events"][0]["clip"]
         size = len(c.get(clip)[1])
         event_id = clip.split("/")[3]
-        cpu0, wall0 = _cpu_seconds(proc.pid), time.monotonic()
+        cpu0, wall0 = cpu_seconds([proc.pid]), time.monotonic()
         player = _play_in_chromium(port, event_id) if Path(CHROMIUM).exists() else None
         if player is None:
             player = "a client reading at the clip's bitrate (no Chromium here)"
             _play(_Client(port), clip, size, PLAY_SECONDS)
-        cpu = (_cpu_seconds(proc.pid) - cpu0) / (time.monotonic() - wall0) * 100
+        cpu = (cpu_seconds([proc.pid]) - cpu0) / (time.monotonic() - wall0) * 100
         return {
             "ready_s": round(ready_s, 2),
             "queries": rows,

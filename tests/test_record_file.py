@@ -211,6 +211,7 @@ def test_demo_needs_no_camera(tmp_path):
     files = clips(tmp_path / "d" / "demo")
     assert len(files) == 2
     assert "2 clip(s)" in proc.stdout
+    assert f"nvr-cli serve --output {tmp_path / 'd'}" in proc.stdout  # the way to see them
     for f in files:
         assert str(f.relative_to(tmp_path)) in proc.stdout
         assert f.with_suffix(".json").exists() and f.with_suffix(".jpg").exists()

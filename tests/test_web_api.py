@@ -288,6 +288,20 @@ def test_a_gap_shows_where_a_segment_is_missing(recorded_storage, tmp_path):
         assert server.stop() == 0
 
 
+def test_output_shows_a_storage_with_no_config(recorded_storage, tmp_path):
+    """`nvr-cli serve --output DIR` (after `nvr-cli demo`, say): the cameras are the folders found."""
+    root = _copy(recorded_storage, tmp_path)
+    bare = tmp_path / "bare.py"
+    bare.write_text(f"WEB_INDEX_FILE = {str(tmp_path / 'index.sqlite3')!r}\n")
+    server = Served(bare, "--output", str(root))
+    try:
+        cams = [c["name"] for c in server.api("/api/cameras")["cameras"]]
+        assert sorted(cams) == sorted(recorded_storage.cameras)
+        assert {e["camera"] for e in _all_events(server)} == set(recorded_storage.cameras)
+    finally:
+        assert server.stop() == 0
+
+
 # -- ids and paths --------------------------------------------------------------------------------
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import click
@@ -39,3 +40,4 @@ def demo(output: str, as_json: bool) -> None:
             )
     if not as_json:
         click.echo(f"{len(records)} clip(s) with JSON sidecars and thumbnails under {out / 'demo'}")
+        click.echo(f"see them in a browser: nvr-cli serve --output {shlex.quote(str(out))}")

@@ -10,7 +10,7 @@ from typing import Optional
 
 import click
 
-from nvr_cli.cli.options import config_option
+from nvr_cli.cli.options import config_option, output_option
 from nvr_cli.config import load_settings
 from nvr_cli.core.errors import ConfigError
 from nvr_cli.runtime.logs import setup_logging
@@ -24,7 +24,8 @@ MIN_PASSWORD = 8
 @config_option()
 @click.option("--host", help="address to listen on [WEB_HOST, 127.0.0.1]; not the loopback: needs WEB_USERS")
 @click.option("--port", type=int, help="port to listen on [WEB_PORT, 8080]")
-def serve(config_path: Optional[str], host: Optional[str], port: Optional[int]) -> None:
+@output_option("the storage to show [PATH_FOR_VIDEO], e.g. demo-output after `nvr-cli demo`")
+def serve(config_path: Optional[str], host: Optional[str], port: Optional[int], root: Optional[str]) -> None:
     """Serve the review page (events, calendar, day timelines, playback, export) and its JSON API
     (docs/web-api.md) in a browser, at http://HOST:PORT/.
 
@@ -37,7 +38,9 @@ def serve(config_path: Optional[str], host: Optional[str], port: Optional[int]) 
     from nvr_cli.runtime.worker import supervisor_pid
     from nvr_cli.web.server import serve as do_serve
 
-    given = {k: v for k, v in (("WEB_HOST", host), ("WEB_PORT", port)) if v is not None}
+    given = {
+        k: v for k, v in (("WEB_HOST", host), ("WEB_PORT", port), ("PATH_FOR_VIDEO", root)) if v is not None
+    }
     loaded = load_settings(config_path, given)
     s = loaded.settings
     log_settings = s.logging
