@@ -1,4 +1,5 @@
 import os
+import time
 
 import pytest
 from helpers import RtspServer, Scene, find_ffmpeg, rtsp_available
@@ -38,6 +39,19 @@ def restored_logging():
         lg.propagate = propagate
     logging.captureWarnings(False)
     threading.excepthook, sys.excepthook = hooks
+
+
+@pytest.fixture
+def zone(monkeypatch):
+    """Set the process's time zone (TZ + tzset) for one test; restored afterwards."""
+
+    def set_zone(name):
+        monkeypatch.setenv("TZ", name)
+        time.tzset()
+
+    yield set_zone
+    monkeypatch.undo()
+    time.tzset()
 
 
 @pytest.fixture(scope="session")

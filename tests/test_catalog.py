@@ -146,19 +146,6 @@ def check_days(cat):
     assert got == by_day
 
 
-@pytest.fixture
-def zone(monkeypatch):
-    """Run a test in a time zone with DST (Europe/Berlin), restored afterwards."""
-
-    def set_zone(name):
-        monkeypatch.setenv("TZ", name)
-        time.tzset()
-
-    yield set_zone
-    monkeypatch.undo()
-    time.tzset()
-
-
 # -- real recordings -------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def demo_storage(tmp_path_factory):

@@ -38,19 +38,6 @@ def utc(*args) -> float:
     return dt.datetime(*args, tzinfo=UTC).timestamp()
 
 
-@pytest.fixture
-def zone(monkeypatch):
-    """Set the process's time zone (TZ + tzset) for one test; restored afterwards."""
-
-    def set_zone(name):
-        monkeypatch.setenv("TZ", name)
-        time.tzset()
-
-    yield set_zone
-    monkeypatch.undo()
-    time.tzset()
-
-
 # -- names -----------------------------------------------------------------------------------------
 
 
