@@ -31,6 +31,11 @@ def status_path(s: Settings, camera: Optional[str] = None) -> Path:
     return status_dir(s) / f"{camera or s.CAMERA_NAME}.json"
 
 
+def live_socket_path(s: Settings, camera: Optional[str] = None) -> Path:
+    """Where a recording worker offers its camera's live packets and newest frame (docs/web-api.md)."""
+    return status_dir(s) / f"{camera or s.CAMERA_NAME}.live.sock"
+
+
 class CameraStatus:
     """Counters the recorder updates as things happen; ``snapshot()`` is what goes to the file."""
 
