@@ -117,9 +117,10 @@ def quiet_file(width: int, height: int, fps: int, seconds: float = 20.0) -> Path
 class Server:
     """The tests' GStreamer RTSP server (Debian's python3), serving a file in a loop; one mount, shared."""
 
-    def __init__(self, clip: Path, port: int):
+    def __init__(self, clip: Path, port: int, log_times: Path = None):
+        extra = ["--log-times", str(log_times)] if log_times else []
         self.proc = subprocess.Popen(
-            ["/usr/bin/python3", str(SERVER), "--file", str(clip), "--port", str(port)],
+            ["/usr/bin/python3", str(SERVER), "--file", str(clip), "--port", str(port), *extra],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -7,7 +7,10 @@ shows. SIGUSR1 toggles a stall (the session stays up, no frames are sent);
 SIGTERM/SIGINT stops the server.
 
 Usage: rtsp_server.py --file clip.mp4 --port 8554 [--path /cam] [--user U --password P] [--protocols tcp|udp]
-(--protocols: the only lower transport it accepts, as some cameras do; both by default)
+                      [--log-times FILE]
+(--protocols: the only lower transport it accepts, as some cameras do; both by default;
+--log-times: a line "<unit index in the file> <epoch seconds>" for each access unit as it is handed
+to the RTSP pipeline, for latency measurements)
 Prints "READY rtsp://127.0.0.1:PORT/PATH" on stdout once it accepts clients.
 """
 
@@ -51,9 +54,10 @@ def load_access_units(path):
 
 
 class LoopingFactory(GstRtspServer.RTSPMediaFactory):
-    def __init__(self, units, caps, fps):
+    def __init__(self, units, caps, fps, log_times=None):
         super().__init__()
         self.units, self.caps, self.fps = units, caps, fps
+        self.log_times = log_times  # an open, line-buffered file, or None
         self.stalled = threading.Event()
         self.set_shared(True)
         self.set_launch(
@@ -78,8 +82,11 @@ class LoopingFactory(GstRtspServer.RTSPMediaFactory):
                 next_t = time.monotonic()
                 continue
             data, _ = self.units[i % len(self.units)]
+            sent = time.time()
             if src.emit("push-buffer", Gst.Buffer.new_wrapped(data)) != Gst.FlowReturn.OK:
                 return
+            if self.log_times:
+                self.log_times.write(f"{i % len(self.units)} {sent:.6f}\n")
             i += 1
             next_t += period
             delay = next_t - time.monotonic()
@@ -96,6 +103,7 @@ def main():
     ap.add_argument("--user")
     ap.add_argument("--password")
     ap.add_argument("--protocols", choices=("tcp", "udp"))
+    ap.add_argument("--log-times")
     args = ap.parse_args()
 
     Gst.init(None)
@@ -108,7 +116,8 @@ def main():
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
     server.set_service(str(args.port))
-    factory = LoopingFactory(units, caps, fps)
+    log_times = open(args.log_times, "a", buffering=1) if args.log_times else None
+    factory = LoopingFactory(units, caps, fps, log_times)
     if args.protocols == "tcp":
         factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP)
     elif args.protocols == "udp":
