@@ -39,7 +39,17 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,200}")
 DAY_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
-PAGES = ("/", "/events", "/events/{eid}", "/calendar", "/timeline/{camera}/{day}", "/export", "/login")
+PAGES = (
+    "/",
+    "/live",
+    "/live/{camera}",
+    "/events",
+    "/events/{eid}",
+    "/calendar",
+    "/timeline/{camera}/{day}",
+    "/export",
+    "/login",
+)
 CAMERAS_TTL = 5.0  # seconds a list of the index's cameras is used again
 MAX_BODY = 64 * 1024  # a JSON body larger than this is no request of the page's
 MEDIA_TYPES = {
