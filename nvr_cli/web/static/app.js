@@ -453,22 +453,24 @@ function liveTile(camera, { link = true } = {}) {
   video.disableRemotePlayback = true; // the managed Media Source plays only without AirPlay
   const snap = h("img", { class: "live-snap", alt: `${camera}, latest picture`, hidden: true });
   const badge = h("span", { class: "badge live-state" }, "connecting");
+  const note = h("span", { class: "live-note", hidden: true }); // why no snapshot shows
   const why = h("p", { class: "muted live-why" });
+  const parts = [video, snap, note, badge];
   const frame = link
-    ? h("a", { class: "live-frame", href: `/live/${enc(camera)}`, "aria-label": `${camera} full size` }, video, snap, badge)
-    : h("div", { class: "live-frame" }, video, snap, badge);
+    ? h("a", { class: "live-frame", href: `/live/${enc(camera)}`, "aria-label": `${camera} full size` }, parts)
+    : h("div", { class: "live-frame" }, parts);
   const el = h("article", { class: "live-tile", dataset: { camera, state: "connecting" } }, frame);
   const show = (state, reason = "") => {
     el.dataset.state = state;
     badge.textContent = state;
     why.textContent = reason;
   };
-  return { el, frame, video, snap, why, show };
+  return { el, frame, video, snap, note, why, show };
 }
 
 // Plays `camera` into a tile until stop(): the protocol of docs/web-api.md "Live".
 function livePlayer(camera, tile) {
-  const { video, snap } = tile;
+  const { video, snap, note } = tile;
   const url = `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/api/cameras/${enc(camera)}/live`;
   const fetches = new AbortController();
   let stopped = false;
@@ -663,12 +665,18 @@ function livePlayer(camera, tile) {
     clearTimeout(retry);
     releaseMedia();
     video.hidden = true;
-    snap.hidden = false;
     tile.show(state, reason);
     if (!snapping) {
       snapping = true;
       snapshot();
     }
+  }
+
+  // The last picture stays, dimmed, with the reason over it.
+  function noPicture(message) {
+    snap.classList.add("stale");
+    note.textContent = `${shown ? "No new picture" : "No picture"}: ${message}`;
+    note.hidden = false;
   }
 
   // The next snapshot only once the last one has arrived (or failed): a slow link gets fewer.
@@ -691,8 +699,7 @@ function livePlayer(camera, tile) {
         } catch (e) {
           // the status says enough
         }
-        snap.classList.add("stale");
-        snap.title = `No new picture: ${message}`;
+        noPicture(message);
       } else {
         const blob = await r.blob();
         if (stopped) return;
@@ -701,13 +708,13 @@ function livePlayer(camera, tile) {
         snap.src = shown;
         await snap.decode().catch(() => {});
         if (old) URL.revokeObjectURL(old);
+        snap.hidden = false;
         snap.classList.remove("stale");
-        snap.title = "";
+        note.hidden = true;
       }
     } catch (e) {
       if (e.name === "AbortError" || stopped) return;
-      snap.classList.add("stale");
-      snap.title = `No new picture: ${e.message}`;
+      noPicture(e.message);
     }
     if (!stopped) snapTimer = setTimeout(snapshot, Math.max(0, SNAPSHOT_EVERY - (Date.now() - began)));
   }
@@ -791,7 +798,7 @@ async function viewLiveOne(ctx, url, camera) {
       h("h1", {}, camera),
       h(
         "span",
-        { class: "daynav" },
+        { class: "live-links" },
         h("a", { class: "button small", href: "/live" }, "All cameras"),
         h("a", { class: "button small", href: `/events?camera=${enc(camera)}` }, "Events"),
         h("a", { class: "button small", href: `/timeline/${enc(camera)}/${localDay()}` }, "Timeline"),
