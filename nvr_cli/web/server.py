@@ -163,6 +163,7 @@ def serve(loaded: LoadedSettings, host: str, port: int, *, static_dir: Optional[
                 lifespan="off",
                 # the live view's WebSockets (uvicorn's "websockets" is deprecated: the same package)
                 ws="websockets-sansio",
+                ws_per_message_deflate=False,  # compressing video costs CPU per viewer and saves nothing
                 timeout_graceful_shutdown=5,
             )
         )
