@@ -12,8 +12,9 @@ from __future__ import annotations
 import re
 
 import pytest
-from helpers import RtspServer, rtsp_available, wait_for
-from test_web_browser import DESKTOP, PHONE, WAIT_MS, _need_chromium, expect, shot
+import test_web_browser as web
+from helpers import RtspServer, rtsp_available, start_recorder, terminate, wait_for
+from test_web_browser import DESKTOP, PHONE, _need_chromium, expect, shot
 from web_serve import Served
 
 from nvr_cli.web.auth import hash_password
@@ -21,6 +22,9 @@ from nvr_cli.web.auth import hash_password
 PASSWORD = "Yard-pa55word"  # in a camera's URL: no page may show it
 NO_MSE = "delete window.MediaSource; delete window.ManagedMediaSource;"
 TILE_STATE = "(name) => document.querySelector(`.live-tile[data-camera='${name}']`)?.dataset.state"
+
+# the browser, and a new page of it that fails the test on a JavaScript error: the review page's own
+browser, chromium, open_page = web.browser, web.chromium, web.open_page
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -38,13 +42,15 @@ def cameras(scene_cache):
         s.stop()
 
 
-def start_server(folder, cameras: dict, extra: str = "") -> Served:
+def start_server(folder, cameras: dict, extra: str = "", root=None) -> Served:
+    """`nvr-cli serve` of these cameras (name -> URL) over the storage ``root`` (default: a new one)."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "video").mkdir(exist_ok=True)
+    root = root or folder / "video"
+    root.mkdir(parents=True, exist_ok=True)
     entries = ", ".join(f"{name!r}: {{'cam': {url!r}}}" for name, url in cameras.items())
     config = folder / "serve.py"
     config.write_text(
-        f"PATH_FOR_VIDEO = {str(folder / 'video')!r}\n"
+        f"PATH_FOR_VIDEO = {str(root)!r}\n"
         f"WEB_INDEX_FILE = {str(folder / 'index.sqlite3')!r}\n"
         f"CAMERAS = {{{entries}}}\n{extra}\n"
     )
@@ -57,41 +63,6 @@ def server(cameras, tmp_path_factory):
     s.url = f"http://127.0.0.1:{s.port}"
     yield s
     s.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import expect as _expect
-    from playwright.sync_api import sync_playwright
-    from support.chromium import CHROMIUM, CHROMIUM_ARGS
-
-    _need_chromium()
-    _expect.set_options(timeout=WAIT_MS)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def open_page(browser):
-    """A new page (fresh context: no cookies) that fails the test on any JavaScript error."""
-    contexts, errors = [], []
-
-    def make(viewport=DESKTOP, init_script: str = "", **kwargs):
-        ctx = browser.new_context(viewport=viewport, **kwargs)
-        ctx.set_default_timeout(WAIT_MS)
-        if init_script:
-            ctx.add_init_script(init_script)
-        contexts.append(ctx)
-        page = ctx.new_page()
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        return page
-
-    yield make
-    for c in contexts:
-        c.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
 
 
 def relays(server: Served) -> int:
@@ -175,7 +146,8 @@ def test_leaving_the_live_view_frees_the_relay(server, open_page):
 
 
 def test_without_media_source_extensions_snapshots_refresh(server, cameras, open_page):
-    page = open_page(init_script=NO_MSE)
+    page = open_page()
+    page.add_init_script(NO_MSE)
     page.goto(server.url + "/live")
     expect(page.locator(".live-tile")).to_have_count(len(cameras))
     for name in cameras:
@@ -266,3 +238,43 @@ def test_phone_width_one_column(server, cameras, open_page):
     plays(page, "gate")
     assert page.evaluate("document.scrollingElement.scrollWidth") <= PHONE["width"]
     shot(page, "phone-live-one")
+
+
+def test_a_recorders_camera_plays_from_the_recorder_and_resumes_after_a_restart(
+    cameras, open_page, tmp_path, scene_cache
+):
+    """With `nvr-cli record` running, the server takes the recorder's packets (it may not open the
+    camera itself here); the recorder restarts: the viewer resumes without a reload."""
+    camera = RtspServer(scene_cache("walking", seconds=12, walkers=[(0, 4), (4, 8), (8, 12)]))
+    root = tmp_path / "video"
+    sock = root / ".status" / "porch.live.sock"
+    recorders = []
+
+    def record():
+        proc, log = start_recorder(camera.url, root, name="porch")
+        recorders.append(proc)
+        assert wait_for(sock.exists, timeout=60), f"no live socket\n{log.text()}"
+
+    record()
+    server = start_server(tmp_path / "serve", {"porch": camera.url}, "WEB_LIVE_DIRECT = False", root=root)
+    try:
+        page = open_page()
+        page.goto(f"http://127.0.0.1:{server.port}/live/porch")
+        plays(page, "porch")
+        assert server.api("/api/cameras")["cameras"][0]["live"]["via"] == "recorder"
+        shot(page, "live-recorder")
+
+        terminate(recorders[0], timeout=60)
+        page.wait_for_function(
+            f"name => ({TILE_STATE})(name) === 'reconnecting'", arg="porch", timeout=60_000
+        )
+        record()
+        plays(page, "porch")  # the same page, no reload
+
+        page.close()
+        assert wait_for(lambda: relays(server) == 0, timeout=15), server.api("/api/status")["live"]
+    finally:
+        server.stop()
+        for proc in recorders:
+            terminate(proc, timeout=60)
+        camera.stop()
