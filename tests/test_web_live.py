@@ -46,6 +46,13 @@ def _watch(server: Served, camera: str = "gate", origin: str = "own", **kwargs):
     )
 
 
+def _refused(server: Served, **kwargs) -> int:
+    """The HTTP status with which the server refuses a WebSocket's handshake."""
+    with pytest.raises(InvalidStatus) as refused:
+        _watch(server, **kwargs)
+    return refused.value.response.status_code
+
+
 class Watched:
     """What one viewer received: text messages parsed, binary ones in order."""
 
@@ -116,132 +123,119 @@ def camera(rtsp_server, walking):
     return rtsp_server(walking)
 
 
-@pytest.mark.slow
-@pytest.mark.rtsp
-def test_direct_live_view_shared_and_freed(camera, tmp_path):
-    server = Served(_config(tmp_path, camera.url))
-    try:
-        with _watch(server) as ws1:
-            one = Watched(ws1)
-            one.read_until(lambda: len(one.binary) >= 40)
-            assert one.texts[0] == {"type": "state", "state": "connecting", "via": "camera"}
-            init = one.texts[1]
-            assert init["type"] == "init" and init["codec"] == "h264"
-            assert init["mime"].startswith('video/mp4; codecs="avc1.')
-            assert (init["width"], init["height"]) == (640, 360)
-            assert "live" in one.states()
-            assert _check_stream(one.binary, tmp_path, "one.mp4") >= 35
-            assert _live(server) == {"relays": 1, "viewers": 1}
-            cams = server.api("/api/cameras")["cameras"]
-            assert cams[0]["live"] == {"viewers": 1, "via": "camera"}
+@pytest.fixture
+def serve(tmp_path):
+    """Starts `nvr-cli serve` of one camera ``gate`` (its source, more settings); all stopped after."""
+    servers = []
 
-            with _watch(server) as ws2:
-                two = Watched(ws2)
-                two.read_until(lambda: len(two.binary) >= 10)
-                assert two.texts[0]["state"] == "connecting" and two.texts[1]["type"] == "init"
-                assert (
-                    _check_stream(two.binary, tmp_path, "two.mp4") >= 5
-                )  # from the relay's newest keyframe on
-                assert _live(server) == {"relays": 1, "viewers": 2}
-                assert len(_ffmpegs(server)) == 1  # one camera connection for both
-        assert wait_for(lambda: _live(server) == {"relays": 0, "viewers": 0}, timeout=15), _live(server)
-        assert wait_for(lambda: not _ffmpegs(server), timeout=10), _ffmpegs(server)
-        assert "Gate-pa55word" not in server.log.text()
-    finally:
-        server.stop()
+    def start(cam: str, extra: str = "") -> Served:
+        servers.append(Served(_config(tmp_path, cam, extra)))
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        s.stop()
 
 
 @pytest.mark.slow
 @pytest.mark.rtsp
-def test_a_viewer_that_never_reads_does_not_stop_another(camera, tmp_path):
-    server = Served(_config(tmp_path, camera.url))
-    try:
-        # max_queue=1: the stalled client stops reading its socket, so the server's sends to it block
-        with _watch(server, max_queue=1) as stalled, _watch(server) as ws:
-            stalled.recv(timeout=30)  # connected, then never reads again
-            reader = Watched(ws)
-            reader.read_until(lambda: reader.fragments_since_init() >= 150, timeout=90)  # 6 s of video
+def test_direct_live_view_shared_and_freed(camera, serve, tmp_path):
+    server = serve(camera.url)
+    with _watch(server) as ws1:
+        one = Watched(ws1)
+        one.read_until(lambda: len(one.binary) >= 40)
+        assert one.texts[0] == {"type": "state", "state": "connecting", "via": "camera"}
+        init = one.texts[1]
+        assert init["type"] == "init" and init["codec"] == "h264"
+        assert init["mime"].startswith('video/mp4; codecs="avc1.')
+        assert (init["width"], init["height"]) == (640, 360)
+        assert "live" in one.states()
+        assert _check_stream(one.binary, tmp_path, "one.mp4") >= 35
+        assert _live(server) == {"relays": 1, "viewers": 1}
+        cams = server.api("/api/cameras")["cameras"]
+        assert cams[0]["live"] == {"viewers": 1, "via": "camera"}
+
+        with _watch(server) as ws2:
+            two = Watched(ws2)
+            two.read_until(lambda: len(two.binary) >= 10)
+            assert two.texts[0]["state"] == "connecting" and two.texts[1]["type"] == "init"
+            assert _check_stream(two.binary, tmp_path, "two.mp4") >= 5  # from the relay's newest keyframe on
             assert _live(server) == {"relays": 1, "viewers": 2}
-    finally:
-        server.stop()
+            assert len(_ffmpegs(server)) == 1  # one camera connection for both
+    assert wait_for(lambda: _live(server) == {"relays": 0, "viewers": 0}, timeout=15), _live(server)
+    assert wait_for(lambda: not _ffmpegs(server), timeout=10), _ffmpegs(server)
+    assert "Gate-pa55word" not in server.log.text()
 
 
 @pytest.mark.slow
 @pytest.mark.rtsp
-def test_camera_dropping_and_coming_back(camera, tmp_path):
-    server = Served(_config(tmp_path, camera.url))
-    try:
-        with _watch(server) as ws:
-            w = Watched(ws)
-            w.read_until(lambda: len(w.binary) >= 10)
-            camera.kill()
-            w.read_until(lambda: "reconnecting" in w.states(), timeout=60)
-            reason = [t for t in w.texts if t.get("state") == "reconnecting"][0]["reason"]
-            assert reason and "Gate-pa55word" not in reason
-            camera.start()
-            inits = lambda: sum(1 for t in w.texts if t["type"] == "init")  # noqa: E731
-            w.read_until(lambda: inits() >= 2 and w.fragments_since_init() >= 10, timeout=90)
-            assert _check_stream(w.after_last_init(), tmp_path, "again.mp4") >= 10
-            assert w.states()[-1] == "live"
-    finally:
-        server.stop()
+def test_a_viewer_that_never_reads_does_not_stop_another(camera, serve):
+    server = serve(camera.url)
+    # max_queue=1: the stalled client stops reading its socket, so the server's sends to it block
+    with _watch(server, max_queue=1) as stalled, _watch(server) as ws:
+        stalled.recv(timeout=30)  # connected, then never reads again
+        reader = Watched(ws)
+        reader.read_until(lambda: reader.fragments_since_init() >= 150, timeout=90)  # 6 s of video
+        assert _live(server) == {"relays": 1, "viewers": 2}
 
 
 @pytest.mark.slow
 @pytest.mark.rtsp
-def test_latest_jpg_grabbed_from_the_camera(camera, tmp_path):
-    server = Served(_config(tmp_path, camera.url))
-    try:
-        r = server.get("/api/cameras/gate/latest.jpg")
-        assert r.status == 200, r
-        assert r.header("Content-Type") == "image/jpeg" and r.header("Cache-Control") == "no-store"
-        img = cv2.imdecode(np.frombuffer(r.body, np.uint8), cv2.IMREAD_COLOR)
-        assert img is not None and img.shape[:2] == (360, 640)
-        assert server.get("/api/cameras/nobody/latest.jpg").status == 404
-        with pytest.raises(InvalidStatus) as refused:
-            _watch(server, camera="nobody")
-        assert refused.value.response.status_code == 404
-        assert wait_for(lambda: not _ffmpegs(server), timeout=30)  # the grab's ffmpeg is gone
-    finally:
-        server.stop()
+def test_camera_dropping_and_coming_back(camera, serve, tmp_path):
+    server = serve(camera.url)
+    with _watch(server) as ws:
+        w = Watched(ws)
+        w.read_until(lambda: len(w.binary) >= 10)
+        camera.kill()
+        w.read_until(lambda: "reconnecting" in w.states(), timeout=60)
+        reason = [t for t in w.texts if t.get("state") == "reconnecting"][0]["reason"]
+        assert reason and "Gate-pa55word" not in reason
+        camera.start()
+        inits = lambda: sum(1 for t in w.texts if t["type"] == "init")  # noqa: E731
+        w.read_until(lambda: inits() >= 2 and w.fragments_since_init() >= 10, timeout=90)
+        assert _check_stream(w.after_last_init(), tmp_path, "again.mp4") >= 10
+        assert w.states()[-1] == "live"
 
 
-def test_no_live_video_without_a_recorder_or_direct_access(tmp_path):
-    server = Served(_config(tmp_path, NOWHERE, "WEB_LIVE_DIRECT = False"))
-    try:
-        with _watch(server) as ws:
-            w = Watched(ws)
-            with pytest.raises(ConnectionClosed) as closed:
-                w.read_until(lambda: False, timeout=30)
-            assert closed.value.rcvd.code == 1000
-            assert w.states() == ["unavailable"] and "WEB_LIVE_DIRECT" in w.texts[-1]["reason"]
-        r = server.get("/api/cameras/gate/latest.jpg")
-        assert r.status == 503 and "WEB_LIVE_DIRECT" in r.json()["error"]
-        assert wait_for(lambda: _live(server)["relays"] == 0, timeout=15)
-    finally:
-        server.stop()
+@pytest.mark.slow
+@pytest.mark.rtsp
+def test_latest_jpg_grabbed_from_the_camera(camera, serve):
+    server = serve(camera.url)
+    r = server.get("/api/cameras/gate/latest.jpg")
+    assert r.status == 200, r
+    assert r.header("Content-Type") == "image/jpeg" and r.header("Cache-Control") == "no-store"
+    img = cv2.imdecode(np.frombuffer(r.body, np.uint8), cv2.IMREAD_COLOR)
+    assert img is not None and img.shape[:2] == (360, 640)
+    assert server.get("/api/cameras/nobody/latest.jpg").status == 404
+    assert _refused(server, camera="nobody") == 404
+    assert wait_for(lambda: not _ffmpegs(server), timeout=30)  # the grab's ffmpeg is gone
 
 
-def test_the_guard_checks_websockets(tmp_path):
-    server = Served(_config(tmp_path, NOWHERE, f"WEB_USERS = {{'anna': {hash_password(PASSWORD)!r}}}"))
-    try:
-        for origin in ("own", "http://evil.example", None):  # no session; then a session, foreign origins
-            with pytest.raises(InvalidStatus) as refused:
-                _watch(server, origin=origin)
-            assert refused.value.response.status_code == 403
-        login = server.post("/api/login", {"user": "anna", "password": PASSWORD})
-        assert login.status == 200
-        server.cookie = login.header("Set-Cookie").split(";")[0]
-        for origin in ("http://evil.example", None, f"http://localhost:{server.port}"):
-            with pytest.raises(InvalidStatus) as refused:
-                _watch(server, origin=origin)
-            assert refused.value.response.status_code == 403, origin
-        with _watch(server) as ws:
-            w = Watched(ws)
-            w.read_until(lambda: w.texts)
-            assert w.texts[0] == {"type": "state", "state": "connecting", "via": "camera"}
-    finally:
-        server.stop()
+def test_no_live_video_without_a_recorder_or_direct_access(serve):
+    server = serve(NOWHERE, "WEB_LIVE_DIRECT = False")
+    with _watch(server) as ws:
+        w = Watched(ws)
+        with pytest.raises(ConnectionClosed) as closed:
+            w.read_until(lambda: False, timeout=30)
+        assert closed.value.rcvd.code == 1000
+        assert w.states() == ["unavailable"] and "WEB_LIVE_DIRECT" in w.texts[-1]["reason"]
+    r = server.get("/api/cameras/gate/latest.jpg")
+    assert r.status == 503 and "WEB_LIVE_DIRECT" in r.json()["error"]
+    assert wait_for(lambda: _live(server)["relays"] == 0, timeout=15)
+
+
+def test_the_guard_checks_websockets(serve):
+    server = serve(NOWHERE, f"WEB_USERS = {{'anna': {hash_password(PASSWORD)!r}}}")
+    foreign = ("http://evil.example", None, f"http://localhost:{server.port}")
+    assert [_refused(server, origin=o) for o in ("own", *foreign)] == [403] * 4  # no session
+    login = server.post("/api/login", {"user": "anna", "password": PASSWORD})
+    assert login.status == 200
+    server.cookie = login.header("Set-Cookie").split(";")[0]
+    assert [_refused(server, origin=o) for o in foreign] == [403] * 3  # a session, another origin
+    with _watch(server) as ws:
+        w = Watched(ws)
+        w.read_until(lambda: w.texts)
+        assert w.texts[0] == {"type": "state", "state": "connecting", "via": "camera"}
 
 
 def test_a_slow_viewer_drops_to_the_next_keyframe():
