@@ -12,11 +12,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from helpers import decode_all, descendants, wait_for
+from helpers import decode_all, descendants, pid_alive, power_cut, start_recorder, terminate, wait_for
 from web_serve import Served
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
+from nvr_cli.core.unix_socket import connect_unix
 from nvr_cli.ffmpeg.fmp4 import Fmp4Reader, Fragment, InitSegment
 from nvr_cli.web.auth import hash_password
 from nvr_cli.web.live import Viewer
@@ -177,6 +178,9 @@ def test_a_viewer_that_never_reads_does_not_stop_another(camera, serve):
         reader = Watched(ws)
         reader.read_until(lambda: reader.fragments_since_init() >= 150, timeout=90)  # 6 s of video
         assert _live(server) == {"relays": 1, "viewers": 2}
+        children = descendants(server.proc.pid)
+        assert server.stop() == 0  # with its viewers still there: the relay ends with the server
+        assert not [p for p in children if pid_alive(p)]
 
 
 @pytest.mark.slow
@@ -209,6 +213,74 @@ def test_latest_jpg_grabbed_from_the_camera(camera, serve):
     assert server.get("/api/cameras/nobody/latest.jpg").status == 404
     assert _refused(server, camera="nobody") == 404
     assert wait_for(lambda: not _ffmpegs(server), timeout=30)  # the grab's ffmpeg is gone
+
+
+@pytest.fixture
+def recorder(camera, tmp_path):
+    """`nvr-cli record` of the camera into the storage that `serve` shows; starts again when called."""
+    procs = []
+    sock = tmp_path / "video" / ".status" / "gate.live.sock"
+
+    def start():
+        procs.append(start_recorder(camera.url, tmp_path / "video", name="gate")[0])
+        assert wait_for(lambda: _answers(sock), timeout=60), "the recorder's live socket never answered"
+        return procs[-1]
+
+    yield start
+    for p in procs:
+        if p.poll() is None:
+            terminate(p)
+
+
+def _answers(path: Path) -> bool:
+    sock = connect_unix(path, timeout=1) if path.exists() else None
+    if sock is not None:
+        sock.close()
+    return sock is not None
+
+
+def _camera_connections(server: Served) -> list:
+    return [c for c in _ffmpegs(server) if any(b"rtsp://" in a for a in c)]
+
+
+@pytest.mark.slow
+@pytest.mark.rtsp
+def test_live_view_through_the_recorder(camera, recorder, serve, tmp_path):
+    recorder()
+    server = serve(camera.url)
+    with _watch(server) as ws:
+        w = Watched(ws)
+        w.read_until(lambda: len(w.binary) >= 30)
+        assert w.texts[0] == {"type": "state", "state": "connecting", "via": "recorder"}
+        assert w.texts[1]["type"] == "init" and w.texts[1]["mime"].startswith('video/mp4; codecs="avc1.')
+        assert "live" in w.states()
+        assert _check_stream(w.binary, tmp_path, "recorder.mp4") >= 25
+        relays = _ffmpegs(server)
+        assert len(relays) == 1 and b"pipe:0" in relays[0], relays  # the recorder's packets, on stdin
+        assert not _camera_connections(server)  # no connection of the server's to the camera
+        assert server.api("/api/cameras")["cameras"][0]["live"] == {"viewers": 1, "via": "recorder"}
+    assert wait_for(lambda: _live(server)["relays"] == 0 and not _ffmpegs(server), timeout=15)
+
+
+@pytest.mark.slow
+@pytest.mark.rtsp
+def test_recorder_restarting_under_viewers(camera, recorder, serve, tmp_path):
+    first = recorder()
+    server = serve(camera.url, "WEB_LIVE_DIRECT = False")  # what comes, comes from the recorder
+    r = server.get("/api/cameras/gate/latest.jpg")
+    assert r.status == 200 and r.header("Content-Type") == "image/jpeg", r
+    img = cv2.imdecode(np.frombuffer(r.body, np.uint8), cv2.IMREAD_COLOR)
+    assert img is not None and img.shape[:2] == (360, 640)
+    with _watch(server) as ws:
+        w = Watched(ws)
+        w.read_until(lambda: len(w.binary) >= 10)
+        power_cut(first.pid)
+        w.read_until(lambda: "reconnecting" in w.states(), timeout=60)
+        recorder()
+        inits = lambda: sum(1 for t in w.texts if t["type"] == "init")  # noqa: E731
+        w.read_until(lambda: inits() >= 2 and w.fragments_since_init() >= 10, timeout=120)
+        assert _check_stream(w.after_last_init(), tmp_path, "again.mp4") >= 10
+        assert "unavailable" not in w.states() and w.states()[-1] == "live"
 
 
 def test_no_live_video_without_a_recorder_or_direct_access(serve):
