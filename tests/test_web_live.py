@@ -283,6 +283,22 @@ def test_recorder_restarting_under_viewers(camera, recorder, serve, tmp_path):
         assert "unavailable" not in w.states() and w.states()[-1] == "live"
 
 
+@pytest.mark.slow
+@pytest.mark.rtsp
+def test_a_recorder_starting_takes_over_from_the_camera(camera, recorder, serve, tmp_path):
+    server = serve(camera.url)
+    with _watch(server) as ws:
+        w = Watched(ws)
+        w.read_until(lambda: len(w.binary) >= 10)
+        assert w.texts[0]["via"] == "camera"
+        recorder()
+        inits = lambda: [t for t in w.texts if t["type"] == "init"]  # noqa: E731
+        w.read_until(lambda: len(inits()) >= 2 and w.fragments_since_init() >= 10, timeout=60)
+        assert inits()[-1]["via"] == "recorder" and "reconnecting" in w.states()
+        assert _check_stream(w.after_last_init(), tmp_path, "taken-over.mp4") >= 10
+        assert wait_for(lambda: not _camera_connections(server), timeout=10)  # the server's own is gone
+
+
 def test_no_live_video_without_a_recorder_or_direct_access(serve):
     server = serve(NOWHERE, "WEB_LIVE_DIRECT = False")
     with _watch(server) as ws:

@@ -239,6 +239,8 @@ class Relay:
             if words[1:2] == ["other"]:
                 sock.close()
                 raise Unavailable("the camera's codec is neither H.264 nor H.265: no browser plays it")
+            # ffmpeg gets it as stdin: a non-blocking one (the connect's timeout) would make it spin
+            sock.setblocking(True)
             self.via, self.worker_seen, self.had_input = "recorder", now, True
             return ["-analyzeduration", str(RTSP_ANALYZE_US), "-f", "mpegts", "-i", "pipe:0"], sock
         recently = self.worker_seen is not None and now - self.worker_seen < WORKER_GRACE
