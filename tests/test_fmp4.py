@@ -3,69 +3,35 @@ fragments, the codec string a browser is asked about, which fragments start with
 
 from __future__ import annotations
 
-import json
 import random
 import subprocess
 
 import pytest
-from helpers import decode_all
+from helpers import decode_all, video_packets
 
 from nvr_cli.ffmpeg.fmp4 import Fmp4Error, Fmp4Reader, Fragment, InitSegment
+from nvr_cli.ffmpeg.process import base
 from nvr_cli.web.live import OUTPUT
 
 
 def _live_mp4(ffmpeg, tmp_path, codec: str, gop: int, frames: int = 30) -> tuple:
     """(a camera-like MPEG-TS file, ffmpeg's fragmented MP4 of it as the relay makes it)."""
     ts = tmp_path / f"{codec}.ts"
-    enc = ["-c:v", "libx264", "-profile:v", "high"] if codec == "h264" else ["-c:v", "libx265"]
-    enc += (
-        ["-x265-params", f"log-level=none:keyint={gop}:min-keyint={gop}:scenecut=0"]
-        if codec != "h264"
-        else []
-    )
+    if codec == "h264":
+        enc = ["-c:v", "libx264", "-profile:v", "high"]
+    else:  # x265 sets its own GOP: a fixed one, so that the keyframes are known
+        enc = ["-c:v", "libx265", "-x265-params", f"log-level=none:keyint={gop}:min-keyint={gop}:scenecut=0"]
+    source = ["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25", "-frames:v", str(frames)]
     subprocess.run(
-        [
-            ffmpeg,
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=320x240:rate=25",
-        ]
-        + ["-frames:v", str(frames), "-pix_fmt", "yuv420p", *enc, "-g", str(gop), str(ts)],
-        check=True,
+        [*base(ffmpeg), "-y", *source, "-pix_fmt", "yuv420p", *enc, "-g", str(gop), str(ts)], check=True
     )
-    out = subprocess.run(
-        [ffmpeg, "-hide_banner", "-loglevel", "error", "-f", "mpegts", "-i", str(ts), *OUTPUT],
-        check=True,
-        capture_output=True,
-    )
-    return ts, out.stdout
+    remux = [*base(ffmpeg), "-f", "mpegts", "-i", str(ts), *OUTPUT]
+    return ts, subprocess.run(remux, check=True, capture_output=True).stdout
 
 
 def _keyframes(ts) -> list:
-    """The index of each keyframe of ``ts``, by ffprobe."""
-    probe = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "packet=flags",
-            "-of",
-            "json",
-            str(ts),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return [i for i, p in enumerate(json.loads(probe.stdout)["packets"]) if "K" in p["flags"]]
+    """The index of each keyframe of ``ts`` in decoding order, by ffprobe."""
+    return [i for i, (_, key) in enumerate(video_packets(ts)) if key]
 
 
 def _read(data: bytes, seed: int = 1) -> list:

@@ -23,6 +23,7 @@ from nvr_cli.core.backoff import Backoff
 from nvr_cli.core.errors import NvrError
 from nvr_cli.core.processes import child_command
 from nvr_cli.core.redact import redact
+from nvr_cli.core.unix_socket import connect_unix
 from nvr_cli.ffmpeg.binary import find_ffmpeg
 from nvr_cli.ffmpeg.fmp4 import Fmp4Error, Fmp4Reader, Fragment, InitSegment
 from nvr_cli.ffmpeg.process import base
@@ -36,6 +37,10 @@ LINGER = 2.0  # seconds a relay outlives its last viewer (a page reload keeps th
 QUEUE_BYTES = 4 * 1024 * 1024  # per viewer: seconds of a camera's video; more is a viewer far behind
 GOP_BYTES = 16 * 1024 * 1024  # the fragments kept for new viewers: a GOP longer than this is not kept
 CHUNK = 1 << 16
+# a recorder that was there and is gone is waited for this long before the server opens the camera
+# itself: a restarting worker is back within seconds, and a camera allows few sessions
+WORKER_GRACE = 20.0
+WORKER_CHECK = 5.0  # how often a relay reading the camera itself looks whether a recorder is back
 OUTPUT = [
     "-map",
     "0:v:0",
@@ -51,6 +56,10 @@ OUTPUT = [
 
 class Unavailable(Exception):
     """Live video of this camera cannot be had (say why): the viewers are told and let go."""
+
+
+class _NoInputNow(Exception):
+    """No input this time (say why), but one may come back: the recorder is restarting."""
 
 
 def _text(**message: object) -> tuple:
@@ -128,6 +137,8 @@ class Relay:
         self.gop: list = []  # the fragments since the newest keyframe fragment
         self.gop_bytes = 0
         self.task: Optional[asyncio.Task] = None
+        self.worker_seen: Optional[float] = None  # when the recorder last answered (monotonic)
+        self.had_input = False
         self._linger: Optional[asyncio.TimerHandle] = None
 
     # -- viewers ------------------------------------------------------------------------------------
@@ -197,7 +208,10 @@ class Relay:
         backoff = Backoff(1.0, 5.0)
         try:
             while self.viewers:
-                reason, got = await self._once()
+                try:
+                    reason, got = await self._once()
+                except _NoInputNow as e:
+                    reason, got = str(e), False
                 self.init, self.gop, self.gop_bytes = None, [], 0
                 if not self.viewers:
                     break
@@ -219,19 +233,25 @@ class Relay:
             answer = await _ask_packets(self.source)
         except WorkerRefused as e:
             raise Unavailable(f"the recorder has no live video: {e}") from None
+        now = asyncio.get_running_loop().time()
         if answer is not None:
             sock, words = answer
             if words[1:2] == ["other"]:
                 sock.close()
                 raise Unavailable("the camera's codec is neither H.264 nor H.265: no browser plays it")
-            self.via = "recorder"
+            # ffmpeg gets it as stdin: a non-blocking one (the connect's timeout) would make it spin
+            sock.setblocking(True)
+            self.via, self.worker_seen, self.had_input = "recorder", now, True
             return ["-analyzeduration", str(RTSP_ANALYZE_US), "-f", "mpegts", "-i", "pipe:0"], sock
-        if self.source.url is None:
+        recently = self.worker_seen is not None and now - self.worker_seen < WORKER_GRACE
+        if self.source.url is None or recently:
+            if self.had_input:
+                raise _NoInputNow("waiting for the recorder to come back")
             raise Unavailable(
                 "no recorder offers this camera's video now, and the server may not open the camera "
                 "itself (not an RTSP camera, or WEB_LIVE_DIRECT = False)"
             )
-        self.via = "camera"
+        self.via, self.had_input = "camera", True
         spec = parse_source(self.source.url)
         args = ffmpeg_input_args(spec, transport=self.source.transport, timeout=self.source.timeout)
         return ["-analyzeduration", str(RTSP_ANALYZE_US), *args], None
@@ -245,7 +265,7 @@ class Relay:
         args, sock = await self._open()
         for v in self.viewers:
             self._greet(v)
-        proc = None
+        proc = back = None
         got = False
         try:
             cmd, env = child_command([*base(ffmpeg), *args, *OUTPUT], death_signal=signal.SIGKILL)
@@ -261,7 +281,9 @@ class Relay:
                 sock.close()
                 sock = None
             tail: collections.deque = collections.deque(maxlen=5)
-            errors = asyncio.get_running_loop().create_task(_drain(proc.stderr, tail))
+            loop = asyncio.get_running_loop()
+            errors = loop.create_task(_drain(proc.stderr, tail))
+            back = loop.create_task(self._recorder_back(proc)) if self.via == "camera" else None
             reader = Fmp4Reader()
             assert proc.stdout is not None
             try:
@@ -275,17 +297,35 @@ class Relay:
                 return f"the stream could not be read ({e})", got
             await proc.wait()
             await errors
+            if back is not None and back.done() and back.result():
+                return "the recorder is back: its packets instead of a connection of the server's", got
             said = redact(tail[-1]) if tail else ""
             if self.via == "recorder":
                 return said or "the recorder's stream ended (it restarted or lost the camera)", got
             return said or "the camera's stream ended", got
         finally:
+            if back is not None:
+                back.cancel()
             if sock is not None:
                 sock.close()
             if proc is not None and proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
                 await asyncio.shield(proc.wait())
+
+    async def _recorder_back(self, proc: asyncio.subprocess.Process) -> bool:
+        """Ends ``proc`` (the server's own connection to the camera) once a recorder answers on the
+        camera's socket: the relay then takes the recorder's packets. Whether it did."""
+        while True:
+            await asyncio.sleep(WORKER_CHECK)
+            if not self.source.socket.exists():
+                continue
+            sock = await asyncio.to_thread(connect_unix, self.source.socket, 1.0)
+            if sock is not None:
+                sock.close()
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                return True
 
 
 def _close_answer(fut: asyncio.Future) -> None:

@@ -4,6 +4,7 @@ it. Blocking: for the server's thread pool."""
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from typing import Callable, Optional
@@ -90,8 +91,10 @@ def grab(source: LiveSource) -> bytes:
     ]
     try:
         done = processes.run(cmd, timeout=GRAB_TIMEOUT, text=False)
-    except Exception as e:  # noqa: BLE001 - a timeout, or no ffmpeg to start
-        raise NoFrame(f"no frame from the camera ({type(e).__name__})") from None
+    except subprocess.TimeoutExpired:
+        raise NoFrame(f"no frame from the camera within {GRAB_TIMEOUT:.0f} s") from None
+    except OSError as e:
+        raise NoFrame(f"ffmpeg could not start: {e.strerror or e}") from None
     if done.returncode != 0 or not done.stdout.startswith(b"\xff\xd8"):
         lines = done.stderr.decode("utf-8", "replace").splitlines()
         raise NoFrame(f"no frame from the camera: {redact(why(lines, done.returncode))}")
