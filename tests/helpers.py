@@ -86,6 +86,28 @@ def ffprobe(path) -> dict:
     return json.loads(out)
 
 
+def video_packets(path) -> list:
+    """(size, keyframe) of each video packet, in decode order."""
+    out = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=size,flags",
+            "-of",
+            "csv=p=0",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [(int(size), "K" in flags) for size, flags in (line.split(",")[:2] for line in out.split())]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

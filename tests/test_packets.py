@@ -7,34 +7,12 @@ import subprocess
 import sys
 
 import pytest
-from helpers import NUMBER_MASK, clips, decode_all, ffprobe, wait_for
+from helpers import NUMBER_MASK, clips, decode_all, ffprobe, video_packets, wait_for
 
 from nvr_cli.runtime.synthetic import read_frame_number
 
 pytestmark = pytest.mark.rtsp
 FPS = 15  # the generated scene: 1 keyframe a second, walkers at 8-12 s and 19-22 s
-
-
-def packets(path):
-    """(size, keyframe) of each video packet, in decode order."""
-    out = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "packet=size,flags",
-            "-of",
-            "csv=p=0",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return [(int(size), "K" in flags) for size, flags in (line.split(",")[:2] for line in out.split())]
 
 
 def test_clip_is_the_cameras_own_packets_with_pre_alarm(tmp_path, scene_cache, rtsp_server):
@@ -87,14 +65,14 @@ def test_clip_is_the_cameras_own_packets_with_pre_alarm(tmp_path, scene_cache, r
     assert all(b - a == 1 for a, b in zip(nums, nums[1:])), "frames lost or repeated"
     # starts at a keyframe at least 2 s before the trigger: the walker enters at frame 120 and
     # triggers within 10 frames
-    source = packets(scene)  # frame n is packet n: no B-frames
+    source = video_packets(scene)  # frame n is packet n: no B-frames
     assert source[nums[0]][1] and nums[0] <= 120 + 10 - 2 * FPS
     assert nums[-1] >= 12 * FPS, "the clip ends before the walker left"
     assert side["pre_alarm_seconds"] >= 2.0
     # not re-encoded: every frame is the camera's, sizes and all, but for the same few bytes of framing
     # on each (an access unit delimiter; keyframes also gain the parameter sets the payloader repeats)
     expected = [size for size, key in source[nums[0] : nums[-1] + 1] if not key]
-    got = [size for size, key in packets(first) if not key]
+    got = [size for size, key in video_packets(first) if not key]
     assert len(got) == len(expected) > 3 * FPS
     assert len({g - e for g, e in zip(got, expected)}) == 1 and 0 <= got[0] - expected[0] <= 16
 

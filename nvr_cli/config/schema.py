@@ -563,6 +563,9 @@ class WebSettings(_Section):
     WEB_EXPORT_KEEP_HOURS: float = _setting(
         _number(float, 0.1, 8760), "serve: exports made in the page are deleted after this"
     )
+    WEB_LIVE_DIRECT: bool = _setting(
+        _flag, "serve: live view may open a camera itself when no recorder offers its packets"
+    )
 
 
 SECTIONS = {

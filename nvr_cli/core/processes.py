@@ -47,8 +47,17 @@ def popen(
     SIGTERM lets ffmpeg close the file it writes. ``death_signal=None`` for a child fed through
     its stdin: the end of its input ends it, after it has written all it was given (a signal
     would make ffmpeg drop what is still in the pipe)."""
-    cmd = [str(c) for c in cmd]
+    cmd, env = child_command(cmd, death_signal=death_signal, env=env)
     kwargs.setdefault("start_new_session", True)
+    return subprocess.Popen(cmd, env=env, **kwargs)
+
+
+def child_command(
+    cmd: Sequence[object], *, death_signal: Optional[int] = signal.SIGTERM, env: Optional[dict] = None
+) -> tuple:
+    """(command line, environment) that ``popen`` starts: for a caller that starts the child itself
+    (asyncio's subprocesses), in a session of its own too (``start_new_session=True``)."""
+    cmd = [str(c) for c in cmd]
     env = dict(os.environ if env is None else env)
     env[ENV_OWNER] = str(os.getpid())
     if death_signal and _setpriv():
@@ -60,7 +69,7 @@ def popen(
             )
         name = signal.Signals(death_signal).name[3:]
         cmd = [_setpriv(), "--pdeathsig", name, "--", program, *cmd[1:]]
-    return subprocess.Popen(cmd, env=env, **kwargs)
+    return cmd, env
 
 
 def run(

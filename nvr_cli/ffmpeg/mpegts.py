@@ -152,9 +152,8 @@ def pmt_pid_of(pat_packet: bytes) -> Optional[int]:
     return None
 
 
-def video_pid_of(pmt_packet: bytes) -> Optional[int]:
-    """The PID of the first video stream (MPEG-1/2/4 video, H.264, H.265) in a PMT packet; None for
-    anything malformed or a PMT with no video."""
+def _video_stream(pmt_packet: bytes) -> Optional[tuple]:
+    """(stream_type, PID) of the first video stream in a PMT packet; None for anything malformed."""
     section = _section(pmt_packet, 0x02)
     if section is None:
         return None
@@ -165,9 +164,25 @@ def video_pid_of(pmt_packet: bytes) -> Optional[int]:
         stype = section[pos]
         pid = ((section[pos + 1] & 0x1F) << 8) | section[pos + 2]
         if stype in VIDEO_STREAM_TYPES:
-            return pid if _valid_pid(pid) else None
+            return (stype, pid) if _valid_pid(pid) else None
         pos += 5 + (((section[pos + 3] & 0x0F) << 8) | section[pos + 4])  # ES_info_length
     return None
+
+
+def video_pid_of(pmt_packet: bytes) -> Optional[int]:
+    """The PID of the first video stream (MPEG-1/2/4 video, H.264, H.265) in a PMT packet; None for
+    anything malformed or a PMT with no video."""
+    found = _video_stream(pmt_packet)
+    return found[1] if found else None
+
+
+CODEC_NAMES = {0x1B: "h264", 0x24: "hevc"}  # stream_type -> codec, as a live viewer names it
+
+
+def video_codec_of(header: bytes) -> str:
+    """``h264``, ``hevc`` or ``other``: the video codec named by a ``TsParser.header`` (PAT + PMT)."""
+    found = _video_stream(header[TS : 2 * TS])
+    return CODEC_NAMES.get(found[0], "other") if found else "other"
 
 
 # -- the stream -----------------------------------------------------------------------------------

@@ -42,7 +42,8 @@ class FfmpegProcess:
     through its stdin, whose end of input (our death included) makes it finish its file (a signal
     would make it drop what is still in the pipe). ``on_line(line)``: sees each stderr line first
     (ffmpeg's -progress output, say) and returns whether it belongs in the tail. ``text``: stdin
-    and stdout carry str; stderr lines are str either way.
+    and stdout carry str; stderr lines are str either way. ``pass_fds``: more pipes it writes to,
+    as ``pipe:N`` with N the descriptor's number here (it keeps it).
     """
 
     def __init__(
@@ -56,6 +57,7 @@ class FfmpegProcess:
         bufsize: int = -1,
         tail: int = 40,
         on_line: Optional[Callable[[str], bool]] = None,
+        pass_fds: Sequence[int] = (),
     ):
         self.cmd = [str(c) for c in cmd]
         # OSError (no such binary, not executable) goes to the caller, who knows what failed to start
@@ -67,6 +69,7 @@ class FfmpegProcess:
             death_signal=death_signal,
             text=text,
             bufsize=bufsize,
+            pass_fds=tuple(pass_fds),
         )
         self.tail: collections.deque = collections.deque(maxlen=tail)
         self._on_line = on_line

@@ -14,6 +14,7 @@ from nvr_cli.analysis.qr import QrScanner
 from nvr_cli.config import Settings
 from nvr_cli.core.backoff import Backoff
 from nvr_cli.core.errors import ConfigError, SourceError
+from nvr_cli.core.frames import Frame
 from nvr_cli.events.controller import EventController
 from nvr_cli.output.sinks import EventLogSink, SourceInfo
 from nvr_cli.source.capture import VideoSource, file_start_time
@@ -91,6 +92,8 @@ class Pipeline:
             qr_starts_events=settings.QR_STARTS_EVENT,
         )
         self.stats = RunStats()
+        # the newest analysed frame, for live snapshots: a reference, never a copy (it is not written to)
+        self.latest: Optional[Frame] = None
 
     def _open(self, diagnose: bool) -> VideoSource:
         s = self.s
@@ -209,6 +212,7 @@ class Pipeline:
             if codes:
                 observer.qr(codes)
             controller.step(frame, result, found, codes)
+            self.latest = frame
             observer.frame(frame.ts, src.dropped, frame.index)
             self.stats.frames += frame.index - last_index
             self.stats.analysed += 1

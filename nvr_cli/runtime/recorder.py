@@ -19,9 +19,11 @@ from nvr_cli.core.supervised import Supervised
 from nvr_cli.ffmpeg.binary import find_ffmpeg
 from nvr_cli.output.sinks import ClipSink, EventRecord
 from nvr_cli.runtime.hooks import HookRunner
+from nvr_cli.runtime.live_tap import LiveTap, OnDemandPackets
 from nvr_cli.runtime.pipeline import Observer, Pipeline, RunStats
-from nvr_cli.runtime.status import CameraStatus, StatusWriter, status_path
+from nvr_cli.runtime.status import CameraStatus, StatusWriter, live_socket_path, status_path
 from nvr_cli.source.capture import VideoSource
+from nvr_cli.source.packets import PacketRing
 from nvr_cli.source.spec import SourceSpec, parse_source
 from nvr_cli.storage.retention import Reaper
 
@@ -103,6 +105,9 @@ class Recorder:
         # continuous only: the recorded stream is the camera; otherwise the analysed one
         self.status = CameraStatus(s, (self.spec if s.MOTION_DETECTION else self.record_spec).display)
         self.segmenter = None
+        self.ring = None  # the packet buffer of clips made from the camera's packets
+        self.pipeline: Optional[Pipeline] = None
+        self.live: Optional[LiveTap] = None
         self.sink: Optional[ClipSink] = None
         self.fatal: Optional[str] = None  # a component that could not recover: the camera must restart
         self.shared_reaper = bool(os.environ.get(ENV_SHARED_REAPER))
@@ -166,6 +171,50 @@ class Recorder:
     def _supervised(self, name: str, target) -> Supervised:
         return Supervised(name, target, self.stop, on_fatal=self._fatal).start()
 
+    # -- live view -------------------------------------------------------------------------------
+    def _live_packets(self, ffmpeg: Optional[str]) -> tuple:
+        """(where live viewers get the camera's packets, or None; why not): what already reads them,
+        else a reader of their own while they watch; never a second reader beside one."""
+        if self.segmenter is not None and self.segmenter.packets is not None:
+            return self.segmenter.packets, ""
+        if self.ring is not None:
+            return self.ring, ""
+        spec = self.record_spec or parse_source(self.s.RECORD_SOURCE or self.s.cam)
+        if spec.kind != "rtsp":  # a USB camera gives decoded frames; an HTTP one, JPEGs
+            return None, f"a {spec.kind.upper()} camera has no video packets to relay"
+        if not ffmpeg:
+            return None, "no ffmpeg to read the camera's packets"
+        s = self.s
+
+        def open_ring() -> PacketRing:
+            return PacketRing(
+                spec,
+                ffmpeg,
+                0.0,  # a viewer starts at the newest keyframe: nothing older is kept
+                threading.Event(),
+                rtsp_transport=s.RTSP_TRANSPORT,
+                max_mb=64,
+                retry_delay=s.RECONNECT_DELAY_SECS,
+                max_retry_delay=s.RECONNECT_MAX_DELAY_SECS,
+                read_timeout=s.READ_TIMEOUT_SECS,
+            )
+
+        return OnDemandPackets(open_ring), ""
+
+    def _start_live(self, ffmpeg: Optional[str]) -> None:
+        """Offer the camera's packets and newest frame to `serve`'s live view, once the readers exist."""
+        if not (self.record_spec or self.spec).live:
+            return
+        packets, why = self._live_packets(ffmpeg)
+        frame = (lambda: self.pipeline.latest if self.pipeline else None) if self.s.MOTION_DETECTION else None
+        self.live = LiveTap(
+            live_socket_path(self.s),
+            packets=packets,
+            no_packets=why,
+            frame=frame,
+            stale_after=self.s.READ_TIMEOUT_SECS,
+        ).start()
+
     def run(self) -> Optional[RunStats]:
         s = self.s
         ffmpeg = find_ffmpeg(s.FFMPEG_PATH, required=False)
@@ -198,6 +247,8 @@ class Recorder:
         finally:
             ended_by_itself = not self.stop.is_set()
             self.stop.set()
+            if self.live is not None:
+                self.live.close()
             if self.status.state != "failed":
                 self.status.set_state("stopped")
             self.status.event_ended()
@@ -219,7 +270,14 @@ class Recorder:
             from nvr_cli.storage.segments import Segmenter
 
             self.segmenter = Segmenter(
-                s.source, s.continuous, s.output, self.record_spec, ffmpeg, self.stop, on_disk_full=reaper.now
+                s.source,
+                s.continuous,
+                s.output,
+                self.record_spec,
+                ffmpeg,
+                self.stop,
+                on_disk_full=reaper.now,
+                live_packets=self.record_spec.kind == "rtsp",
             )
             self.segmenter.written_cb = self._segment_written
             worker = self._supervised("segmenter", self.segmenter.run)
@@ -229,6 +287,7 @@ class Recorder:
                 f"{s.SEGMENT_SECONDS:g}",
             )
         if not s.MOTION_DETECTION:
+            self._start_live(ffmpeg)
             while worker.is_alive():
                 worker.join(timeout=0.5)
             log.info("done: %d segments", self.segmenter.written)
@@ -242,9 +301,7 @@ class Recorder:
         if s.EVENT_REENCODE is not True and cutter is None:
             spec = parse_source(s.RECORD_SOURCE or s.cam)
             if ffmpeg and spec.kind == "rtsp":
-                from nvr_cli.source.packets import PacketRing
-
-                packets = PacketRing(
+                packets = self.ring = PacketRing(
                     spec,
                     ffmpeg,
                     s.PRE_ALARM_RECORDING_SECONDS,
@@ -262,6 +319,7 @@ class Recorder:
                     "EVENT_REENCODE = False needs an RTSP camera and ffmpeg, or continuous recording: "
                     "clips are re-encoded"
                 )
+        self._start_live(ffmpeg)
         self.sink = ClipSink.for_camera(
             s,
             ffmpeg=ffmpeg,
@@ -275,9 +333,10 @@ class Recorder:
         )
         log.info("recording %s as %r into %s", self.spec.display, s.CAMERA_NAME, root)
         try:
-            stats = Pipeline(
+            self.pipeline = Pipeline(
                 s, self.spec, self.sink, stop=self.stop, realtime=self.realtime, observer=_Watch(self)
-            ).run()
+            )
+            stats = self.pipeline.run()
         finally:
             self.sink.shutdown(timeout=120)
             if worker is not None:

@@ -6,6 +6,9 @@ memory, split at keyframes: 5 s of 1080p25 is a few MB of packets where decoded 
 that arrives until it ends, remuxed (stream copy) by a second ffmpeg into a fragmented MP4. The
 camera is then read twice (this and the decoder); a clip has the camera's own quality and costs
 next to no CPU. The clip's writer is ``nvr_cli.output.packet_clip``; this is the buffer it is fed from.
+
+``PacketBuffer`` is the keyframe-group buffer alone: continuous recording fills one from its own
+ffmpeg (no second camera connection), and live viewers (``nvr_cli.runtime.live_tap``) attach to either.
 """
 
 from __future__ import annotations
@@ -28,8 +31,27 @@ from nvr_cli.source.spec import SourceSpec, ffmpeg_input_args
 log = logging.getLogger(__name__)
 
 
+def ts_output_args(target: str) -> list:
+    """ffmpeg output options: the input's first video stream, stream-copied as MPEG-TS to ``target``."""
+    return [
+        "-map",
+        "0:v:0",
+        "-c",
+        "copy",
+        # the first packets off RTSP may carry no timestamp, which the TS muxer refuses
+        "-bsf:v",
+        "setts=pts=if(eq(PTS\\,NOPTS)\\,0\\,PTS):dts=if(eq(DTS\\,NOPTS)\\,0\\,DTS)",
+        # each packet leaves at once: live viewers read this too
+        "-flush_packets",
+        "1",
+        "-f",
+        "mpegts",
+        target,
+    ]
+
+
 class PacketFeed(Protocol):
-    """What ``PacketRing.attach`` feeds: a clip (``nvr_cli.output.packet_clip.PacketClip``)."""
+    """What ``PacketBuffer.attach`` feeds: a clip (``output.packet_clip.PacketClip``), a live viewer."""
 
     start_ts: Optional[float]
     max_queued: int
@@ -38,30 +60,16 @@ class PacketFeed(Protocol):
     def feed(self, data: bytes) -> None: ...
 
 
-class PacketRing:
-    """Keeps the last ``seconds`` of a network camera's packets, and feeds them to clips."""
+class PacketBuffer:
+    """The last ``seconds`` of a camera's MPEG-TS, split at keyframes, and the feeds attached to it.
 
-    def __init__(
-        self,
-        spec: SourceSpec,
-        ffmpeg: str,
-        seconds: float,
-        stop: threading.Event,
-        *,
-        rtsp_transport: str = "tcp",
-        max_mb: float = 512.0,
-        retry_delay: float = 1.0,
-        max_retry_delay: float = 3.0,
-        on_fatal: Optional[Callable[[str], None]] = None,
-        read_timeout: float = 10.0,
-    ):
-        if spec.kind != "rtsp":
-            raise ValueError("packet pre-alarm needs an RTSP camera")
-        self.spec, self.ffmpeg, self.seconds, self.stop = spec, ffmpeg, seconds, stop
-        self.rtsp_transport = rtsp_transport
-        self.read_timeout = read_timeout  # READ_TIMEOUT_SECS: a camera silent this long is reconnected
+    Filled by whoever reads the camera: ``PacketRing`` (its own ffmpeg) or continuous recording
+    (a second output of the segmenter's ffmpeg); read by clips and live viewers through ``attach``.
+    """
+
+    def __init__(self, seconds: float, max_mb: float = 512.0):
+        self.seconds = seconds
         self.max_bytes = int(max_mb * 2**20)
-        self.retry_delay, self.max_retry_delay = retry_delay, max_retry_delay
         self._groups: collections.deque = (
             collections.deque()
         )  # [arrival time, bytearray], each from a keyframe
@@ -69,14 +77,16 @@ class PacketRing:
         self._header = b""  # PAT + PMT: every cut starts with them
         self._clips: list = []
         self._lock = threading.Lock()
-        self.proc: Optional[ffproc.FfmpegProcess] = None
         self.peak_bytes = 0
-        self.connects = 0
-        self._thread = Supervised("packet buffer", self.run, stop, on_fatal=on_fatal).start()
 
     @property
     def nbytes(self) -> int:
         return self._bytes
+
+    @property
+    def header(self) -> bytes:
+        """PAT + PMT of the current stream; b"" until they are known."""
+        return self._header
 
     @property
     def span(self) -> float:
@@ -107,88 +117,36 @@ class PacketRing:
             if clip in self._clips:
                 self._clips.remove(clip)
 
-    def close(self) -> None:
-        self.stop.set()
-        proc = self.proc
-        if proc and proc.poll() is None:
-            proc.terminate()
-        self._thread.join(timeout=10)
+    def reset(self) -> None:
+        """The stream ended: the feeds are told, and old packets cannot be joined to the next one."""
+        with self._lock:
+            for clip in self._clips:
+                clip.interrupted = True
+            self._groups.clear()
+            self._bytes = 0
+            self._header = b""
 
-    # -- reading ----------------------------------------------------------------------------
-    def _command(self) -> list:
-        return (
-            ffproc.base(self.ffmpeg)
-            + ffmpeg_input_args(self.spec, transport=self.rtsp_transport, timeout=self.read_timeout)
-            + [
-                "-map",
-                "0:v:0",
-                "-c",
-                "copy",
-                # the first packets off RTSP may carry no timestamp, which the TS muxer refuses
-                "-bsf:v",
-                "setts=pts=if(eq(PTS\\,NOPTS)\\,0\\,PTS):dts=if(eq(DTS\\,NOPTS)\\,0\\,DTS)",
-                "-f",
-                "mpegts",
-                "-",
-            ]
-        )
-
-    def run(self) -> None:
-        """Read the camera until stopped (the recorder runs this under supervision)."""
-        backoff, failures = Backoff(self.retry_delay, self.max_retry_delay), 0
-        while not self.stop.is_set():
-            # own session: a Ctrl-C must not end the buffer before the open clip has its last packets
-            self.proc = ffproc.FfmpegProcess(self._command(), stdout=subprocess.PIPE, tail=5)
-            self.connects += 1
-            try:
-                got = self._read(self.proc)
-            finally:
-                self.proc.end(timeout=5)
-                with self._lock:
-                    for clip in self._clips:
-                        clip.interrupted = True
-                    # a new connection is a new stream: old packets cannot be joined to it
-                    self._groups.clear()
-                    self._bytes = 0
-                    self._header = b""
-            if not self.stop.is_set():
-                if got:
-                    backoff.reset()
-                    failures = 0
-                else:
-                    failures += 1
-                err = [x for x in self.proc.lines() if x.strip()]
-                # the decoder's side logs the outage; here once per outage, not per retry
-                (log.info if failures <= 1 else log.debug)(
-                    "packet buffer for %s ended (%s); reconnecting",
-                    self.spec.display,
-                    redact(err[-1]) if err else "stream ended",
-                )
-                self.stop.wait(backoff.next())
-
-    def _read(self, proc) -> bool:
-        """Read ffmpeg's TS until it ends; whether any packet came. Bytes that are not TS end the
-        connection (logged), never the thread."""
-        fd = proc.stdout.fileno()
+    def read(self, fd: int, stop: threading.Event) -> tuple:
+        """Take ffmpeg's TS from ``fd`` until it ends or ``stop`` is set: (whether any bytes came, why
+        it stopped early or None). Bytes that are not TS stop it (the caller decides what then)."""
         got = False
         parser = TsParser()
-        while not self.stop.is_set():
+        while not stop.is_set():
             chunk = os.read(fd, TS * 512)
             if not chunk:
-                return got
+                return got, None
             got = True
             try:
                 data, keys = parser.feed(chunk)
             except TsError as e:
-                log.warning("packet buffer for %s: %s; reconnecting", self.spec.display, e)
-                return got
+                return got, str(e)
             if not data or parser.video_pid is None:
                 continue
             if not self._header:
                 with self._lock:
                     self._header = parser.header
             self._take(data, keys, time.monotonic())
-        return got
+        return got, None
 
     def _take(self, data: bytes, keys: list, now: float):
         with self._lock:
@@ -214,3 +172,76 @@ class PacketRing:
             elif keys:
                 clip.start_ts = now
                 clip.feed(header + data[keys[0] :])
+
+
+class PacketRing(PacketBuffer):
+    """Keeps the last ``seconds`` of a network camera's packets, read by an ffmpeg of its own."""
+
+    def __init__(
+        self,
+        spec: SourceSpec,
+        ffmpeg: str,
+        seconds: float,
+        stop: threading.Event,
+        *,
+        rtsp_transport: str = "tcp",
+        max_mb: float = 512.0,
+        retry_delay: float = 1.0,
+        max_retry_delay: float = 3.0,
+        on_fatal: Optional[Callable[[str], None]] = None,
+        read_timeout: float = 10.0,
+    ):
+        if spec.kind != "rtsp":
+            raise ValueError("packet pre-alarm needs an RTSP camera")
+        super().__init__(seconds, max_mb)
+        self.spec, self.ffmpeg, self.stop = spec, ffmpeg, stop
+        self.rtsp_transport = rtsp_transport
+        self.read_timeout = read_timeout  # READ_TIMEOUT_SECS: a camera silent this long is reconnected
+        self.retry_delay, self.max_retry_delay = retry_delay, max_retry_delay
+        self.proc: Optional[ffproc.FfmpegProcess] = None
+        self.connects = 0
+        self._thread = Supervised("packet buffer", self.run, stop, on_fatal=on_fatal).start()
+
+    def close(self) -> None:
+        self.stop.set()
+        proc = self.proc
+        if proc and proc.poll() is None:
+            proc.terminate()
+        self._thread.join(timeout=10)
+
+    # -- reading ----------------------------------------------------------------------------
+    def _command(self) -> list:
+        return (
+            ffproc.base(self.ffmpeg)
+            + ffmpeg_input_args(self.spec, transport=self.rtsp_transport, timeout=self.read_timeout)
+            + ts_output_args("-")
+        )
+
+    def run(self) -> None:
+        """Read the camera until stopped (the recorder runs this under supervision)."""
+        backoff, failures = Backoff(self.retry_delay, self.max_retry_delay), 0
+        while not self.stop.is_set():
+            # own session: a Ctrl-C must not end the buffer before the open clip has its last packets
+            self.proc = ffproc.FfmpegProcess(self._command(), stdout=subprocess.PIPE, tail=5)
+            self.connects += 1
+            try:
+                got, bad = self.read(self.proc.stdout.fileno(), self.stop)
+                if bad:  # not TS: the connection ends (logged), never the thread
+                    log.warning("packet buffer for %s: %s; reconnecting", self.spec.display, bad)
+            finally:
+                self.proc.end(timeout=5)
+                self.reset()  # a new connection is a new stream
+            if not self.stop.is_set():
+                if got:
+                    backoff.reset()
+                    failures = 0
+                else:
+                    failures += 1
+                err = [x for x in self.proc.lines() if x.strip()]
+                # the decoder's side logs the outage; here once per outage, not per retry
+                (log.info if failures <= 1 else log.debug)(
+                    "packet buffer for %s ended (%s); reconnecting",
+                    self.spec.display,
+                    redact(err[-1]) if err else "stream ended",
+                )
+                self.stop.wait(backoff.next())

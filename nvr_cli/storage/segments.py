@@ -27,6 +27,7 @@ from nvr_cli.config import ContinuousSettings, OutputSettings, SourceSettings
 from nvr_cli.core.backoff import Backoff
 from nvr_cli.core.errors import ConfigError, StorageError
 from nvr_cli.core.redact import redact
+from nvr_cli.source.packets import PacketBuffer, ts_output_args
 from nvr_cli.source.spec import SourceSpec, ffmpeg_input_args
 
 log = logging.getLogger(__name__)
@@ -146,9 +147,11 @@ class Segmenter:
         ffmpeg: str,
         stop: threading.Event,
         on_disk_full: Optional[Callable[[], None]] = None,
+        live_packets: bool = False,
     ):
         """``spec``: the stream recorded (RECORD_SOURCE or cam); ``source``: how to read it, the camera's
-        name.
+        name. ``live_packets``: also keep the newest keyframe group of its video in ``packets`` (a
+        second output of the same ffmpeg) for live viewers.
         """
         if spec.kind == "usb":
             raise ConfigError(
@@ -174,9 +177,12 @@ class Segmenter:
         self.last_beat: Optional[float] = None  # monotonic time ffmpeg last reported progress
         self.on_disk_full = on_disk_full
         self._lock = threading.Lock()
+        # ~0 s: a live viewer starts at the newest keyframe, nothing older is wanted
+        self.packets: Optional[PacketBuffer] = PacketBuffer(0.0, max_mb=64) if live_packets else None
 
     # -- ffmpeg ----------------------------------------------------------------------------------
-    def _command(self) -> list:
+    def _command(self, packets_fd: Optional[int] = None) -> list:
+        """ffmpeg's command line; ``packets_fd``: a pipe that gets the video as MPEG-TS too."""
         spec = self.spec
         # progress lines every second are the heartbeat that tells a stalled camera
         cmd = ffproc.base(self.ffmpeg) + ["-stats_period", "1", "-progress", "pipe:2"]
@@ -210,6 +216,8 @@ class Segmenter:
             "live",
             str(self.staging / "seg_%s.mp4"),
         ]
+        if packets_fd is not None:
+            cmd += ts_output_args(f"pipe:{packets_fd}")
         return cmd
 
     def run(self) -> None:
@@ -269,9 +277,26 @@ class Segmenter:
                 return False
             return not (_ and key.replace("_", "").isalnum())
 
-        proc = ffproc.FfmpegProcess(
-            self._command(), stdout=subprocess.PIPE, text=True, bufsize=1, on_line=progress
-        )
+        tap_r, tap_w = os.pipe() if self.packets is not None else (None, None)
+        try:
+            proc = ffproc.FfmpegProcess(
+                self._command(tap_w),
+                stdout=subprocess.PIPE,
+                text=True,
+                bufsize=1,
+                on_line=progress,
+                pass_fds=() if tap_w is None else (tap_w,),
+            )
+        except BaseException:
+            for fd in (tap_r, tap_w):
+                if fd is not None:
+                    os.close(fd)
+            raise
+        drain = None
+        if tap_w is not None:
+            os.close(tap_w)  # ffmpeg holds the only write end: its exit is our end of file
+            drain = threading.Thread(target=self._drain, args=(tap_r,), name="nvr-segmenter-tap", daemon=True)
+            drain.start()
         threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout] and None, daemon=True).start()
         produced, t0, reason = 0, None, "exited"
         try:
@@ -297,12 +322,33 @@ class Segmenter:
                     proc.kill()
         finally:  # whatever went wrong, this run's ffmpeg ends with it
             proc.end(timeout=10)
+            if drain is not None:
+                drain.join(timeout=5)
         while not lines.empty():
             line = lines.get()
             if line.strip():
                 t0 = self._listed(line, t0)
                 produced += 1
         return produced, reason, proc.stderr()
+
+    def _drain(self, fd: int) -> None:
+        """Read the live packets' pipe until ffmpeg closes it. Always reads, whatever goes wrong: a full
+        pipe would block ffmpeg, and with it the recording. Not restarted by a supervisor for the same
+        reason (a pause of its backoff is a stalled recording); one ffmpeg run, one drain."""
+        try:
+            try:
+                _, bad = self.packets.read(fd, threading.Event())
+                if bad:
+                    log.warning("live packets of %s: %s; none until ffmpeg restarts", self.spec.display, bad)
+            except Exception as e:  # noqa: BLE001 - live view may fail, the recording must not
+                log.error(
+                    "live packets of %s failed: %s: %s", self.spec.display, type(e).__name__, e, exc_info=True
+                )
+            while os.read(fd, 1 << 16):
+                pass
+        finally:
+            os.close(fd)
+            self.packets.reset()  # the next ffmpeg run is a new stream
 
     def _listed(self, line: str, t0: Optional[float]) -> float:
         """ffmpeg listed a finished segment ("name,start,end" in stream seconds): put it in place.

@@ -7,6 +7,7 @@ call a reading connection. The guard (guard.py) stands in front of them all.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import logging
@@ -19,10 +20,12 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
 
 from nvr_cli import __version__
 from nvr_cli.core.errors import NvrError
@@ -33,13 +36,25 @@ from nvr_cli.web.auth import COOKIE, LoginLimiter, Sessions, check_login
 from nvr_cli.web.config import WebConfig
 from nvr_cli.web.exports import ExportError, ExportJobs
 from nvr_cli.web.guard import Guard, error_response
+from nvr_cli.web.live import LiveHub, Viewer
+from nvr_cli.web.snapshots import NoFrame, Snapshots
 
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,200}")
 DAY_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
-PAGES = ("/", "/events", "/events/{eid}", "/calendar", "/timeline/{camera}/{day}", "/export", "/login")
+PAGES = (
+    "/",
+    "/live",
+    "/live/{camera}",
+    "/events",
+    "/events/{eid}",
+    "/calendar",
+    "/timeline/{camera}/{day}",
+    "/export",
+    "/login",
+)
 CAMERAS_TTL = 5.0  # seconds a list of the index's cameras is used again
 MAX_BODY = 64 * 1024  # a JSON body larger than this is no request of the page's
 MEDIA_TYPES = {
@@ -177,6 +192,41 @@ def _static_files(folder: Path) -> dict:
     return files
 
 
+async def _pump(websocket: WebSocket, viewer: Viewer) -> None:
+    """Send ``viewer``'s queue until it is closed or the browser leaves (what it sends is ignored)."""
+
+    async def send() -> None:
+        after_init = False
+        while True:
+            item = await viewer.next()
+            if item is None:
+                await websocket.close(1000)
+                return
+            kind, data = item
+            if kind == "text":
+                await websocket.send_text(data)
+            else:
+                await websocket.send_bytes(data)
+            if kind == "init":
+                after_init = True
+            elif kind == "frag" and after_init:
+                after_init = False
+                await websocket.send_text(json.dumps({"type": "state", "state": "live"}))
+
+    async def receive() -> None:
+        while (await websocket.receive())["type"] != "websocket.disconnect":
+            pass
+
+    tasks = [asyncio.ensure_future(send()), asyncio.ensure_future(receive())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        # a browser that left makes send() fail: that is its leaving, no error
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 # -- the application -----------------------------------------------------------------------------
 
 
@@ -195,6 +245,8 @@ def create_app(
     sessions = sessions or Sessions()
     limiter = limiter or LoginLimiter()
     static = _static_files(static_dir)
+    live = LiveHub(config.live_of)
+    snapshots = Snapshots(config.live_of)
     index_html = static_dir / "index.html"
 
     def today() -> str:
@@ -328,6 +380,7 @@ def create_app(
                     "events_today": summary["events_today"],
                     "unreviewed_today": summary["unreviewed_today"],
                     "has_recordings": summary["has_recordings"],
+                    "live": live.of(name),
                 }
             )
         return _json({"cameras": out})
@@ -341,13 +394,39 @@ def create_app(
                 "login_required": config.login_required,
                 "user": user_of(request),
                 "index": {**catalog.stats(), "watching": watching()},
+                "live": live.stats(),
                 "cameras": [
-                    {"camera": n, "ok": v.ok, "verdict": redact(v.why)}
+                    {"camera": n, "ok": v.ok, "verdict": redact(v.why), "live": live.of(n)}
                     for n in names
                     for v in [verdicts.get(n) or judge(n, None, config.stale_after)]
                 ],
             }
         )
+
+    # -- live view -------------------------------------------------------------------------------
+    def latest(request: Request) -> Response:
+        camera = known_camera(request.path_params["camera"])
+        try:
+            jpeg = snapshots.latest(camera)
+        except NoFrame as e:
+            raise _fail(503, str(e)) from None
+        return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+    async def watch(websocket: WebSocket) -> None:
+        camera = websocket.path_params["camera"]
+        if camera not in await run_in_threadpool(camera_names):
+            await websocket.send_denial_response(error_response(404, f"no camera {camera!r}"))
+            return
+        await websocket.accept()
+        viewer = live.join(camera)
+        if viewer is None:
+            await websocket.send_json({"type": "state", "state": "unavailable", "reason": "no way to it"})
+            await websocket.close(1000)
+            return
+        try:
+            await _pump(websocket, viewer)
+        finally:
+            live.leave(viewer)
 
     # -- events ----------------------------------------------------------------------------------
     def events(request: Request) -> Response:
@@ -538,6 +617,8 @@ def create_app(
         Route("/api/status", status),
         Route("/api/cameras", cameras),
         Route("/api/cameras/{camera}/recordings", recordings),
+        Route("/api/cameras/{camera}/latest.jpg", latest),
+        WebSocketRoute("/api/cameras/{camera}/live", watch),
         Route("/api/events", events),
         Route("/api/events/{eid}", event),
         Route("/api/events/{eid}/clip.mp4", clip),
@@ -572,4 +653,5 @@ def create_app(
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: crash})
     app.add_middleware(Guard, config=config, sessions=sessions)
     app.state.sessions, app.state.limiter, app.state.started = sessions, limiter, time.time()
+    app.state.live = live
     return app

@@ -3,6 +3,7 @@ login, refuses cross-site writes and foreign Host names, and adds the security h
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable, Optional
 from urllib.parse import urlsplit
 
@@ -11,6 +12,8 @@ from starlette.responses import JSONResponse, Response
 
 from nvr_cli.web.auth import COOKIE, Sessions, is_loopback
 from nvr_cli.web.config import WebConfig
+
+log = logging.getLogger(__name__)
 
 OPEN_API = ("/api/me", "/api/login", "/api/logout")  # answered without a session
 CSP = (
@@ -36,11 +39,19 @@ class Guard:
         self.app, self.config, self.sessions = app, config, sessions
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        if scope["type"] == "websocket":
+            refused = self._ws_refusal(scope, headers)
+            if refused:
+                log.info("WebSocket %s refused: %s", scope.get("path", ""), refused)
+                await send({"type": "websocket.close", "code": 1008})  # before accept: HTTP 403
+                return
+            await self.app(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         path = scope.get("path", "")
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         api = path.startswith("/api/")
 
         async def send_with_headers(message: dict) -> None:
@@ -64,19 +75,42 @@ class Guard:
             return
         await self.app(scope, receive, send_with_headers)
 
-    def _refusal(self, scope: dict, path: str, headers: dict, api: bool) -> Optional[Response]:
+    def _user(self, scope: dict, headers: dict) -> Optional[str]:
+        """The session's user (None: none), put in the scope's state with the session's token."""
         # Starlette's lenient parser: another local app's odd cookie must not hide ours
         token = cookie_parser(headers.get("cookie", "")).get(COOKIE)
         user = self.sessions.user(token) if self.config.login_required else None
         scope.setdefault("state", {})
         scope["state"]["user"], scope["state"]["token"] = user, token
-        if not self.config.login_required:
-            host = headers.get("host", "")
-            name = urlsplit(f"//{host}").hostname or ""
-            if host and not is_loopback(name):
-                return error_response(
-                    403, f"this server answers only as localhost (Host: {host!r}); see WEB_HOST"
-                )
+        return user
+
+    def _foreign_host(self, headers: dict) -> Optional[str]:
+        """Why a server without login refuses this Host (DNS rebinding), or None."""
+        host = headers.get("host", "")
+        name = urlsplit(f"//{host}").hostname or ""
+        if not self.config.login_required and host and not is_loopback(name):
+            return f"this server answers only as localhost (Host: {host!r}); see WEB_HOST"
+        return None
+
+    def _ws_refusal(self, scope: dict, headers: dict) -> Optional[str]:
+        """Why a WebSocket is refused, or None. Browsers let any site open a WebSocket to any server,
+        cookies included (no CORS): the Origin must be the server's own (cross-site hijacking)."""
+        user = self._user(scope, headers)
+        foreign = self._foreign_host(headers)
+        if foreign:
+            return foreign
+        origin = headers.get("origin")
+        if origin is None or urlsplit(origin).netloc != headers.get("host"):
+            return f"Origin {origin!r} is not this server"
+        if self.config.login_required and user is None:
+            return "no session"
+        return None
+
+    def _refusal(self, scope: dict, path: str, headers: dict, api: bool) -> Optional[Response]:
+        user = self._user(scope, headers)
+        foreign = self._foreign_host(headers)
+        if foreign:
+            return error_response(403, foreign)
         if api and scope["method"] not in ("GET", "HEAD"):
             kind = headers.get("content-type", "").split(";")[0].strip().lower()
             if kind != "application/json":

@@ -148,6 +148,11 @@ def serve(loaded: LoadedSettings, host: str, port: int, *, static_dir: Optional[
                 if not self.should_exit:
                     log.info("serving the review page at http://%s:%d/", shown, port)
 
+            async def shutdown(self, sockets: Optional[list] = None) -> None:
+                # the relays first: their viewers' sockets then close, and no ffmpeg is left behind
+                await app.state.live.close()
+                await super().shutdown(sockets)
+
         server = Server(
             uvicorn.Config(
                 app,
@@ -156,7 +161,9 @@ def serve(loaded: LoadedSettings, host: str, port: int, *, static_dir: Optional[
                 proxy_headers=False,  # X-Forwarded-For from a local client would pick its own address
                 server_header=False,
                 lifespan="off",
-                ws="none",
+                # the live view's WebSockets (uvicorn's "websockets" is deprecated: the same package)
+                ws="websockets-sansio",
+                ws_per_message_deflate=False,  # compressing video costs CPU per viewer and saves nothing
                 timeout_graceful_shutdown=5,
             )
         )

@@ -239,6 +239,8 @@ function needLogin() {
 
 const routes = [
   [/^\/$/, viewCameras, "cameras"],
+  [/^\/live\/?$/, viewLive, "live"],
+  [/^\/live\/([^/]+)\/?$/, viewLiveOne, "live"],
   [/^\/events\/?$/, viewEvents, "events"],
   [/^\/events\/([^/]+)$/, viewEvent, "events"],
   [/^\/calendar\/?$/, viewCalendar, "calendar"],
@@ -396,6 +398,7 @@ async function viewCameras(ctx) {
             h(
               "div",
               { class: "actions" },
+              h("a", { class: "button", href: `/live/${enc(cam.name)}` }, "Live"),
               h("a", { class: "button", href: `/events?camera=${enc(cam.name)}` }, "Events"),
               cam.unreviewed_today
                 ? h("a", { class: "button", href: `/events?camera=${enc(cam.name)}&reviewed=false` }, "Unreviewed")
@@ -412,7 +415,10 @@ async function viewCameras(ctx) {
   const { cameras } = await api("/api/cameras", { signal: ctx.signal });
   if (!ctx.alive) return;
   draw(cameras);
-  view.replaceChildren(h("h1", {}, "Cameras"), grid);
+  view.replaceChildren(
+    h("div", { class: "heading" }, h("h1", {}, "Cameras"), h("a", { class: "button", href: "/live" }, "Watch all live")),
+    grid,
+  );
   const timer = setInterval(async () => {
     try {
       const data = await api("/api/cameras", { signal: ctx.signal });
@@ -422,6 +428,388 @@ async function viewCameras(ctx) {
     }
   }, 10000);
   ctx.onCleanup(() => clearInterval(timer));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Live: the camera's own H.264 as fragmented MP4 over a WebSocket, played through Media Source
+// Extensions (no re-encode anywhere); a snapshot a second where that cannot play.
+
+const LIVE_LAG = 1.0; // seconds behind the newest frame before the player jumps to it
+const LIVE_KEEP = 10; // seconds of played video kept in the buffer: the rest is removed
+const LIVE_QUEUE = 8e6; // bytes waiting for the decoder before the player starts over at a keyframe
+const LIVE_RETRY_MAX = 10000; // ms: the longest wait between two attempts to reconnect
+const SNAPSHOT_EVERY = 1000; // ms from one snapshot request to the next
+
+// The Media Source API of this browser: the classic one, or the managed one (iPhones have only that).
+function mediaSourceClass() {
+  return window.MediaSource || window.ManagedMediaSource || null;
+}
+
+// A tile's parts: a 16:9 frame with the video (or the snapshot) and a state badge, and a line
+// saying why when it is not live.
+function liveTile(camera, { link = true } = {}) {
+  const video = h("video", { muted: true, playsinline: true, autoplay: true, "aria-label": `${camera}, live` });
+  video.muted = true; // the attribute alone does not make a script-created video muted
+  video.disableRemotePlayback = true; // the managed Media Source plays only without AirPlay
+  const snap = h("img", { class: "live-snap", alt: `${camera}, latest picture`, hidden: true });
+  const badge = h("span", { class: "badge live-state" }, "connecting");
+  const note = h("span", { class: "live-note", hidden: true }); // why no snapshot shows
+  const why = h("p", { class: "muted live-why" });
+  const parts = [video, snap, note, badge];
+  const frame = link
+    ? h("a", { class: "live-frame", href: `/live/${enc(camera)}`, "aria-label": `${camera} full size` }, parts)
+    : h("div", { class: "live-frame" }, parts);
+  const el = h("article", { class: "live-tile", dataset: { camera, state: "connecting" } }, frame);
+  const show = (state, reason = "") => {
+    el.dataset.state = state;
+    badge.textContent = state;
+    why.textContent = reason;
+  };
+  return { el, frame, video, snap, note, why, show };
+}
+
+// Plays `camera` into a tile until stop(): the protocol of docs/web-api.md "Live".
+function livePlayer(camera, tile) {
+  const { video, snap, note } = tile;
+  const url = `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/api/cameras/${enc(camera)}/live`;
+  const fetches = new AbortController();
+  let stopped = false;
+  let ws = null;
+  let opened = false; // whether this socket's handshake succeeded
+  let backoff = 1000;
+  let retry = null;
+  let ms = null;
+  let sb = null;
+  let queue = [];
+  let queued = 0;
+  let snapping = false;
+  let snapTimer = null;
+  let shown = null; // the snapshot's object URL
+
+  function releaseMedia() {
+    queue = [];
+    queued = 0;
+    sb = null;
+    if (ms && ms.readyState === "open") {
+      try {
+        ms.endOfStream();
+      } catch (e) {
+        // closing anyway
+      }
+    }
+    ms = null;
+    if (video.getAttribute("src")) {
+      URL.revokeObjectURL(video.getAttribute("src"));
+      video.removeAttribute("src");
+      video.load(); // detaches the MediaSource, so the browser frees its buffers
+    }
+  }
+
+  // A fresh MediaSource for each init segment: after a reconnect the timestamps start over.
+  function newSource(mime) {
+    releaseMedia();
+    const Source = mediaSourceClass();
+    const source = new Source();
+    ms = source;
+    source.addEventListener(
+      "sourceopen",
+      () => {
+        if (ms !== source) return;
+        try {
+          sb = source.addSourceBuffer(mime);
+        } catch (e) {
+          fallback("snapshot", `This browser cannot play this camera's video (${e.message})`);
+          return;
+        }
+        sb.addEventListener("updateend", () => {
+          chase();
+          pump();
+        });
+        pump();
+      },
+      { once: true },
+    );
+    video.src = URL.createObjectURL(source);
+  }
+
+  // One append (or removal) at a time: a SourceBuffer refuses a second while it is updating.
+  function pump() {
+    if (!sb || sb.updating || !ms || ms.readyState !== "open") return;
+    const b = video.buffered;
+    if (b.length && video.currentTime - b.start(0) > LIVE_KEEP + 5) {
+      sb.remove(0, video.currentTime - LIVE_KEEP); // memory stays flat however long one watches
+      return;
+    }
+    const next = queue.shift();
+    if (!next) return;
+    queued -= next.byteLength;
+    try {
+      sb.appendBuffer(next);
+    } catch (e) {
+      restart(`the browser refused the video (${e.name})`);
+    }
+  }
+
+  // Stay at the live edge: a player that fell behind (a busy tab, a stall) jumps to the newest frame
+  // instead of drifting further behind; a gap left by dropped fragments is jumped the same way.
+  function chase() {
+    const b = video.buffered;
+    if (!b.length) return;
+    const start = b.start(b.length - 1);
+    const end = b.end(b.length - 1);
+    const t = video.currentTime;
+    if (t < start || end - t > LIVE_LAG) video.currentTime = Math.max(start, end - 0.1);
+    if (video.paused) video.play().catch(() => {});
+  }
+
+  function closeSocket() {
+    if (!ws) return;
+    const sock = ws;
+    ws = null;
+    sock.onmessage = sock.onclose = sock.onerror = null;
+    sock.close(1000);
+  }
+
+  function connect() {
+    retry = null;
+    if (stopped) return;
+    const sock = new WebSocket(url);
+    sock.binaryType = "arraybuffer";
+    ws = sock;
+    opened = false;
+    sock.onopen = () => {
+      opened = true;
+    };
+    sock.onmessage = (e) => {
+      if (ws !== sock) return;
+      if (typeof e.data === "string") onText(e.data);
+      else onData(e.data);
+    };
+    sock.onclose = (e) => {
+      if (ws !== sock) return;
+      ws = null;
+      lost(e);
+    };
+  }
+
+  function onText(text) {
+    let msg;
+    try {
+      msg = JSON.parse(text);
+    } catch (e) {
+      return;
+    }
+    if (msg.type === "init") {
+      if (!mediaSourceClass().isTypeSupported(msg.mime)) {
+        const what = msg.codec === "hevc" ? "H.265" : `This camera's video (${msg.mime})`;
+        fallback("snapshot", `${what} cannot play in this browser: showing a snapshot every second`);
+        return;
+      }
+      newSource(msg.mime);
+    } else if (msg.type === "state") {
+      if (msg.state === "live") {
+        backoff = 1000;
+        tile.show("live");
+      } else if (msg.state === "reconnecting") {
+        queue = [];
+        queued = 0;
+        tile.show("reconnecting", msg.reason || "");
+      } else if (msg.state === "unavailable") {
+        fallback("unavailable", `${msg.reason || "No live video"}: showing a snapshot every second`);
+      } else if (msg.state === "connecting" && tile.el.dataset.state !== "reconnecting") {
+        tile.show("connecting", msg.via === "camera" ? "from the camera" : "");
+      }
+    }
+  }
+
+  function onData(data) {
+    if (!ms) return; // video before its init: not ours to decode
+    queue.push(data);
+    queued += data.byteLength;
+    if (queued > LIVE_QUEUE) restart("the browser fell behind");
+    else pump();
+  }
+
+  function lost(e) {
+    if (stopped) return;
+    if (e.code === 4404) {
+      tile.show("unavailable", `There is no camera ${camera}`);
+      return;
+    }
+    tile.show("reconnecting", e.reason || (opened ? "the connection was lost" : "no answer from the server"));
+    if (!opened) {
+      // a refused handshake says nothing: ask the API whether the login ended or the camera went
+      api("/api/cameras", { signal: fetches.signal })
+        .then(({ cameras }) => {
+          if (stopped || cameras.some((c) => c.name === camera)) return;
+          clearTimeout(retry);
+          tile.show("unavailable", `There is no camera ${camera}`);
+        })
+        .catch(() => {});
+    }
+    retry = setTimeout(connect, backoff);
+    backoff = Math.min(backoff * 2, LIVE_RETRY_MAX);
+  }
+
+  // Start over from a fresh socket: the server begins it at a keyframe.
+  function restart(reason) {
+    closeSocket();
+    releaseMedia();
+    tile.show("reconnecting", reason);
+    clearTimeout(retry);
+    retry = setTimeout(connect, 0);
+  }
+
+  function fallback(state, reason) {
+    closeSocket();
+    clearTimeout(retry);
+    releaseMedia();
+    video.hidden = true;
+    tile.show(state, reason);
+    if (!snapping) {
+      snapping = true;
+      snapshot();
+    }
+  }
+
+  // The last picture stays, dimmed, with the reason over it.
+  function noPicture(message) {
+    snap.classList.add("stale");
+    note.textContent = `${shown ? "No new picture" : "No picture"}: ${message}`;
+    note.hidden = false;
+  }
+
+  // The next snapshot only once the last one has arrived (or failed): a slow link gets fewer.
+  async function snapshot() {
+    const began = Date.now();
+    try {
+      const r = await fetch(`/api/cameras/${enc(camera)}/latest.jpg?t=${began}`, {
+        credentials: "same-origin",
+        cache: "no-store",
+        signal: fetches.signal,
+      });
+      if (r.status === 401) {
+        needLogin();
+        return;
+      }
+      if (!r.ok) {
+        let message = `${r.status} ${r.statusText}`;
+        try {
+          message = (await r.json()).error || message;
+        } catch (e) {
+          // the status says enough
+        }
+        noPicture(message);
+      } else {
+        const blob = await r.blob();
+        if (stopped) return;
+        const old = shown;
+        shown = URL.createObjectURL(blob);
+        snap.src = shown;
+        await snap.decode().catch(() => {});
+        if (old) URL.revokeObjectURL(old);
+        snap.hidden = false;
+        snap.classList.remove("stale");
+        note.hidden = true;
+      }
+    } catch (e) {
+      if (e.name === "AbortError" || stopped) return;
+      noPicture(e.message);
+    }
+    if (!stopped) snapTimer = setTimeout(snapshot, Math.max(0, SNAPSHOT_EVERY - (Date.now() - began)));
+  }
+
+  // A timer as well as the appends: a video the browser paused (a hidden tab) plays on, and a
+  // stalled one is brought back to the edge, even when no data arrives.
+  const tick = setInterval(() => {
+    if (sb && !sb.updating) chase();
+  }, 1000);
+
+  if (!mediaSourceClass()) {
+    fallback("snapshot", "This browser cannot play live video (no Media Source Extensions): showing a snapshot every second");
+  } else {
+    connect();
+  }
+
+  return {
+    stop() {
+      stopped = true;
+      clearInterval(tick);
+      clearTimeout(retry);
+      clearTimeout(snapTimer);
+      fetches.abort();
+      closeSocket();
+      releaseMedia();
+      if (shown) URL.revokeObjectURL(shown);
+      shown = null;
+      snap.removeAttribute("src");
+    },
+  };
+}
+
+// Live: every camera, a tile each.
+async function viewLive(ctx) {
+  document.title = "Live · nvr-cli";
+  const { cameras } = await api("/api/cameras", { signal: ctx.signal });
+  if (!ctx.alive) return;
+  const grid = h("div", { class: "grid live", id: "live" });
+  for (const cam of cameras) {
+    const tile = liveTile(cam.name);
+    tile.el.append(
+      h(
+        "div",
+        { class: "meta" },
+        h("div", { class: "row" }, h("h2", {}, h("a", { href: `/live/${enc(cam.name)}` }, cam.name))),
+        tile.why,
+      ),
+    );
+    grid.append(tile.el);
+    const player = livePlayer(cam.name, tile);
+    ctx.onCleanup(() => player.stop());
+  }
+  view.replaceChildren(h("h1", {}, "Live"), cameras.length ? grid : h("p", { class: "notice" }, "No cameras are configured."));
+}
+
+// Live: one camera, as large as the window allows.
+async function viewLiveOne(ctx, url, camera) {
+  document.title = `${camera} live · nvr-cli`;
+  const { cameras } = await api("/api/cameras", { signal: ctx.signal });
+  if (!ctx.alive) return;
+  if (!cameras.some((c) => c.name === camera)) {
+    view.replaceChildren(h("h1", {}, "Not found"), h("p", {}, `There is no camera ${camera}. `, h("a", { href: "/live" }, "All cameras")));
+    return;
+  }
+  const tile = liveTile(camera, { link: false });
+  tile.el.classList.add("one");
+  const full = h(
+    "button",
+    {
+      type: "button",
+      class: "small",
+      onclick: () => (document.fullscreenElement ? document.exitFullscreen() : tile.frame.requestFullscreen()).catch(() => {}),
+    },
+    "Full screen",
+  );
+  if (!tile.frame.requestFullscreen) full.hidden = true;
+  view.replaceChildren(
+    h(
+      "div",
+      { class: "heading" },
+      h("h1", {}, camera),
+      h(
+        "span",
+        { class: "live-links" },
+        h("a", { class: "button small", href: "/live" }, "All cameras"),
+        h("a", { class: "button small", href: `/events?camera=${enc(camera)}` }, "Events"),
+        h("a", { class: "button small", href: `/timeline/${enc(camera)}/${localDay()}` }, "Timeline"),
+        full,
+      ),
+    ),
+    tile.el,
+  );
+  tile.el.append(tile.why);
+  const player = livePlayer(camera, tile);
+  ctx.onCleanup(() => player.stop());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,101 @@
+"""``latest.jpg``: a camera's newest frame, from its recorder (the frame it analysed last: no decode
+of its own) or, with no recorder, one frame ffmpeg grabs from the camera when the server may open
+it. Blocking: for the server's thread pool."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from typing import Callable, Optional
+
+from nvr_cli.core import processes
+from nvr_cli.core.errors import NvrError
+from nvr_cli.core.redact import redact
+from nvr_cli.ffmpeg.binary import find_ffmpeg
+from nvr_cli.ffmpeg.process import base, why
+from nvr_cli.source.spec import RTSP_ANALYZE_US, ffmpeg_input_args, parse_source
+from nvr_cli.web.config import LiveSource
+from nvr_cli.web.worker_link import WorkerRefused, snapshot
+
+FRESH = 1.0  # seconds a frame is served again: a grid of tiles refreshing together costs one grab
+GRAB_TIMEOUT = 20.0
+
+
+class NoFrame(Exception):
+    """No frame can be had now (say why)."""
+
+
+class Snapshots:
+    """The newest frame of each camera, made at most once at a time per camera and kept ``FRESH``."""
+
+    def __init__(self, source_of: Callable[[str], Optional[LiveSource]]):
+        self.source_of = source_of
+        self._locks: dict = {}
+        self._kept: dict = {}  # camera -> (monotonic time, JPEG bytes)
+        self._guard = threading.Lock()
+
+    def latest(self, camera: str) -> bytes:
+        """JPEG bytes of ``camera``'s newest frame; NoFrame with the reason."""
+        with self._guard:
+            lock = self._locks.setdefault(camera, threading.Lock())
+        with lock:
+            kept = self._kept.get(camera)
+            if kept is not None and time.monotonic() - kept[0] < FRESH:
+                return kept[1]
+            jpeg = self._make(camera)
+            self._kept[camera] = (time.monotonic(), jpeg)
+            return jpeg
+
+    def _make(self, camera: str) -> bytes:
+        source = self.source_of(camera)
+        if source is None:
+            raise NoFrame("the server knows no way to this camera")
+        try:
+            jpeg = snapshot(source.socket)
+        except WorkerRefused as e:
+            raise NoFrame(f"the recorder has no frame: {e}") from None
+        if jpeg is not None:
+            return jpeg
+        if source.url is None:
+            raise NoFrame(
+                "no recorder runs for this camera, and the server may not open it itself "
+                "(not an RTSP camera, or WEB_LIVE_DIRECT = False)"
+            )
+        return grab(source)
+
+
+def grab(source: LiveSource) -> bytes:
+    """One frame of the camera at ``source.url`` as JPEG, by ffmpeg; NoFrame with ffmpeg's reason."""
+    try:
+        ffmpeg = find_ffmpeg(source.ffmpeg)
+    except NvrError as e:
+        raise NoFrame(str(e)) from None
+    spec = parse_source(source.url)
+    cmd = [
+        *base(ffmpeg),
+        "-analyzeduration",
+        str(RTSP_ANALYZE_US),
+        *ffmpeg_input_args(spec, transport=source.transport, timeout=min(source.timeout, GRAB_TIMEOUT / 2)),
+        "-map",
+        "0:v:0",
+        "-frames:v",
+        "1",
+        "-q:v",
+        "4",
+        "-f",
+        "image2pipe",
+        "-c:v",
+        "mjpeg",
+        "pipe:1",
+    ]
+    try:
+        done = processes.run(cmd, timeout=GRAB_TIMEOUT, text=False)
+    except subprocess.TimeoutExpired:
+        raise NoFrame(f"no frame from the camera within {GRAB_TIMEOUT:.0f} s") from None
+    except OSError as e:
+        raise NoFrame(f"ffmpeg could not start: {e.strerror or e}") from None
+    if done.returncode != 0 or not done.stdout.startswith(b"\xff\xd8"):
+        lines = done.stderr.decode("utf-8", "replace").splitlines()
+        raise NoFrame(f"no frame from the camera: {redact(why(lines, done.returncode))}")
+    return done.stdout
