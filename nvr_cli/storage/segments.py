@@ -340,6 +340,7 @@ class Segmenter:
                 _, bad = self.packets.read(fd, threading.Event())
                 if bad:
                     log.warning("live packets of %s: %s; none until ffmpeg restarts", self.spec.display, bad)
+                    self.packets.reset()  # its viewers end now rather than wait in silence
             except Exception as e:  # noqa: BLE001 - live view may fail, the recording must not
                 log.error(
                     "live packets of %s failed: %s: %s", self.spec.display, type(e).__name__, e, exc_info=True
