@@ -235,7 +235,10 @@ def measure(seconds: float, soak_minutes: float) -> dict:
             lat = sorted(latencies(samples, log, units))
             if not lat:
                 raise SystemExit(f"no frame number could be read from {len(samples)} frames")
-            q = page.evaluate("() => document.querySelector('video').getVideoPlaybackQuality()")
+            q = page.evaluate(
+                "() => { const q = document.querySelector('video').getVideoPlaybackQuality();"
+                " return {totalVideoFrames: q.totalVideoFrames, droppedVideoFrames: q.droppedVideoFrames}; }"
+            )
             out["latency"] = {
                 "frames": len(samples),
                 "read": len(lat),

@@ -163,6 +163,7 @@ def test_without_media_source_extensions_snapshots_refresh(server, cameras, open
             "([img, src]) => img.getAttribute('src') !== src && img.complete && img.naturalWidth > 0",
             arg=[img.element_handle(), first],
         )
+        expect(tile.locator(".live-why")).to_contain_text("showing a snapshot every second")
     assert relays(server) == 0, "a browser that cannot play live video opened a relay"
     shot(page, "live-snapshots")
 
@@ -176,7 +177,7 @@ def test_a_camera_without_live_video_says_why_and_shows_snapshots(cameras, open_
         page.goto(f"http://127.0.0.1:{server.port}/live")
         tile = page.locator('.live-tile[data-camera="desk"]')
         expect(tile).to_have_attribute("data-state", "unavailable")
-        expect(tile.locator(".live-why")).to_contain_text("snapshot")
+        expect(tile.locator(".live-why")).to_contain_text("no recorder offers this camera's video")
         # a snapshot if the server can make one of it, else the reason why not over the tile
         page.wait_for_function(
             """tile => { const i = tile.querySelector('img'); const n = tile.querySelector('.live-note');

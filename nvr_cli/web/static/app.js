@@ -435,6 +435,11 @@ async function viewCameras(ctx) {
 // Extensions (no re-encode anywhere); a snapshot a second where that cannot play.
 
 const LIVE_LAG = 1.0; // seconds behind the newest frame before the player jumps to it
+// A player starts at the keyframe the server replays (up to a GOP behind): between these it plays a
+// little faster until it is close to the newest frame, without the visible jump of a seek.
+const LIVE_CATCH_UP = 0.4; // seconds behind: play at LIVE_FAST
+const LIVE_NEAR = 0.2; // seconds behind: back to normal speed
+const LIVE_FAST = 1.25;
 const LIVE_KEEP = 10; // seconds of played video kept in the buffer: the rest is removed
 const LIVE_QUEUE = 8e6; // bytes waiting for the decoder before the player starts over at a keyframe
 const LIVE_RETRY_MAX = 10000; // ms: the longest wait between two attempts to reconnect
@@ -485,6 +490,7 @@ function livePlayer(camera, tile) {
   let snapping = false;
   let snapTimer = null;
   let shown = null; // the snapshot's object URL
+  let fellBack = ""; // why snapshots show instead of video
 
   function releaseMedia() {
     queue = [];
@@ -558,7 +564,15 @@ function livePlayer(camera, tile) {
     const start = b.start(b.length - 1);
     const end = b.end(b.length - 1);
     const t = video.currentTime;
-    if (t < start || end - t > LIVE_LAG) video.currentTime = Math.max(start, end - 0.1);
+    const lag = end - t;
+    if (t < start || lag > LIVE_LAG) {
+      video.currentTime = Math.max(start, end - 0.1);
+      video.playbackRate = 1;
+    } else if (lag > LIVE_CATCH_UP) {
+      video.playbackRate = LIVE_FAST;
+    } else if (lag < LIVE_NEAR) {
+      video.playbackRate = 1;
+    }
     if (video.paused) video.play().catch(() => {});
   }
 
@@ -602,7 +616,7 @@ function livePlayer(camera, tile) {
     if (msg.type === "init") {
       if (!mediaSourceClass().isTypeSupported(msg.mime)) {
         const what = msg.codec === "hevc" ? "H.265" : `This camera's video (${msg.mime})`;
-        fallback("snapshot", `${what} cannot play in this browser: showing a snapshot every second`);
+        fallback("snapshot", `${what} cannot play in this browser`);
         return;
       }
       newSource(msg.mime);
@@ -615,7 +629,7 @@ function livePlayer(camera, tile) {
         queued = 0;
         tile.show("reconnecting", msg.reason || "");
       } else if (msg.state === "unavailable") {
-        fallback("unavailable", `${msg.reason || "No live video"}: showing a snapshot every second`);
+        fallback("unavailable", `${msg.reason || "No live video"}`);
       } else if (msg.state === "connecting" && tile.el.dataset.state !== "reconnecting") {
         tile.show("connecting", msg.via === "camera" ? "from the camera" : "");
       }
@@ -665,6 +679,7 @@ function livePlayer(camera, tile) {
     clearTimeout(retry);
     releaseMedia();
     video.hidden = true;
+    fellBack = reason;
     tile.show(state, reason);
     if (!snapping) {
       snapping = true;
@@ -674,6 +689,7 @@ function livePlayer(camera, tile) {
 
   // The last picture stays, dimmed, with the reason over it.
   function noPicture(message) {
+    tile.why.textContent = fellBack;
     snap.classList.add("stale");
     note.textContent = `${shown ? "No new picture" : "No picture"}: ${message}`;
     note.hidden = false;
@@ -711,6 +727,7 @@ function livePlayer(camera, tile) {
         snap.hidden = false;
         snap.classList.remove("stale");
         note.hidden = true;
+        tile.why.textContent = `${fellBack}: showing a snapshot every second`;
       }
     } catch (e) {
       if (e.name === "AbortError" || stopped) return;
@@ -726,7 +743,7 @@ function livePlayer(camera, tile) {
   }, 1000);
 
   if (!mediaSourceClass()) {
-    fallback("snapshot", "This browser cannot play live video (no Media Source Extensions): showing a snapshot every second");
+    fallback("snapshot", "This browser cannot play live video (no Media Source Extensions)");
   } else {
     connect();
   }
