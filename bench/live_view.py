@@ -227,6 +227,7 @@ def measure(seconds: float, soak_minutes: float) -> dict:
                 timeout=60000,
             )
             out["browser"] = f"Chromium {browser.version}"
+            time.sleep(5)  # joined at the replayed keyframe: measure once it has caught up
             via = _api(port, "/api/status")
             out["via"] = [c.get("live", {}).get("via") for c in via.get("cameras", [])]
             page.evaluate(COLLECT_JS, [BITS, BLOCK, GAP, TOP])

@@ -168,6 +168,26 @@ def test_without_media_source_extensions_snapshots_refresh(server, cameras, open
     shot(page, "live-snapshots")
 
 
+def test_a_browser_that_cannot_take_the_video_gives_up_for_snapshots(server, open_page):
+    # the browser is real; only its SourceBuffer refuses every append, as on a decode failure
+    page = open_page()
+    page.add_init_script(
+        "SourceBuffer.prototype.appendBuffer = function () {"
+        " throw new DOMException('refused by the test', 'InvalidStateError'); };"
+    )
+    page.goto(server.url + "/live/gate")
+    tile = page.locator('.live-tile[data-camera="gate"]')
+    # a few attempts, with a backoff between them, then snapshots with the reason
+    expect(tile).to_have_attribute("data-state", "snapshot", timeout=60_000)
+    expect(tile.locator(".live-why")).to_contain_text("could not play this camera's video")
+    expect(tile.locator(".live-why")).to_contain_text("InvalidStateError")
+    page.wait_for_function(
+        "img => !img.hidden && img.complete && img.naturalWidth > 0",
+        arg=tile.locator("img.live-snap").element_handle(),
+    )
+    assert wait_for(lambda: relays(server) == 0, timeout=15), server.api("/api/status")["live"]
+
+
 def test_a_camera_without_live_video_says_why_and_shows_snapshots(cameras, open_page, tmp_path, scene_cache):
     # a file is no RTSP camera, and no recorder offers its packets: the server says unavailable
     clip = scene_cache("walking", seconds=12, walkers=[(0, 4), (4, 8), (8, 12)])

@@ -443,6 +443,7 @@ const LIVE_FAST = 1.25;
 const LIVE_KEEP = 10; // seconds of played video kept in the buffer: the rest is removed
 const LIVE_QUEUE = 8e6; // bytes waiting for the decoder before the player starts over at a keyframe
 const LIVE_RETRY_MAX = 10000; // ms: the longest wait between two attempts to reconnect
+const LIVE_FAILURES = 3; // decode failures in a row before a tile gives up on video for snapshots
 const SNAPSHOT_EVERY = 1000; // ms from one snapshot request to the next
 
 // The Media Source API of this browser: the classic one, or the managed one (iPhones have only that).
@@ -491,6 +492,8 @@ function livePlayer(camera, tile) {
   let snapTimer = null;
   let shown = null; // the snapshot's object URL
   let fellBack = ""; // why snapshots show instead of video
+  let failures = 0; // failed attempts to play since video last played
+  let playedFrom = null; // currentTime when this stream's video began to play
 
   function releaseMedia() {
     queue = [];
@@ -514,6 +517,7 @@ function livePlayer(camera, tile) {
   // A fresh MediaSource for each init segment: after a reconnect the timestamps start over.
   function newSource(mime) {
     releaseMedia();
+    playedFrom = null;
     const Source = mediaSourceClass();
     const source = new Source();
     ms = source;
@@ -552,8 +556,23 @@ function livePlayer(camera, tile) {
     try {
       sb.appendBuffer(next);
     } catch (e) {
-      restart(`the browser refused the video (${e.name})`);
+      if (e.name === "QuotaExceededError" && b.length && video.currentTime - b.start(0) > 1) {
+        // the browser's buffer is full: drop what was played and try this one again
+        queue.unshift(next);
+        queued += next.byteLength;
+        sb.remove(0, video.currentTime - 1);
+        return;
+      }
+      failed(`the browser refused the video (${e.name})`);
     }
+  }
+
+  // The browser could not take or decode the video: start over, and after a few failures in a row
+  // (no playback between them) show snapshots instead of reconnecting for ever.
+  function failed(reason) {
+    failures += 1;
+    if (failures >= LIVE_FAILURES) fallback("snapshot", `This browser could not play this camera's video (${reason})`);
+    else restart(reason);
   }
 
   // Stay at the live edge: a player that fell behind (a busy tab, a stall) jumps to the newest frame
@@ -565,6 +584,8 @@ function livePlayer(camera, tile) {
     const end = b.end(b.length - 1);
     const t = video.currentTime;
     const lag = end - t;
+    if (playedFrom === null) playedFrom = t;
+    else if (t - playedFrom > 2) failures = 0; // it plays: earlier failures are forgiven
     if (t < start || lag > LIVE_LAG) {
       video.currentTime = Math.max(start, end - 0.1);
       video.playbackRate = 1;
@@ -665,13 +686,15 @@ function livePlayer(camera, tile) {
     backoff = Math.min(backoff * 2, LIVE_RETRY_MAX);
   }
 
-  // Start over from a fresh socket: the server begins it at a keyframe.
+  // Start over from a fresh socket (the server begins it at a keyframe), after the backoff: a
+  // browser that keeps failing does not hammer the server.
   function restart(reason) {
     closeSocket();
     releaseMedia();
     tile.show("reconnecting", reason);
     clearTimeout(retry);
-    retry = setTimeout(connect, 0);
+    retry = setTimeout(connect, backoff);
+    backoff = Math.min(backoff * 2, LIVE_RETRY_MAX);
   }
 
   function fallback(state, reason) {
@@ -741,6 +764,13 @@ function livePlayer(camera, tile) {
   const tick = setInterval(() => {
     if (sb && !sb.updating) chase();
   }, 1000);
+  // A decode error ends the MediaSource: nothing more could be appended to it.
+  const onVideoError = () => {
+    if (!ms || stopped) return; // our own detaching (releaseMedia) is no failure
+    const err = video.error;
+    failed(err ? `decoding failed: ${err.message || "code " + err.code}` : "decoding failed");
+  };
+  video.addEventListener("error", onVideoError);
 
   if (!mediaSourceClass()) {
     fallback("snapshot", "This browser cannot play live video (no Media Source Extensions)");
@@ -752,6 +782,7 @@ function livePlayer(camera, tile) {
     stop() {
       stopped = true;
       clearInterval(tick);
+      video.removeEventListener("error", onVideoError);
       clearTimeout(retry);
       clearTimeout(snapTimer);
       fetches.abort();
