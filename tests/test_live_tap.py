@@ -9,6 +9,7 @@ import socket
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -25,7 +26,7 @@ from helpers import (
 )
 
 from nvr_cli.core.frames import Frame
-from nvr_cli.core.unix_socket import connect_unix
+from nvr_cli.core.unix_socket import bind_unix, connect_unix
 from nvr_cli.ffmpeg.mpegts import TsParser, keyframe_starts
 from nvr_cli.runtime import live_tap
 from nvr_cli.runtime.live_tap import LiveTap
@@ -203,21 +204,30 @@ def test_packet_clip_mode_serves_packets_and_snapshots(recording, scene_cache, t
     stop_and_check_socket_gone(proc, log, sock)
 
 
+def segment_count(out) -> int:
+    return len([e for e in read_index(out / "gate") if "file" in e])
+
+
 @pytest.mark.rtsp
 def test_continuous_mode_takes_the_segmenters_packets(recording, scene_cache, tmp_path):
-    """Continuous recording: the segmenter's ffmpeg writes the live TS too, and still records segments."""
-    proc, log, out, sock = recording(scene_cache(), "--continuous", "--segment-seconds", "3")
+    """Continuous recording: the segmenter's ffmpeg writes the live TS too, and still records segments,
+    with a viewer that never reads overflowing its queue."""
+    noisy = scene_cache("noisy", seconds=10, noise=30)  # ~1.7 MB/s: a few seconds fill a viewer's queue
+    proc, log, out, sock = recording(noisy, "--continuous", "--segment-seconds", "3")
     assert wait_for(lambda: status(out).get("frames", 0) > 15, timeout=40), log.text()
     assert ts_readers(proc.pid) == []  # no packet reader of its own: the segmenter's second output
     assert_playable(watch(sock, 5), tmp_path / "cont.ts")
     snapshot(sock)
     stalled, line = ask(sock, b"packets\n")  # never read: segments keep coming
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     try:
         assert line == "ok video/mp2t h264\n"
-        n = len([e for e in read_index(out / "gate") if "file" in e])
-        assert wait_for(
-            lambda: len([e for e in read_index(out / "gate") if "file" in e]) >= n + 3, timeout=60
+        assert wait_for(lambda: "a live viewer is too slow" in log.text(), timeout=90), (
+            "its queue never filled"
         )
+        n = segment_count(out)
+        assert wait_for(lambda: segment_count(out) >= n + 3, timeout=60), "the recording stopped"
+        assert_playable(watch(sock), tmp_path / "beside-stalled.ts")
     finally:
         stalled.close()
     stop_and_check_socket_gone(proc, log, sock)
@@ -269,6 +279,86 @@ def answer(path, request: bytes) -> str:
     sock, line = ask(path, request)
     sock.close()
     return line
+
+
+def test_temporary_conditions_say_retry(tap, monkeypatch):
+    """``retry``, not ``error``: no packets yet (the camera is still connecting), or too many clients."""
+    monkeypatch.setattr(live_tap, "HEADER_WAIT", 0.5)
+    t = tap(packets=PacketBuffer(0.0))  # nothing ever arrives
+    assert answer(t.path, b"packets\n") == "retry no packets from the camera yet\n"
+    monkeypatch.setattr(live_tap, "MAX_CLIENTS", 1)
+    silent = connect_unix(t.path)  # holds the one place while it says nothing
+    try:
+        assert answer(t.path, b"snapshot\n") == "retry too many clients\n"
+    finally:
+        silent.close()
+
+
+def test_a_socket_another_worker_holds_is_taken_once_free(tap, tmp_path, monkeypatch, caplog):
+    """An older worker of the camera still answers on the socket: the new one binds once it is gone."""
+    monkeypatch.setattr(live_tap, "BIND_RETRY", 0.2)
+    path = tmp_path / "cam.live.sock"
+    old = bind_unix(path)
+    t = tap(packets=None)
+    assert "another process answers" in caplog.text
+    assert connect_unix(path) is not None  # the old one still answers (its backlog)
+    old.close()
+    assert wait_for(
+        lambda: connect_unix(path) is not None and answer(path, b"x\n") == "error unknown request\n", 20
+    )
+    assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+    t.close()
+    assert not path.exists()
+
+    held = bind_unix(path)  # closed while still waiting: its thread ends, the other's file stays
+    try:
+        waiting = LiveTap(path, packets=None).start()
+        waiting.close()
+        assert not waiting._thread.is_alive() and path.exists()
+    finally:
+        held.close()
+
+
+def test_bind_unix_leaves_the_umask_alone(tmp_path, monkeypatch):
+    """0600 by chmod before listen, not by the process-wide umask (other threads create files)."""
+
+    def no_umask(mask):
+        raise AssertionError("umask changed")
+
+    monkeypatch.setattr(os, "umask", no_umask)
+    deep = tmp_path / ("d" * 60) / ("e" * 60)  # beyond sun_path: bound through the folder's descriptor
+    deep.mkdir(parents=True)
+    for path in (tmp_path / "a.sock", deep / "b.sock"):
+        sock = bind_unix(path)
+        try:
+            assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+            assert connect_unix(path) is not None
+        finally:
+            sock.close()
+
+
+def test_a_stalled_viewer_overflows_and_is_counted(tap, tmp_path, scene_cache, ffmpeg, monkeypatch):
+    """A viewer that never reads: its queue overflows (counted on the tap), the packets go on."""
+    monkeypatch.setattr(live_tap, "QUEUE_BYTES", 200_000)
+    ts = tmp_path / "scene.ts"
+    subprocess.run([ffmpeg, "-v", "error", "-i", scene_cache(), "-c", "copy", "-f", "mpegts", ts], check=True)
+    buf = PacketBuffer(0.0)
+    t = tap(packets=buf)
+    stalled = connect_unix(t.path)
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.sendall(b"packets\n")
+    assert wait_for(lambda: any(v is not None for v in t._clients.values()), 10)
+    fd = os.open(ts, os.O_RDONLY)
+    try:
+        for _ in range(20):  # far more than the queue and the socket's buffers hold
+            os.lseek(fd, 0, os.SEEK_SET)
+            buf.read(fd, threading.Event())
+            if t.drops:
+                break
+    finally:
+        os.close(fd)
+        stalled.close()
+    assert t.drops > 0
 
 
 def test_errors_say_why(tap, monkeypatch):
@@ -332,3 +422,54 @@ def test_a_slow_viewer_drops_to_the_next_keyframe_group(tmp_path, scene_cache, f
     assert_playable(data, tmp_path / "resumed.ts", min_frames=1)
     buf.reset()
     assert viewer.take(0) is None  # the stream ended: the viewer's connection ends
+
+
+# -- an ffmpeg the live packets' output does not agree with ----------------------------------------
+def ffmpeg_wrapper(tmp_path, ffmpeg, *, lists_setts: bool, refuses: str) -> Path:
+    """A config whose FFMPEG_PATH is a script around the real ffmpeg: it refuses every command line
+    containing all words in ``refuses``, and ``-bsfs`` lists setts only if ``lists_setts``."""
+    script = tmp_path / "ffmpeg"
+    words = " && ".join(f'[[ "$*" == *"{w}"* ]]' for w in refuses.split())
+    listing = "" if lists_setts else " | grep -vx setts"
+    script.write_text(
+        "#!/bin/bash\n"
+        f'if [[ "$*" == *-bsfs* ]]; then {ffmpeg} -hide_banner -bsfs{listing}; exit; fi\n'
+        f'if {words}; then echo "simulated: this output fails" >&2; exit 1; fi\n'
+        f'exec {ffmpeg} "$@"\n'
+    )
+    script.chmod(0o755)
+    cfg = tmp_path / "wrapped.py"
+    cfg.write_text(f"FFMPEG_PATH = {str(script)!r}\n")
+    return cfg
+
+
+@pytest.mark.rtsp
+def test_an_ffmpeg_without_setts_records_without_the_live_packets(recording, scene_cache, tmp_path, ffmpeg):
+    """ffmpeg < 4.4 has no setts: continuous recording goes on; live packets say why there are none."""
+    cfg = ffmpeg_wrapper(tmp_path, ffmpeg, lists_setts=False, refuses="setts=")
+    proc, log, out, sock = recording(
+        scene_cache(), "--config", cfg, "--no-motion", "--continuous", "--segment-seconds", "2"
+    )
+    assert wait_for(lambda: segment_count(out) >= 2, timeout=60), log.text()
+    line = answer(sock, b"packets\n")
+    assert line.startswith("error this ffmpeg lacks the setts filter"), line
+    stop_and_check_socket_gone(proc, log, sock)
+    assert "simulated" not in log.text()  # never ran with the output it refuses
+
+
+@pytest.mark.rtsp
+def test_a_failing_live_output_is_given_up_and_viewers_get_their_own_reader(
+    recording, scene_cache, tmp_path, ffmpeg
+):
+    """setts is there, yet the segmenter's ffmpeg fails with the TS output: after two runs that
+    recorded nothing the segments are written without it, and a viewer gets a reader of its own."""
+    cfg = ffmpeg_wrapper(tmp_path, ffmpeg, lists_setts=True, refuses="segment_list setts=")
+    proc, log, out, sock = recording(
+        scene_cache(), "--config", cfg, "--no-motion", "--continuous", "--segment-seconds", "2"
+    )
+    assert wait_for(lambda: segment_count(out) >= 2, timeout=60), log.text()
+    assert log.text().count("fails with the live packets output") == 1, log.text()
+    assert ts_readers(proc.pid) == []
+    assert_playable(watch(sock), tmp_path / "own-reader.ts")
+    assert wait_for(lambda: not ts_readers(proc.pid), timeout=20), "the reader outlived its viewer"
+    stop_and_check_socket_gone(proc, log, sock)

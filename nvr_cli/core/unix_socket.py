@@ -39,16 +39,16 @@ def bind_unix(path: Path, backlog: int = 8) -> socket.socket:
             raise OSError(errno.EADDRINUSE, f"another process answers on {path}")
         path.unlink(missing_ok=True)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o177)  # created 0600: a live camera is nobody else's business
     try:
         with _short(path) as name:
             sock.bind(name)
+            # 0600 before listen(): nobody can connect until then. Not through the umask, which is the
+            # whole process's (a recorder's other threads create files meanwhile).
+            os.chmod(name, 0o600)
         sock.listen(backlog)
     except OSError:
         sock.close()
         raise
-    finally:
-        os.umask(old)
     return sock
 
 

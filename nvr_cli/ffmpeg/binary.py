@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import subprocess
 from typing import Optional
 
 from nvr_cli.core.errors import NvrError
@@ -35,3 +36,16 @@ def find_ffmpeg(configured: Optional[str] = None, *, required: bool = True) -> O
             raise NvrError(f"FFMPEG_PATH {configured}: not an executable file")
         raise NvrError("no ffmpeg found: install Debian's ffmpeg or `pip install imageio-ffmpeg`")
     return exe
+
+
+@functools.lru_cache(maxsize=None)
+def bitstream_filters(ffmpeg: str) -> frozenset:
+    """The bitstream filters ``ffmpeg`` has (``-bsfs``), asked once per binary; none if it cannot say."""
+    try:
+        out = subprocess.run(
+            [ffmpeg, "-hide_banner", "-bsfs"], capture_output=True, text=True, timeout=20, check=False
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return frozenset()
+    # "Bitstream filters:" then one name a line
+    return frozenset(line.strip() for line in out.splitlines()[1:] if line.strip())

@@ -10,13 +10,20 @@ client connects, sends one line and reads the answer:
   ``error <reason>`` (a USB camera: no encoded packets).
 - anything else -> ``error unknown request``.
 
+``error <reason>`` is for good: asking again gets the same answer. A condition that passes gets
+``retry <reason>`` instead, and the client should ask again later: ``packets`` before the camera sent
+anything (``no packets from the camera yet``, after HEADER_WAIT: the reader is still connecting, or the
+camera is down), and any request while MAX_CLIENTS are connected (``too many clients``).
+
 Nothing here may slow the recorder: each viewer has a bounded queue filled by the packet reader
-(never blocked); a viewer too slow for it loses what is queued and resumes at the next keyframe group.
+(never blocked); a viewer too slow for it loses what is queued and resumes at the next keyframe group
+(``LiveTap.drops`` counts those overflows).
 """
 
 from __future__ import annotations
 
 import collections
+import errno
 import logging
 import os
 import select
@@ -45,6 +52,7 @@ JPEG_QUALITY = 80
 HEADER_WAIT = 15.0  # a reader opened for this viewer takes a moment to connect to the camera
 SEND_TIMEOUT = 30.0  # a viewer that takes nothing for this long is gone
 IDLE_CHECK = 1.0  # how often a waiting viewer is checked for having hung up
+BIND_RETRY = 3.0  # an older worker of this camera still answers on the socket while it finishes its clips
 
 
 class PacketSource(Protocol):
@@ -102,10 +110,11 @@ class OnDemandPackets:
 class _Viewer:
     """One ``packets`` client's queue: fed by the packet reader's thread, emptied by the client's."""
 
-    def __init__(self):
+    def __init__(self, on_drop: Optional[Callable[["_Viewer"], None]] = None):
         self.start_ts: Optional[float] = None  # None: waiting for a keyframe (the source sees to it)
         self.max_queued = QUEUE_BYTES  # the source raises it by the backlog it hands over at once
         self.drops = 0
+        self._on_drop = on_drop  # called outside the lock, on the packet reader's thread
         self._interrupted = False
         self._closed = False
         self._queue: collections.deque = collections.deque()
@@ -131,16 +140,19 @@ class _Viewer:
         with self._wake:
             if self._closed or self._interrupted:
                 return
-            if self._queued + len(data) > self.max_queued:
+            dropped = self._queued + len(data) > self.max_queued
+            if dropped:
                 # too slow: drop what waits; the source resumes this viewer at its next keyframe group
                 self._queue.clear()
                 self._queued = 0
                 self.start_ts = None
                 self.drops += 1
-                return
-            self._queue.append(data)
-            self._queued += len(data)
-            self._wake.notify()
+            else:
+                self._queue.append(data)
+                self._queued += len(data)
+                self._wake.notify()
+        if dropped and self._on_drop is not None:
+            self._on_drop(self)
 
     def take(self, timeout: float) -> Optional[bytes]:
         """What is queued (b"" after ``timeout`` with nothing); None when the stream has ended."""
@@ -162,6 +174,14 @@ class _Viewer:
 
 class _Refused(Exception):
     """A request that gets ``error <reason>``."""
+
+    answer = "error"
+
+
+class _NotNow(_Refused):
+    """A request that gets ``retry <reason>``: the condition passes, the client asks again later."""
+
+    answer = "retry"
 
 
 def _gone(conn: socket.socket) -> bool:
@@ -201,27 +221,54 @@ class LiveTap:
         self._jpeg: tuple = (0.0, b"")  # (monotonic time encoded, bytes)
         self._jpeg_lock = threading.Lock()
         self._thread: Optional[Supervised] = None
+        self.drops = 0  # times a viewer's queue overflowed (it lost what waited), all viewers together
 
     def start(self) -> "LiveTap":
-        """Bind the socket and serve; a socket that cannot be had costs the live view, not the recording."""
+        """Bind the socket and serve; a socket that cannot be had costs the live view, not the recording.
+        One an older worker still answers on is tried again every BIND_RETRY seconds until it is free."""
+        busy = self._bind()
+        if busy is None:
+            return self
+        if busy:
+            log.warning(
+                "live view of this camera waits: another process answers on %s (an older worker finishing "
+                "its clips?); trying again every %g s",
+                self.path,
+                BIND_RETRY,
+            )
+        self._thread = Supervised("live view", self._serve, self.closed).start()
+        return self
+
+    def _bind(self) -> Optional[bool]:
+        """Listen on the socket: False when done, True when another process holds it, None on any
+        other failure (said in a warning: retrying would not help)."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._listener = bind_unix(self.path)
-            self._inode = os.stat(self.path).st_ino
+            listener = bind_unix(self.path)
         except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                return True
             log.warning("no live view of this camera: cannot listen on %s (%s)", self.path, e.strerror or e)
-            return self
-        self._listener.settimeout(0.5)  # so that close() is noticed
-        self._thread = Supervised("live view", self._accept_loop, self.closed).start()
-        return self
+            return None
+        listener.settimeout(0.5)  # so that close() is noticed
+        with self._lock:  # close() may run meanwhile: the socket file is then ours to remove
+            if not self.closed.is_set():
+                self._listener = listener
+                self._inode = os.stat(self.path).st_ino
+                return False
+        listener.close()
+        self.path.unlink(missing_ok=True)
+        return False
 
     def close(self) -> None:
         """Stop serving: the socket file goes, every client is disconnected, an own reader closed."""
-        if self.closed.is_set():
-            return
-        self.closed.set()
-        if self._listener is not None:
-            self._listener.close()
+        with self._lock:
+            if self.closed.is_set():
+                return
+            self.closed.set()
+            listener = self._listener
+        if listener is not None:
+            listener.close()
             try:
                 if os.stat(self.path).st_ino == self._inode:  # not one a newer worker has bound since
                     self.path.unlink()
@@ -241,7 +288,24 @@ class LiveTap:
         if isinstance(self.packets, OnDemandPackets):
             self.packets.close()
 
+    def _dropped(self, viewer: _Viewer) -> None:
+        with self._lock:
+            self.drops += 1
+        if viewer.drops == 1:  # once per viewer: a stalled one overflows again at every keyframe group
+            log.info("a live viewer is too slow: what was queued for it is dropped, it resumes at a keyframe")
+
     # -- connections ------------------------------------------------------------------------------
+    def _serve(self) -> None:
+        while self._listener is None:
+            if self.closed.wait(BIND_RETRY):
+                return
+            busy = self._bind()
+            if busy is None:
+                return
+            if not busy:
+                log.info("live view of this camera: listening on %s", self.path)
+        self._accept_loop()
+
     def _accept_loop(self) -> None:
         while not self.closed.is_set():
             try:
@@ -257,7 +321,7 @@ class LiveTap:
                 if not busy:
                     self._clients[conn] = None
             if busy:
-                self._answer_and_close(conn, b"error too many clients\n")
+                self._answer_and_close(conn, b"retry too many clients\n")
                 continue
             threading.Thread(
                 target=log_crash,
@@ -289,7 +353,7 @@ class LiveTap:
                 raise _Refused("unknown request" if request is not None else "no request line")
         except _Refused as e:
             try:
-                conn.sendall(f"error {e}\n".encode())
+                conn.sendall(f"{e.answer} {e}\n".encode())
             except OSError:
                 pass
         except OSError:
@@ -345,7 +409,7 @@ class LiveTap:
         source = self.packets
         if source is None:
             raise _Refused(self.no_packets)
-        viewer = _Viewer()
+        viewer = _Viewer(on_drop=self._dropped)
         with self._lock:
             self._clients[conn] = viewer
         if self.closed.is_set():
@@ -357,7 +421,7 @@ class LiveTap:
                 if viewer.ended or self.closed.is_set() or _gone(conn):
                     return
                 if time.monotonic() > deadline:
-                    raise _Refused("no packets from the camera yet")
+                    raise _NotNow("no packets from the camera yet")
                 time.sleep(0.05)
             conn.sendall(f"ok video/mp2t {video_codec_of(source.header)}\n".encode())
             while not self.closed.is_set():

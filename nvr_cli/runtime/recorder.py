@@ -23,7 +23,7 @@ from nvr_cli.runtime.live_tap import LiveTap, OnDemandPackets
 from nvr_cli.runtime.pipeline import Observer, Pipeline, RunStats
 from nvr_cli.runtime.status import CameraStatus, StatusWriter, live_socket_path, status_path
 from nvr_cli.source.capture import VideoSource
-from nvr_cli.source.packets import PacketRing
+from nvr_cli.source.packets import PacketRing, ts_unsupported
 from nvr_cli.source.spec import SourceSpec, parse_source
 from nvr_cli.storage.retention import Reaper
 
@@ -108,6 +108,7 @@ class Recorder:
         self.ring = None  # the packet buffer of clips made from the camera's packets
         self.pipeline: Optional[Pipeline] = None
         self.live: Optional[LiveTap] = None
+        self._live_lock = threading.Lock()  # the segmenter may move live view's source as it starts
         self.sink: Optional[ClipSink] = None
         self.fatal: Optional[str] = None  # a component that could not recover: the camera must restart
         self.shared_reaper = bool(os.environ.get(ENV_SHARED_REAPER))
@@ -175,8 +176,9 @@ class Recorder:
     def _live_packets(self, ffmpeg: Optional[str]) -> tuple:
         """(where live viewers get the camera's packets, or None; why not): what already reads them,
         else a reader of their own while they watch; never a second reader beside one."""
-        if self.segmenter is not None and self.segmenter.packets is not None:
-            return self.segmenter.packets, ""
+        seg = self.segmenter
+        if seg is not None and seg.packets is not None and seg.live_off is None:
+            return seg.packets, ""
         if self.ring is not None:
             return self.ring, ""
         spec = self.record_spec or parse_source(self.s.RECORD_SOURCE or self.s.cam)
@@ -184,6 +186,9 @@ class Recorder:
             return None, f"a {spec.kind.upper()} camera has no video packets to relay"
         if not ffmpeg:
             return None, "no ffmpeg to read the camera's packets"
+        unsupported = ts_unsupported(ffmpeg)
+        if unsupported:  # a reader of its own would fail as the segmenter's output would
+            return None, unsupported
         s = self.s
 
         def open_ring() -> PacketRing:
@@ -205,15 +210,23 @@ class Recorder:
         """Offer the camera's packets and newest frame to `serve`'s live view, once the readers exist."""
         if not (self.record_spec or self.spec).live:
             return
-        packets, why = self._live_packets(ffmpeg)
         frame = (lambda: self.pipeline.latest if self.pipeline else None) if self.s.MOTION_DETECTION else None
-        self.live = LiveTap(
-            live_socket_path(self.s),
-            packets=packets,
-            no_packets=why,
-            frame=frame,
-            stale_after=self.s.READ_TIMEOUT_SECS,
-        ).start()
+        with self._live_lock:
+            packets, why = self._live_packets(ffmpeg)
+            self.live = LiveTap(
+                live_socket_path(self.s),
+                packets=packets,
+                no_packets=why,
+                frame=frame,
+                stale_after=self.s.READ_TIMEOUT_SECS,
+            ).start()
+
+    def _live_moved(self, ffmpeg: str) -> None:
+        """The segmenter gave up its live packets: later viewers get them elsewhere (earlier ones were
+        ended with its stream)."""
+        with self._live_lock:
+            if self.live is not None:  # else _start_live, still to come, sees the segmenter's live_off
+                self.live.packets, self.live.no_packets = self._live_packets(ffmpeg)
 
     def run(self) -> Optional[RunStats]:
         s = self.s
@@ -280,6 +293,7 @@ class Recorder:
                 live_packets=self.record_spec.kind == "rtsp",
             )
             self.segmenter.written_cb = self._segment_written
+            self.segmenter.on_live_off = lambda why: self._live_moved(ffmpeg)
             worker = self._supervised("segmenter", self.segmenter.run)
             log.info(
                 "continuous recording of %s into %s-second segments",

@@ -25,10 +25,21 @@ import nvr_cli.ffmpeg.process as ffproc
 from nvr_cli.core.backoff import Backoff
 from nvr_cli.core.redact import redact
 from nvr_cli.core.supervised import Supervised
+from nvr_cli.ffmpeg.binary import bitstream_filters
 from nvr_cli.ffmpeg.mpegts import TS, TsError, TsParser
 from nvr_cli.source.spec import SourceSpec, ffmpeg_input_args
 
 log = logging.getLogger(__name__)
+
+
+TS_BSF = "setts"  # ts_output_args' bitstream filter: ffmpeg 4.4 and newer
+
+
+def ts_unsupported(ffmpeg: str) -> Optional[str]:
+    """Why ``ffmpeg`` cannot write ``ts_output_args`` (it lacks their filter), or None when it can."""
+    if TS_BSF in bitstream_filters(ffmpeg):
+        return None
+    return f"this ffmpeg lacks the {TS_BSF} filter live packets need (ffmpeg 4.4 or newer)"
 
 
 def ts_output_args(target: str) -> list:

@@ -27,7 +27,7 @@ from nvr_cli.config import ContinuousSettings, OutputSettings, SourceSettings
 from nvr_cli.core.backoff import Backoff
 from nvr_cli.core.errors import ConfigError, StorageError
 from nvr_cli.core.redact import redact
-from nvr_cli.source.packets import PacketBuffer, ts_output_args
+from nvr_cli.source.packets import PacketBuffer, ts_output_args, ts_unsupported
 from nvr_cli.source.spec import SourceSpec, ffmpeg_input_args
 
 log = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ class Segmenter:
     ):
         """``spec``: the stream recorded (RECORD_SOURCE or cam); ``source``: how to read it, the camera's
         name. ``live_packets``: also keep the newest keyframe group of its video in ``packets`` (a
-        second output of the same ffmpeg) for live viewers.
+        second output of the same ffmpeg) for live viewers; ``live_off`` says why not, when not.
         """
         if spec.kind == "usb":
             raise ConfigError(
@@ -177,8 +177,17 @@ class Segmenter:
         self.last_beat: Optional[float] = None  # monotonic time ffmpeg last reported progress
         self.on_disk_full = on_disk_full
         self._lock = threading.Lock()
+        # the live tap may never cost the recording: without the filter it needs, ffmpeg would refuse
+        # every run; a tap that breaks the runs anyway is given up (``_tap_verdict``)
+        self.live_off: Optional[str] = ts_unsupported(ffmpeg) if live_packets else None
         # ~0 s: a live viewer starts at the newest keyframe, nothing older is wanted
-        self.packets: Optional[PacketBuffer] = PacketBuffer(0.0, max_mb=64) if live_packets else None
+        self.packets: Optional[PacketBuffer] = (
+            PacketBuffer(0.0, max_mb=64) if live_packets and self.live_off is None else None
+        )
+        if self.live_off:
+            log.info("continuous recording of %s without live packets: %s", spec.display, self.live_off)
+        self.on_live_off: Optional[Callable[[str], None]] = None  # called once if the tap is given up
+        self._tap_failures = 0  # runs with the tap in a row that ended without a segment
 
     # -- ffmpeg ----------------------------------------------------------------------------------
     def _command(self, packets_fd: Optional[int] = None) -> list:
@@ -232,11 +241,13 @@ class Segmenter:
         backoff = Backoff(self.src.RECONNECT_DELAY_SECS, self.src.RECONNECT_MAX_DELAY_SECS)
         while not self.stop.is_set():
             self.recover_staging()
-            produced, reason, stderr = self._run_once()
+            tapped = self._tap_now()
+            produced, reason, stderr = self._run_once(tapped)
             if not self.spec.live and reason == "exited" and produced:
                 break  # the file has been copied to its end
             if self.stop.is_set():
                 break
+            self._tap_verdict(tapped, produced, reason, stderr)
             if "not currently supported in container" in stderr or "Could not find tag for codec" in stderr:
                 if self.audio:
                     log.warning("the camera's audio cannot go into MP4 segments: recording video only")
@@ -258,8 +269,33 @@ class Segmenter:
             self.stop.wait(backoff.next())
         self.recover_staging()
 
-    def _run_once(self):
-        """One ffmpeg run; returns (segments produced, why it ended, ffmpeg's stderr)."""
+    def _tap_now(self) -> bool:
+        """Whether the next run writes the live packets too."""
+        return self.packets is not None and self.live_off is None
+
+    def _tap_verdict(self, tapped: bool, produced: int, reason: str, stderr: str) -> None:
+        """A run ended unasked. Two in a row with the tap that recorded nothing, and not for the camera's
+        sake nor the disk's (ffmpeg names the input it could not read or a storage cause, or it stalled),
+        turn the tap off for good: the recording must not pay for live view, which then goes elsewhere
+        (``on_live_off``)."""
+        if not tapped or self.live_off is not None:
+            return
+        elsewhere = (
+            reason == "stalled"
+            or str(self.spec.target) in stderr
+            or any(cause in stderr for cause in ffproc.CAUSES)
+        )
+        self._tap_failures = 0 if produced or elsewhere else self._tap_failures + 1
+        if self._tap_failures < 2:
+            return
+        self.live_off = "the continuous recording's ffmpeg fails with the live packets output"
+        log.warning("%s (%s): recording without it", self.live_off, self.spec.display)
+        if self.on_live_off is not None:
+            self.on_live_off(self.live_off)
+
+    def _run_once(self, tapped: bool = False):
+        """One ffmpeg run (``tapped``: with the live packets' output); returns (segments produced, why it
+        ended, ffmpeg's stderr)."""
         try:
             self.staging.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -277,7 +313,7 @@ class Segmenter:
                 return False
             return not (_ and key.replace("_", "").isalnum())
 
-        tap_r, tap_w = os.pipe() if self.packets is not None else (None, None)
+        tap_r, tap_w = os.pipe() if tapped else (None, None)
         try:
             proc = ffproc.FfmpegProcess(
                 self._command(tap_w),
