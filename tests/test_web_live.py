@@ -5,7 +5,13 @@ the guard; and the per-viewer queue on its own."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
+import os
+import signal
+import socket
+import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -17,10 +23,15 @@ from web_serve import Served
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from nvr_cli.core.unix_socket import connect_unix
+from nvr_cli.core.backoff import Backoff
+from nvr_cli.core.unix_socket import bind_unix, connect_unix
 from nvr_cli.ffmpeg.fmp4 import Fmp4Reader, Fragment, InitSegment
+from nvr_cli.ffmpeg.process import base
+from nvr_cli.web import live
 from nvr_cli.web.auth import hash_password
-from nvr_cli.web.live import Viewer
+from nvr_cli.web.config import LiveSource
+from nvr_cli.web.live import LiveHub, Viewer
+from nvr_cli.web.snapshots import NoFrame, Snapshots
 
 PASSWORD = "correct horse battery"
 NOWHERE = "rtsp://u:Gate-pa55word@127.0.0.1:9/x"  # a camera that never answers
@@ -68,13 +79,28 @@ class Watched:
         while not done():
             left = end - time.monotonic()
             assert left > 0, f"timed out; texts: {self.texts}, {len(self.binary)} binary"
-            m = self.ws.recv(timeout=left)
-            if isinstance(m, str):
-                self.texts.append(json.loads(m))
-                self.all.append(self.texts[-1])
-            else:
-                self.binary.append(m)
-                self.all.append(m)
+            self._keep(self.ws.recv(timeout=left))
+
+    def read_for(self, seconds: float, check=lambda: None) -> None:
+        """What comes within ``seconds``, calling ``check()`` at least every half second."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            check()
+            try:
+                self._keep(self.ws.recv(timeout=min(left, 0.5)))
+            except TimeoutError:
+                pass
+
+    def _keep(self, m) -> None:
+        if isinstance(m, str):
+            self.texts.append(json.loads(m))
+            self.all.append(self.texts[-1])
+        else:
+            self.binary.append(m)
+            self.all.append(m)
+
+    def inits(self) -> list:
+        return [t for t in self.texts if t["type"] == "init"]
 
     def states(self) -> list:
         return [t["state"] for t in self.texts if t["type"] == "state"]
@@ -116,7 +142,10 @@ def _ffmpegs(server: Served) -> list:
 
 
 def _live(server: Served) -> dict:
-    return server.api("/api/status")["live"]
+    """/api/status "live" without its cumulative ``dropped``."""
+    got = server.api("/api/status")["live"]
+    assert isinstance(got.pop("dropped"), int)
+    return got
 
 
 @pytest.fixture
@@ -168,15 +197,41 @@ def test_direct_live_view_shared_and_freed(camera, serve, tmp_path):
     assert "Gate-pa55word" not in server.log.text()
 
 
+@pytest.fixture
+def noisy_camera(rtsp_server, ffmpeg, tmp_path):
+    """A camera of several MB/s (noise at a low CRF): a viewer that does not read falls behind in
+    seconds, past what the sockets' buffers absorb."""
+    clip = tmp_path / "noisy.mp4"
+    source = ["-f", "lavfi", "-i", "testsrc2=s=640x360:r=25:d=8,noise=alls=40:allf=t"]
+    enc = ["-c:v", "libx264", "-preset", "ultrafast", "-crf", "14", "-g", "25", "-pix_fmt", "yuv420p"]
+    subprocess.run([*base(ffmpeg), "-y", *source, *enc, str(clip)], check=True)
+    assert clip.stat().st_size > 8 * 2_000_000  # over 2 MB/s
+    return rtsp_server(clip)
+
+
+def _stalled(server: Served):
+    """A viewer that reads its first message, then nothing: a small receive buffer, set before the
+    connect so that the TCP window stays small, and no reading thread's buffer behind it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    return _watch(server, sock=sock, max_queue=1)
+
+
 @pytest.mark.slow
 @pytest.mark.rtsp
-def test_a_viewer_that_never_reads_does_not_stop_another(camera, serve):
-    server = serve(camera.url)
-    # max_queue=1: the stalled client stops reading its socket, so the server's sends to it block
-    with _watch(server, max_queue=1) as stalled, _watch(server) as ws:
+def test_a_viewer_that_never_reads_does_not_stop_another(noisy_camera, serve):
+    server = serve(noisy_camera.url)
+    with _stalled(server) as stalled, _watch(server) as ws:
         stalled.recv(timeout=30)  # connected, then never reads again
         reader = Watched(ws)
-        reader.read_until(lambda: reader.fragments_since_init() >= 150, timeout=90)  # 6 s of video
+        reader.read_until(lambda: reader.fragments_since_init() >= 25)
+        dropped = lambda: server.api("/api/status")["live"]["dropped"]  # noqa: E731
+        # the other viewer goes on reading, past the stalled one's first drops and 4 s further on
+        reader.read_until(lambda: dropped() > 0, timeout=90)
+        after = reader.fragments_since_init()
+        reader.read_until(lambda: reader.fragments_since_init() >= after + 100, timeout=90)
+        assert "reconnecting" not in reader.states()
         assert _live(server) == {"relays": 1, "viewers": 2}
         children = descendants(server.proc.pid)
         assert server.stop() == 0  # with its viewers still there: the relay ends with the server
@@ -299,6 +354,100 @@ def test_a_recorder_starting_takes_over_from_the_camera(camera, recorder, serve,
         assert wait_for(lambda: not _camera_connections(server), timeout=10)  # the server's own is gone
 
 
+@pytest.mark.slow
+@pytest.mark.rtsp
+def test_the_camera_down_beside_a_recorder_is_waited_for(camera, recorder, serve, tmp_path):
+    """With a recorder there, the server never opens the camera itself, however long it is down
+    (while the recorder reconnects, its answers are `retry` or slow), and the view comes back."""
+    recorder()
+    server = serve(camera.url)  # WEB_LIVE_DIRECT: the server may open the camera, and must not here
+    with _watch(server) as ws:
+        w = Watched(ws)
+        w.read_until(lambda: len(w.binary) >= 10)
+        camera.kill()
+        w.read_until(lambda: "reconnecting" in w.states(), timeout=60)
+
+        def no_connection_of_its_own() -> None:
+            assert not _camera_connections(server), _camera_connections(server)
+
+        w.read_for(live.WORKER_GRACE + 5, no_connection_of_its_own)
+        assert "unavailable" not in w.states(), w.texts
+        camera.start()
+        w.read_until(lambda: len(w.inits()) >= 2 and w.fragments_since_init() >= 10, timeout=120)
+        assert _check_stream(w.after_last_init(), tmp_path, "back.mp4") >= 10
+        assert "unavailable" not in w.states() and w.states()[-1] == "live"
+        assert w.inits()[-1]["via"] == "recorder"
+        no_connection_of_its_own()
+
+
+@pytest.mark.slow
+@pytest.mark.rtsp
+def test_a_hung_recorder_is_not_live(camera, recorder, serve):
+    """A stopped (SIGSTOP) recorder sends nothing and closes nothing: the viewers hear
+    `reconnecting` once no video came for a while, and get video again when it goes on."""
+    hung = recorder()
+    server = serve(camera.url, "WEB_LIVE_DIRECT = False")
+    with _watch(server) as ws:
+        w = Watched(ws)
+        w.read_until(lambda: len(w.binary) >= 10)
+        os.kill(hung.pid, signal.SIGSTOP)
+        try:
+            w.read_until(lambda: "reconnecting" in w.states(), timeout=60)
+        finally:
+            os.kill(hung.pid, signal.SIGCONT)
+        assert "no video for" in [t for t in w.texts if t.get("state") == "reconnecting"][0]["reason"]
+        w.read_until(lambda: len(w.inits()) >= 2 and w.fragments_since_init() >= 10, timeout=120)
+        assert "unavailable" not in w.states() and w.states()[-1] == "live"
+
+
+@pytest.mark.parametrize("answer", [b"retry no packets from the camera yet\n", b""])
+def test_a_recorder_that_cannot_serve_now_is_waited_for(tmp_path, monkeypatch, answer):
+    """A recorder that takes the connection is there, whatever it answers: `retry <reason>` (its
+    camera reconnecting) or nothing in time is `reconnecting`, never `unavailable`, and the server
+    never opens the camera beside it, however long that lasts."""
+    monkeypatch.setattr(live, "WORKER_GRACE", 1.0)
+    monkeypatch.setattr(live, "PACKETS_TIMEOUT", 0.5)
+    monkeypatch.setattr(live, "Backoff", lambda first, maximum: Backoff(0.2, 0.5))
+    listener = bind_unix(tmp_path / "gate.live.sock")
+    asked: list = []
+
+    def worker() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                asked.append(conn.recv(64))
+                if answer:
+                    conn.sendall(answer)
+                else:
+                    conn.recv(64)  # no answer: the server gives up waiting and hangs up
+
+    threading.Thread(target=worker, daemon=True).start()
+    source = LiveSource(socket=tmp_path / "gate.live.sock", url=NOWHERE)
+
+    async def scenario() -> list:
+        hub = LiveHub(lambda camera: source)
+        viewer = hub.join("gate")
+        said = []
+        while len(asked) < 6:  # several seconds, past WORKER_GRACE many times
+            item = await asyncio.wait_for(viewer.next(), 30)
+            said.append(json.loads(item[1]))
+        await hub.close()
+        return said
+
+    try:
+        said = asyncio.run(scenario())
+    finally:
+        listener.close()
+    assert set(asked) == {b"packets\n"}
+    assert said[0] == {"type": "state", "state": "connecting", "via": "recorder"}
+    assert {m["state"] for m in said[1:]} == {"reconnecting"}, said
+    why = "no packets from the camera yet" if answer else "did not answer"
+    assert all(why in m["reason"] for m in said[1:]), said
+
+
 def test_no_live_video_without_a_recorder_or_direct_access(serve):
     server = serve(NOWHERE, "WEB_LIVE_DIRECT = False")
     with _watch(server) as ws:
@@ -324,6 +473,70 @@ def test_the_guard_checks_websockets(serve):
         w = Watched(ws)
         w.read_until(lambda: w.texts)
         assert w.texts[0] == {"type": "state", "state": "connecting", "via": "camera"}
+
+
+@pytest.mark.slow
+def test_logging_out_ends_live_view(serve):
+    server = serve(NOWHERE, f"WEB_USERS = {{'anna': {hash_password(PASSWORD)!r}}}")
+    login = server.post("/api/login", {"user": "anna", "password": PASSWORD})
+    server.cookie = login.header("Set-Cookie").split(";")[0]
+    with _watch(server) as ws:
+        w = Watched(ws)
+        w.read_until(lambda: w.texts)
+        assert server.post("/api/logout", {}).status == 200
+        with pytest.raises(ConnectionClosed) as closed:
+            w.read_until(lambda: False, timeout=90)  # the session is looked at every 30 s
+        assert closed.value.rcvd.code == 4401
+
+
+def test_the_hub_counts_drops_and_refuses_viewers_once_closing(tmp_path):
+    async def scenario() -> tuple:
+        hub = LiveHub(lambda camera: LiveSource(socket=tmp_path / "nobody.sock"))
+        v = Viewer(limit=10, hub=hub)
+        v.fragment(Fragment(b"a" * 4, key=False))  # before its first keyframe: not slow, not counted
+        for data, key in [(b"k" * 4, True), (b"p" * 4, False), (b"q" * 4, False), (b"r" * 4, False)]:
+            v.fragment(Fragment(data, key))  # q overflows: k and p go, then q and r
+        v.fragment(Fragment(b"K" * 4, key=True))
+        await hub.close()
+        return v.dropped, hub.stats(), hub.join("gate")
+
+    assert asyncio.run(scenario()) == (4, {"relays": 0, "viewers": 0, "dropped": 4}, None)
+
+
+def test_latest_jpg_is_made_once_for_all_waiting_and_a_failure_is_kept(tmp_path):
+    asked, go_on = [], threading.Event()
+
+    def source_of(camera: str) -> LiveSource:
+        asked.append(camera)
+        go_on.wait(30)
+        return LiveSource(socket=tmp_path / "nobody.sock")  # no recorder, no URL: no frame
+
+    async def scenario() -> list:
+        snaps = Snapshots(source_of, failed_fresh=3600)
+        waiting = [asyncio.ensure_future(snaps.latest("gate")) for _ in range(5)]
+        while not asked:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)  # all five are waiting now
+        go_on.set()
+        got = await asyncio.gather(*waiting, return_exceptions=True)
+        return got + await asyncio.gather(snaps.latest("gate"), return_exceptions=True)
+
+    got = asyncio.run(scenario())
+    assert all(isinstance(e, NoFrame) and "WEB_LIVE_DIRECT" in str(e) for e in got), got
+    assert asked == ["gate"]
+
+
+def test_a_long_stderr_line_does_not_end_its_reading():
+    async def scenario() -> list:
+        stream = asyncio.StreamReader()  # its limit is 64 KiB: readline() would raise
+        stream.feed_data(b"x" * 200_000 + b"\nlast words\n")
+        stream.feed_eof()
+        tail: collections.deque = collections.deque(maxlen=5)
+        await live._drain(stream, tail)
+        return list(tail)
+
+    tail = asyncio.run(scenario())
+    assert tail == ["x" * live.TAIL_MAX, "last words"]
 
 
 def test_a_slow_viewer_drops_to_the_next_keyframe():

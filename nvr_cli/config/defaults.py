@@ -218,6 +218,3 @@ WEB_EXPORT_KEEP_HOURS = 24.0  # exports made in the page are deleted after this
 # live view: with no recorder running for a camera, the server may open the camera's RTSP URL itself
 # while someone watches (one more camera session); False: live view only through a recorder
 WEB_LIVE_DIRECT = True
-# live view: with no recorder running for a camera, the server may open the camera's RTSP URL itself
-# while someone watches (one more camera session); False: live view only through a recorder
-WEB_LIVE_DIRECT = True

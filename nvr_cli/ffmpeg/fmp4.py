@@ -138,29 +138,37 @@ def read_init(data: bytes) -> tuple:
     return InitSegment(bytes(data), *found), defaults
 
 
+def _u32(data: bytes, pos: int, end: int) -> int:
+    """The 32-bit number at ``pos``, which must lie before ``end`` (its box's payload end)."""
+    if pos + 4 > end:
+        raise Fmp4Error("a box too short for its fields")
+    return struct.unpack_from(">I", data, pos)[0]
+
+
 def first_sample_flags(moof: bytes, defaults: dict) -> Optional[int]:
-    """The sample flags of a moof's first sample (its first track fragment), None if it has none."""
+    """The sample flags of a moof's first sample (its first track fragment), None if it has none;
+    Fmp4Error when its tfhd or trun is shorter than its flags say."""
     traf = _child(moof, 0, len(moof), b"moof", b"traf")
     if traf is None:
         return None
     tfhd, trun = _child(moof, *traf, b"tfhd"), _child(moof, *traf, b"trun")
     if tfhd is None or trun is None:
         return None
-    flags, track = struct.unpack_from(">II", moof, tfhd[0])
+    flags, track = _u32(moof, tfhd[0], tfhd[1]), _u32(moof, tfhd[0] + 4, tfhd[1])
     fallback = defaults.get(track)
     pos = tfhd[0] + 8 + (8 if flags & 0x1 else 0)
     pos += sum(4 for bit in (0x2, 0x8, 0x10) if flags & bit)
     if flags & 0x20:
-        fallback = struct.unpack_from(">I", moof, pos)[0]
-    rflags, count = struct.unpack_from(">II", moof, trun[0])
+        fallback = _u32(moof, pos, tfhd[1])
+    rflags, count = _u32(moof, trun[0], trun[1]), _u32(moof, trun[0] + 4, trun[1])
     if count == 0:
         return None
     pos = trun[0] + 8 + (4 if rflags & 0x1 else 0)
     if rflags & 0x4:
-        return struct.unpack_from(">I", moof, pos)[0]
+        return _u32(moof, pos, trun[1])
     if rflags & 0x400:
         pos += sum(4 for bit in (0x100, 0x200) if rflags & bit)
-        return struct.unpack_from(">I", moof, pos)[0]
+        return _u32(moof, pos, trun[1])
     return fallback
 
 
@@ -184,17 +192,21 @@ class Fmp4Reader:
         out = []
         while len(self.buf) >= 8:
             size, kind = struct.unpack_from(">I4s", self.buf, 0)
-            if size == 1:
+            head = 8
+            if size == 1:  # a 64-bit size follows the type: the header is 16 bytes
                 if len(self.buf) < 16:
                     break
-                size = struct.unpack_from(">Q", self.buf, 8)[0]
-            if size < 8 or size > self.max_box:
+                size, head = struct.unpack_from(">Q", self.buf, 8)[0], 16
+            if size < head or size > self.max_box:
                 raise Fmp4Error(f"a {kind!r} box of {size} bytes")
             if len(self.buf) < size:
                 break
             box = bytes(self.buf[:size])
             del self.buf[:size]
-            seg = self._box(kind, box)
+            try:
+                seg = self._box(kind, box)
+            except struct.error as e:  # a field past its box's end that no bound above caught
+                raise Fmp4Error(f"a broken {kind!r} box: {e}") from None
             if seg is not None:
                 out.append(seg)
         return out

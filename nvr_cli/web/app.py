@@ -8,6 +8,7 @@ call a reading connection. The guard (guard.py) stands in front of them all.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -56,6 +57,9 @@ PAGES = (
     "/login",
 )
 CAMERAS_TTL = 5.0  # seconds a list of the index's cameras is used again
+# how often an open live view looks whether its session still is (logged out, expired): it then closes
+SESSION_CHECK = 30.0
+LOGGED_OUT = 4401  # the WebSocket close code for a session that ended while watching
 MAX_BODY = 64 * 1024  # a JSON body larger than this is no request of the page's
 MEDIA_TYPES = {
     ".js": "text/javascript",
@@ -192,8 +196,9 @@ def _static_files(folder: Path) -> dict:
     return files
 
 
-async def _pump(websocket: WebSocket, viewer: Viewer) -> None:
-    """Send ``viewer``'s queue until it is closed or the browser leaves (what it sends is ignored)."""
+async def _pump(websocket: WebSocket, viewer: Viewer, session_gone: Callable[[], bool]) -> None:
+    """Send ``viewer``'s queue until it is closed or the browser leaves (what it sends is ignored);
+    close with LOGGED_OUT once ``session_gone()`` (asked every SESSION_CHECK seconds)."""
 
     async def send() -> None:
         after_init = False
@@ -217,7 +222,12 @@ async def _pump(websocket: WebSocket, viewer: Viewer) -> None:
         while (await websocket.receive())["type"] != "websocket.disconnect":
             pass
 
-    tasks = [asyncio.ensure_future(send()), asyncio.ensure_future(receive())]
+    async def session() -> None:
+        while not session_gone():
+            await asyncio.sleep(SESSION_CHECK)
+
+    checked = asyncio.ensure_future(session())
+    tasks = [asyncio.ensure_future(send()), asyncio.ensure_future(receive()), checked]
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -225,6 +235,9 @@ async def _pump(websocket: WebSocket, viewer: Viewer) -> None:
             task.cancel()
         # a browser that left makes send() fail: that is its leaving, no error
         await asyncio.gather(*tasks, return_exceptions=True)
+    if checked.done() and not checked.cancelled():
+        with contextlib.suppress(Exception):  # the browser may be gone as well
+            await websocket.close(LOGGED_OUT, "logged out")
 
 
 # -- the application -----------------------------------------------------------------------------
@@ -404,10 +417,10 @@ def create_app(
         )
 
     # -- live view -------------------------------------------------------------------------------
-    def latest(request: Request) -> Response:
-        camera = known_camera(request.path_params["camera"])
+    async def latest(request: Request) -> Response:
+        camera = await run_in_threadpool(known_camera, request.path_params["camera"])
         try:
-            jpeg = snapshots.latest(camera)
+            jpeg = await snapshots.latest(camera)
         except NoFrame as e:
             raise _fail(503, str(e)) from None
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
@@ -420,11 +433,15 @@ def create_app(
         await websocket.accept()
         viewer = live.join(camera)
         if viewer is None:
+            if live.closing:
+                await websocket.close(1001, "the server is stopping")
+                return
             await websocket.send_json({"type": "state", "state": "unavailable", "reason": "no way to it"})
             await websocket.close(1000)
             return
+        token = websocket.scope.get("state", {}).get("token")
         try:
-            await _pump(websocket, viewer)
+            await _pump(websocket, viewer, lambda: config.login_required and sessions.user(token) is None)
         finally:
             live.leave(viewer)
 

@@ -29,7 +29,7 @@ from nvr_cli.ffmpeg.fmp4 import Fmp4Error, Fmp4Reader, Fragment, InitSegment
 from nvr_cli.ffmpeg.process import base
 from nvr_cli.source.spec import RTSP_ANALYZE_US, ffmpeg_input_args, parse_source
 from nvr_cli.web.config import LiveSource
-from nvr_cli.web.worker_link import WorkerRefused, ask
+from nvr_cli.web.worker_link import WorkerBusy, WorkerRefused, ask
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +41,28 @@ CHUNK = 1 << 16
 # itself: a restarting worker is back within seconds, and a camera allows few sessions
 WORKER_GRACE = 20.0
 WORKER_CHECK = 5.0  # how often a relay reading the camera itself looks whether a recorder is back
-OUTPUT = [
-    "-map",
-    "0:v:0",
-    "-c",
-    "copy",
-    "-f",
-    "mp4",
-    "-movflags",
-    "empty_moov+default_base_moof+frag_every_frame",
-    "pipe:1",
-]
+# above the worker's own wait for its camera's first packets (15 s), after which it answers `retry`
+PACKETS_TIMEOUT = 20.0
+STALL_MIN = 10.0  # no output this long (or 2 x READ_TIMEOUT_SECS) is a hung input: start over
+TAIL_MAX = 4096  # characters kept of one line of ffmpeg's stderr
+
+
+def output_args(codec: Optional[str] = None) -> list:
+    """ffmpeg's output: the video copied as fragmented MP4, one fragment per frame. ``codec``: the
+    input's codec when known; H.265 is tagged hvc1 (Safari plays hvc1, not ffmpeg's default hev1)."""
+    tag = ["-tag:v", "hvc1"] if codec == "hevc" else []
+    return [
+        "-map",
+        "0:v:0",
+        "-c",
+        "copy",
+        *tag,
+        "-f",
+        "mp4",
+        "-movflags",
+        "empty_moov+default_base_moof+frag_every_frame",
+        "pipe:1",
+    ]
 
 
 class Unavailable(Exception):
@@ -67,18 +78,26 @@ def _text(**message: object) -> tuple:
 
 
 class Viewer:
-    """One browser's queue: messages in order; fragments bounded by ``limit`` bytes."""
+    """One browser's queue: messages in order; fragments bounded by ``limit`` bytes. ``hub``: counts
+    the fragments dropped for being slow (its ``dropped``) as well."""
 
-    def __init__(self, limit: int = QUEUE_BYTES):
+    def __init__(self, limit: int = QUEUE_BYTES, hub: Optional[LiveHub] = None):
         self.limit = limit
+        self.hub = hub
         self.items: collections.deque = collections.deque()
         self.bytes = 0
         self.waiting_key = True  # the next fragment it gets must start with a keyframe
+        self.behind = False  # it overflowed and waits for a keyframe: what it misses counts as dropped
         self.greeted = False
         self.closed = False
         self.relay: Optional[Relay] = None
-        self.dropped = 0  # fragments it missed by being slow
+        self.dropped = 0  # fragments it missed by being slow (not those before its first keyframe)
         self._wake = asyncio.Event()
+
+    def _drop(self, n: int) -> None:
+        self.dropped += n
+        if self.hub is not None:
+            self.hub.dropped += n
 
     def _put(self, item: tuple) -> None:
         self.items.append(item)
@@ -94,17 +113,18 @@ class Viewer:
 
     def fragment(self, fragment: Fragment) -> None:
         if self.waiting_key and not fragment.key:
-            self.dropped += 1
+            if self.behind:
+                self._drop(1)
             return
         if self.bytes + len(fragment.data) > self.limit:
             kept = [item for item in self.items if item[0] != "frag"]
-            self.dropped += len(self.items) - len(kept)
+            self._drop(len(self.items) - len(kept))
             self.items, self.bytes = collections.deque(kept), 0
             if not fragment.key:
-                self.waiting_key = True
-                self.dropped += 1
+                self.waiting_key = self.behind = True
+                self._drop(1)
                 return
-        self.waiting_key = False
+        self.waiting_key = self.behind = False
         self.bytes += len(fragment.data)
         self._put(("frag", fragment.data))
 
@@ -137,7 +157,7 @@ class Relay:
         self.gop: list = []  # the fragments since the newest keyframe fragment
         self.gop_bytes = 0
         self.task: Optional[asyncio.Task] = None
-        self.worker_seen: Optional[float] = None  # when the recorder last answered (monotonic)
+        self.worker_seen: Optional[float] = None  # when the recorder last took a connection (loop time)
         self.had_input = False
         self._linger: Optional[asyncio.TimerHandle] = None
 
@@ -228,12 +248,15 @@ class Relay:
             self._tell(type="state", state="unavailable", reason="internal error (in the server's log)")
 
     async def _open(self) -> tuple:
-        """(ffmpeg's input arguments, stdin: the worker's socket or None); the worker first."""
+        """(ffmpeg's input arguments, stdin: the worker's socket or None, the codec if known); the
+        worker first."""
         try:
             answer = await _ask_packets(self.source)
         except WorkerRefused as e:
             raise Unavailable(f"the recorder has no live video: {e}") from None
-        now = asyncio.get_running_loop().time()
+        except WorkerBusy as e:  # it is there (it took the connection): wait for it, never beside it
+            self._from_recorder()
+            raise _NoInputNow(f"the recorder: {e}") from None
         if answer is not None:
             sock, words = answer
             if words[1:2] == ["other"]:
@@ -241,11 +264,14 @@ class Relay:
                 raise Unavailable("the camera's codec is neither H.264 nor H.265: no browser plays it")
             # ffmpeg gets it as stdin: a non-blocking one (the connect's timeout) would make it spin
             sock.setblocking(True)
-            self.via, self.worker_seen, self.had_input = "recorder", now, True
-            return ["-analyzeduration", str(RTSP_ANALYZE_US), "-f", "mpegts", "-i", "pipe:0"], sock
+            self._from_recorder()
+            self.had_input = True
+            args = ["-analyzeduration", str(RTSP_ANALYZE_US), "-f", "mpegts", "-i", "pipe:0"]
+            return args, sock, words[1] if len(words) > 1 else None
+        now = asyncio.get_running_loop().time()
         recently = self.worker_seen is not None and now - self.worker_seen < WORKER_GRACE
         if self.source.url is None or recently:
-            if self.had_input:
+            if self.had_input or recently:
                 raise _NoInputNow("waiting for the recorder to come back")
             raise Unavailable(
                 "no recorder offers this camera's video now, and the server may not open the camera "
@@ -254,7 +280,14 @@ class Relay:
         self.via, self.had_input = "camera", True
         spec = parse_source(self.source.url)
         args = ffmpeg_input_args(spec, transport=self.source.transport, timeout=self.source.timeout)
-        return ["-analyzeduration", str(RTSP_ANALYZE_US), *args], None
+        return ["-analyzeduration", str(RTSP_ANALYZE_US), *args], None, None
+
+    def _from_recorder(self) -> None:
+        """The recorder took the connection: it is there (the grace before the server opens the
+        camera itself starts again), and the viewers hear that their video comes from it."""
+        self.via, self.worker_seen = "recorder", asyncio.get_running_loop().time()
+        for v in self.viewers:
+            self._greet(v)
 
     async def _once(self) -> tuple:
         """One input until it ends: (why it ended, whether any fragment came)."""
@@ -262,13 +295,15 @@ class Relay:
             ffmpeg = await asyncio.to_thread(find_ffmpeg, self.source.ffmpeg)
         except NvrError as e:
             raise Unavailable(str(e)) from None
-        args, sock = await self._open()
+        args, sock, codec = await self._open()
         for v in self.viewers:
             self._greet(v)
-        proc = back = None
+        proc = back = errors = None
         got = False
+        # a hung input (a stopped worker, a camera that stalls without closing) ends here, not never
+        stall = max(STALL_MIN, 2 * self.source.timeout)
         try:
-            cmd, env = child_command([*base(ffmpeg), *args, *OUTPUT], death_signal=signal.SIGKILL)
+            cmd, env = child_command([*base(ffmpeg), *args, *output_args(codec)], death_signal=signal.SIGKILL)
             proc = await asyncio.create_subprocess_exec(
                 *cmd,
                 stdin=sock.fileno() if sock is not None else asyncio.subprocess.DEVNULL,
@@ -288,7 +323,10 @@ class Relay:
             assert proc.stdout is not None
             try:
                 while True:
-                    chunk = await proc.stdout.read(CHUNK)
+                    try:
+                        chunk = await asyncio.wait_for(proc.stdout.read(CHUNK), stall)
+                    except asyncio.TimeoutError:
+                        return f"no video for {stall:.0f} s", got
                     if not chunk:
                         break
                     for seg in reader.feed(chunk):
@@ -304,14 +342,17 @@ class Relay:
                 return said or "the recorder's stream ended (it restarted or lost the camera)", got
             return said or "the camera's stream ended", got
         finally:
-            if back is not None:
-                back.cancel()
+            for task in (back, errors):
+                if task is not None and not task.done():
+                    task.cancel()
             if sock is not None:
                 sock.close()
             if proc is not None and proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
                 await asyncio.shield(proc.wait())
+            if errors is not None:  # ended or cancelled: awaited, so nothing is left reading its pipe
+                await asyncio.gather(errors, return_exceptions=True)
 
     async def _recorder_back(self, proc: asyncio.subprocess.Process) -> bool:
         """Ends ``proc`` (the server's own connection to the camera) once a recorder answers on the
@@ -336,7 +377,7 @@ def _close_answer(fut: asyncio.Future) -> None:
 async def _ask_packets(source: LiveSource) -> Optional[tuple]:
     """``ask(source.socket, "packets")`` in a thread; a socket it opens after the relay was stopped
     is closed, not left behind."""
-    fut = asyncio.get_running_loop().run_in_executor(None, ask, source.socket, "packets")
+    fut = asyncio.get_running_loop().run_in_executor(None, ask, source.socket, "packets", PACKETS_TIMEOUT)
     try:
         return await asyncio.shield(fut)
     except asyncio.CancelledError:
@@ -345,13 +386,21 @@ async def _ask_packets(source: LiveSource) -> Optional[tuple]:
 
 
 async def _drain(stream: Optional[asyncio.StreamReader], tail: collections.deque) -> None:
-    """ffmpeg's stderr read all the time (a full pipe would stall it), its last lines kept."""
+    """ffmpeg's stderr read all the time (a full pipe would stall it), its last lines kept. Read in
+    chunks: a line longer than the stream's limit must not end the reading (readline would raise)."""
     if stream is None:
         return
-    async for line in stream:
-        text = line.decode("utf-8", "replace").strip()
-        if text:
-            tail.append(text)
+    partial = b""
+    while True:
+        chunk = await stream.read(CHUNK)
+        lines = (partial + chunk).split(b"\n") if chunk else [partial]
+        partial = lines.pop()[-TAIL_MAX:] if chunk else b""
+        for line in lines:
+            text = line[-TAIL_MAX:].decode("utf-8", "replace").strip()
+            if text:
+                tail.append(text)
+        if not chunk:
+            return
 
 
 class LiveHub:
@@ -361,16 +410,21 @@ class LiveHub:
         self.source_of = source_of
         self.relays: dict = {}
         self.ending: set = set()  # relays stopped whose ffmpeg is still being ended
+        self.closing = False  # the server is stopping: no new relay (nobody would stop it)
+        self.dropped = 0  # fragments dropped for viewers too slow for them, since the server started
 
     def join(self, camera: str) -> Optional[Viewer]:
-        """A new viewer of ``camera`` (None: the server knows no way to it). In the event loop."""
+        """A new viewer of ``camera`` (None: the server knows no way to it, or is stopping). In the
+        event loop."""
+        if self.closing:
+            return None
         relay = self.relays.get(camera)
         if relay is None:
             source = self.source_of(camera)
             if source is None:
                 return None
             relay = self.relays[camera] = Relay(camera, source, self)
-        viewer = Viewer()
+        viewer = Viewer(hub=self)
         relay.add(viewer)
         return viewer
 
@@ -394,9 +448,14 @@ class LiveHub:
             v.close()
 
     def stats(self) -> dict:
-        """{"relays": N, "viewers": N}: a relay counts until its ffmpeg has ended."""
+        """{"relays": N, "viewers": N, "dropped": N}: a relay counts until its ffmpeg has ended;
+        ``dropped``: fragments slow viewers missed, all told."""
         relays = list(self.relays.values())
-        return {"relays": len(relays) + len(self.ending), "viewers": sum(len(r.viewers) for r in relays)}
+        return {
+            "relays": len(relays) + len(self.ending),
+            "viewers": sum(len(r.viewers) for r in relays),
+            "dropped": self.dropped,
+        }
 
     def of(self, camera: str) -> dict:
         """{"viewers": N, "via": "recorder" | "camera" | None} of one camera."""
@@ -406,7 +465,8 @@ class LiveHub:
         return {"viewers": len(relay.viewers), "via": relay.via}
 
     async def close(self) -> None:
-        """Stop every relay and wait for their ffmpeg to end (the server is stopping)."""
+        """Stop every relay and wait for their ffmpeg to end (the server is stopping); refuse new ones."""
+        self.closing = True
         tasks = [r.task for r in [*self.relays.values(), *self.ending] if r.task is not None]
         for r in list(self.relays.values()):
             r.stop()

@@ -1,13 +1,13 @@
 """``latest.jpg``: a camera's newest frame, from its recorder (the frame it analysed last: no decode
 of its own) or, with no recorder, one frame ffmpeg grabs from the camera when the server may open
-it. Blocking: for the server's thread pool."""
+it. The frame is made in a thread; requests wait for it in the event loop, holding no thread."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
-import threading
 import time
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 from nvr_cli.core import processes
 from nvr_cli.core.errors import NvrError
@@ -16,9 +16,10 @@ from nvr_cli.ffmpeg.binary import find_ffmpeg
 from nvr_cli.ffmpeg.process import base, why
 from nvr_cli.source.spec import RTSP_ANALYZE_US, ffmpeg_input_args, parse_source
 from nvr_cli.web.config import LiveSource
-from nvr_cli.web.worker_link import WorkerRefused, snapshot
+from nvr_cli.web.worker_link import WorkerBusy, WorkerRefused, snapshot
 
 FRESH = 1.0  # seconds a frame is served again: a grid of tiles refreshing together costs one grab
+FAILED_FRESH = 5.0  # seconds a failure is answered again: a camera that is down costs one grab per 5 s
 GRAB_TIMEOUT = 20.0
 
 
@@ -27,25 +28,42 @@ class NoFrame(Exception):
 
 
 class Snapshots:
-    """The newest frame of each camera, made at most once at a time per camera and kept ``FRESH``."""
+    """The newest frame of each camera: made in a thread at most once at a time per camera, its
+    result (a frame or why there is none) shared with every request waiting for it and kept
+    ``FRESH`` (a failure ``failed_fresh``). Used from the event loop only."""
 
-    def __init__(self, source_of: Callable[[str], Optional[LiveSource]]):
+    def __init__(self, source_of: Callable[[str], Optional[LiveSource]], failed_fresh: float = FAILED_FRESH):
         self.source_of = source_of
-        self._locks: dict = {}
-        self._kept: dict = {}  # camera -> (monotonic time, JPEG bytes)
-        self._guard = threading.Lock()
+        self.failed_fresh = failed_fresh
+        self._making: dict = {}  # camera -> the future of the frame being made
+        self._kept: dict = {}  # camera -> (monotonic time, JPEG bytes or NoFrame)
 
-    def latest(self, camera: str) -> bytes:
+    async def latest(self, camera: str) -> bytes:
         """JPEG bytes of ``camera``'s newest frame; NoFrame with the reason."""
-        with self._guard:
-            lock = self._locks.setdefault(camera, threading.Lock())
-        with lock:
-            kept = self._kept.get(camera)
-            if kept is not None and time.monotonic() - kept[0] < FRESH:
-                return kept[1]
-            jpeg = self._make(camera)
-            self._kept[camera] = (time.monotonic(), jpeg)
-            return jpeg
+        kept = self._kept.get(camera)
+        if kept is not None:
+            at, got = kept
+            if time.monotonic() - at < (self.failed_fresh if isinstance(got, NoFrame) else FRESH):
+                return _result(got)
+        fut = self._making.get(camera)
+        if fut is None:
+            fut = self._making[camera] = asyncio.get_running_loop().run_in_executor(
+                None, self._result, camera
+            )
+            fut.add_done_callback(lambda f: self._made(camera, f))
+        # shielded: a browser that leaves does not take the frame from the others waiting for it
+        return _result(await asyncio.shield(fut))
+
+    def _made(self, camera: str, fut: asyncio.Future) -> None:
+        self._making.pop(camera, None)
+        if not fut.cancelled():
+            self._kept[camera] = (time.monotonic(), fut.result())
+
+    def _result(self, camera: str) -> Union[bytes, NoFrame]:
+        try:
+            return self._make(camera)
+        except NoFrame as e:
+            return e
 
     def _make(self, camera: str) -> bytes:
         source = self.source_of(camera)
@@ -55,6 +73,8 @@ class Snapshots:
             jpeg = snapshot(source.socket)
         except WorkerRefused as e:
             raise NoFrame(f"the recorder has no frame: {e}") from None
+        except WorkerBusy as e:  # the recorder is there: never open its camera beside it
+            raise NoFrame(f"the recorder has no frame now: {e}") from None
         if jpeg is not None:
             return jpeg
         if source.url is None:
@@ -63,6 +83,12 @@ class Snapshots:
                 "(not an RTSP camera, or WEB_LIVE_DIRECT = False)"
             )
         return grab(source)
+
+
+def _result(got: Union[bytes, NoFrame]) -> bytes:
+    if isinstance(got, NoFrame):
+        raise NoFrame(str(got))
+    return got
 
 
 def grab(source: LiveSource) -> bytes:

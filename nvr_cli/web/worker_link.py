@@ -14,7 +14,12 @@ SNAPSHOT_MAX = 32 * 1024 * 1024  # a JPEG of a 4K frame is a few MB: more is no 
 
 
 class WorkerRefused(Exception):
-    """The worker answered ``error <reason>``: it has what was asked for, not now or not at all."""
+    """The worker answered ``error <reason>``: it cannot offer what was asked for (a USB camera)."""
+
+
+class WorkerBusy(Exception):
+    """The worker is there but cannot answer now: ``retry <reason>`` (its camera is reconnecting, too
+    many clients), or no answer in time. Try again later; never open the camera beside it."""
 
 
 def _line(sock: socket.socket) -> str:
@@ -31,8 +36,9 @@ def _line(sock: socket.socket) -> str:
 
 
 def ask(path: Path, request: str, timeout: float = 5.0) -> Optional[tuple]:
-    """(connected socket, the words of its ``ok`` line) after sending ``request``; None when no
-    worker answers at ``path``; WorkerRefused with its reason when it answers ``error``."""
+    """(connected socket, the words of its ``ok`` line) after sending ``request``. None when no worker
+    listens at ``path``; WorkerBusy when one does but answers ``retry <reason>`` or nothing within
+    ``timeout``; WorkerRefused with its reason when it answers ``error``."""
     sock = connect_unix(path, timeout=timeout)
     if sock is None:
         return None
@@ -41,16 +47,18 @@ def ask(path: Path, request: str, timeout: float = 5.0) -> Optional[tuple]:
         line = _line(sock)
     except OSError:
         sock.close()
-        return None
+        raise WorkerBusy("the recorder did not answer") from None
     words = line.split()
     if words[:1] == ["ok"]:
         return sock, words[1:]
     sock.close()
+    if words[:1] == ["retry"]:
+        raise WorkerBusy(line[len("retry ") :] or "busy")
     raise WorkerRefused(line[len("error ") :] if line.startswith("error ") else line or "no answer")
 
 
 def snapshot(path: Path, timeout: float = 5.0) -> Optional[bytes]:
-    """The worker's newest analysed frame as JPEG bytes; None when no worker answers."""
+    """The worker's newest analysed frame as JPEG bytes; None when no worker listens (see ``ask``)."""
     answer = ask(path, "snapshot", timeout)
     if answer is None:
         return None
@@ -70,7 +78,7 @@ def snapshot(path: Path, timeout: float = 5.0) -> Optional[bytes]:
                     break
                 got += chunk
         except OSError:
-            return None
+            pass
     if len(got) < size:
-        raise WorkerRefused("the snapshot was cut short")
+        raise WorkerBusy("the snapshot was cut short")
     return bytes(got)
