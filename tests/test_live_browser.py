@@ -236,6 +236,18 @@ def test_live_view_needs_the_login(cameras, open_page, tmp_path):
         for name in cameras:
             plays(page, name)
         shot(page, "live-after-login")
+        # logged out in another tab: the open live view hears it (4401) and asks for the login
+        other = page.context.new_page()
+        other.goto(url + "/events")
+        other.locator("#who button", has_text="Log out").click()
+        expect(other).to_have_url(re.compile(r"/login"))
+        expect(page).to_have_url(re.compile(r"/login\?next=%2Flive$"), timeout=90_000)
+        other.close()
+        page.fill("#l-user", "anna")
+        page.fill("#l-pass", "correct horse")
+        page.locator("form#login button[type=submit]").click()
+        expect(page).to_have_url(url + "/live")
+        plays(page, "gate")
         page.locator("#who button", has_text="Log out").click()
         expect(page).to_have_url(re.compile(r"/login"))
         page.goto(url + "/live/gate")
@@ -265,7 +277,8 @@ def test_a_recorders_camera_plays_from_the_recorder_and_resumes_after_a_restart(
     cameras, open_page, tmp_path, scene_cache
 ):
     """With `nvr-cli record` running, the server takes the recorder's packets (it may not open the
-    camera itself here); the recorder restarts: the viewer resumes without a reload."""
+    camera itself here); the recorder restarts, then the camera drops and comes back: the viewer
+    resumes each time without a reload."""
     camera = RtspServer(scene_cache("walking", seconds=12, walkers=[(0, 4), (4, 8), (8, 12)]))
     root = tmp_path / "video"
     sock = root / ".status" / "porch.live.sock"
@@ -291,6 +304,16 @@ def test_a_recorders_camera_plays_from_the_recorder_and_resumes_after_a_restart(
         )
         record()
         plays(page, "porch")  # the same page, no reload
+
+        # the camera drops (its server killed, no goodbye) and comes back: the tile says so, then
+        # plays again by itself; the server never opens the camera beside the recorder
+        camera.kill()
+        page.wait_for_function(
+            f"name => ({TILE_STATE})(name) === 'reconnecting'", arg="porch", timeout=60_000
+        )
+        camera.start()
+        plays(page, "porch")
+        assert server.api("/api/cameras")["cameras"][0]["live"]["via"] == "recorder"
 
         page.close()
         assert wait_for(lambda: relays(server) == 0, timeout=15), server.api("/api/status")["live"]

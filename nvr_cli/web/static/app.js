@@ -671,6 +671,11 @@ function livePlayer(camera, tile) {
       tile.show("unavailable", `There is no camera ${camera}`);
       return;
     }
+    if (e.code === 4401) {
+      needLogin(); // logged out elsewhere, or the session expired
+      return;
+    }
+    if (e.code === 1001 && !e.reason) e = { code: e.code, reason: "the server is stopping" };
     tile.show("reconnecting", e.reason || (opened ? "the connection was lost" : "no answer from the server"));
     if (!opened) {
       // a refused handshake says nothing: ask the API whether the login ended or the camera went
