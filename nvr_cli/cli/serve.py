@@ -26,8 +26,12 @@ MIN_PASSWORD = 8
 @click.option("--port", type=int, help="port to listen on [WEB_PORT, 8080]")
 @output_option("the storage to show [PATH_FOR_VIDEO], e.g. demo-output after `nvr-cli demo`")
 def serve(config_path: Optional[str], host: Optional[str], port: Optional[int], root: Optional[str]) -> None:
-    """Serve the review page (events, calendar, day timelines, playback, export) and its JSON API
-    (docs/web-api.md) in a browser, at http://HOST:PORT/.
+    """Serve the review page (live view, events, calendar, day timelines, playback, export) and its
+    JSON API (docs/web-api.md) in a browser, at http://HOST:PORT/.
+
+    Live view takes each camera's packets from the recorder that records it (no extra camera
+    connection, no re-encode); with no recorder running, it opens an RTSP camera itself while
+    someone watches, unless WEB_LIVE_DIRECT is False.
 
     It reads what the recorders write under PATH_FOR_VIDEO, while they record or not, through an
     index it keeps current (WEB_INDEX_FILE). On 127.0.0.1 (the default) anyone on this machine may
