@@ -52,12 +52,11 @@ def statuses(out: Path) -> dict:
 
 
 def connected(out, name, not_pid=None):
+    """The camera's status if its worker (not `not_pid`) has had a frame in the last 2 s."""
     st = statuses(out).get(name)
-    return (
-        st
-        if st and st["state"] == "connected" and st["pid"] != not_pid and time.time() - st["last_frame"] < 2
-        else None
-    )
+    # a worker says "connected" as the camera opens, before its first frame (last_frame still null)
+    fresh = st and st["state"] == "connected" and st["pid"] != not_pid and st.get("last_frame")
+    return st if fresh and time.time() - st["last_frame"] < 2 else None
 
 
 @pytest.mark.rtsp
