@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 # Debian packages: ffmpeg/ffprobe, the zbar library, and GStreamer's RTSP server, which the tests
 # start on 127.0.0.1 as a real camera (it runs under Debian's /usr/bin/python3), and faketime
 # (libfaketime), which the clock tests preload to cross a DST change and to step the clock; chromium,
-# the real browser the web page's tests drive (through Playwright's Python package), with a font.
-DEBS="ffmpeg libzbar0 python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools gstreamer1.0-plugins-base
+# the real browser the web page's tests drive (through Playwright's Python package), with a font;
+# mosquitto, the real MQTT broker the MQTT tests start on 127.0.0.1 (mosquitto-clients: its tools).
+DEBS="ffmpeg libzbar0 mosquitto mosquitto-clients python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools gstreamer1.0-plugins-base
       gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly faketime
       chromium fonts-dejavu-core"
 missing=""

@@ -110,6 +110,27 @@ def rtsp_server():
         s.stop()
 
 
+@pytest.fixture
+def mqtt_broker():
+    """A factory of real Mosquitto brokers on 127.0.0.1: ``mqtt_broker(users={"nvr": "pw"}, tls=False)``."""
+    from support import mosquitto
+
+    if not mosquitto.available():
+        if os.environ.get("NVR_CLI_REQUIRE_RTSP"):
+            pytest.fail("Debian's mosquitto is not installed: run scripts/install_and_test.sh")
+        pytest.skip("Debian's mosquitto is not installed: run scripts/install_and_test.sh")
+    brokers = []
+
+    def start(**kwargs):
+        broker = mosquitto.Mosquitto(**kwargs).start()
+        brokers.append(broker)
+        return broker
+
+    yield start
+    for b in brokers:
+        b.cleanup()
+
+
 def pytest_terminal_summary(terminalreporter):
     from helpers import FAULTS
 

@@ -9,6 +9,7 @@ import click
 
 from nvr_cli.cli.options import config_option, json_option
 from nvr_cli.config import FIELDS, as_plain, load_settings
+from nvr_cli.config.schema import SECRET_SETTINGS
 from nvr_cli.core.redact import redact
 
 
@@ -23,7 +24,7 @@ def config_group() -> None:
 def config_show(config_path: Optional[str], as_json: bool) -> None:
     """Print every setting, its value and where the value came from."""
     loaded = load_settings(config_path)
-    rows = [(name, getattr(loaded.settings, name), loaded.origins[name]) for name in FIELDS]
+    rows = [(name, _shown(name, getattr(loaded.settings, name)), loaded.origins[name]) for name in FIELDS]
     if as_json:
         # CAMERAS holds URLs too: the whole text is redacted, not only string values
         click.echo(redact(json.dumps({n: {"value": as_plain(v), "from": o} for n, v, o in rows}, indent=2)))
@@ -33,6 +34,10 @@ def config_show(config_path: Optional[str], as_json: bool) -> None:
         click.echo(redact(f"{name:<{width}} = {as_plain(value)!r:<40} # {origin}"))
     for w in loaded.warnings:
         click.echo(f"# warning: {w}")
+
+
+def _shown(name: str, value: object) -> object:
+    return "***" if name in SECRET_SETTINGS and value else value
 
 
 @config_group.command("check")

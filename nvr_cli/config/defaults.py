@@ -218,3 +218,23 @@ WEB_EXPORT_KEEP_HOURS = 24.0  # exports made in the page are deleted after this
 # live view: with no recorder running for a camera, the server may open the camera's RTSP URL itself
 # while someone watches (one more camera session); False: live view only through a recorder
 WEB_LIVE_DIRECT = True
+
+############
+### mqtt ###
+############
+# Each camera's events, motion, objects, snapshots and availability on an MQTT broker (README:
+# "MQTT and Home Assistant"), and optionally Home Assistant's discovery. Set once for all cameras.
+# A broker that is down, slow or refuses the login never holds up recording: messages wait in a
+# bounded queue and the connection is retried with backoff.
+MQTT_HOST = None  # the broker's name or address; None: no MQTT
+MQTT_PORT = 1883  # 8883 is the usual port with TLS
+MQTT_USER = None
+MQTT_PASSWORD = None  # masked in `nvr-cli config show` and never logged
+MQTT_TLS_CA = None  # a CA certificate file (PEM): TLS to the broker, checked against it
+MQTT_CLIENT_ID = None  # None: "nvr-cli-<hostname>"; each camera's connection adds "-<camera>"
+MQTT_TOPIC_PREFIX = "nvr-cli"  # topics are <prefix>/<camera>/...
+MQTT_HA_DISCOVERY = False  # announce each camera to Home Assistant (motion, objects, snapshot, switch)
+MQTT_HA_PREFIX = "homeassistant"  # Home Assistant's discovery prefix
+MQTT_QOS = 1  # 0, 1 or 2, for everything published and subscribed
+MQTT_KEEPALIVE_SECS = 30.0  # a worker or network gone shows "offline" within ~1.5x this
+MQTT_QUEUE_MAX = 1000  # messages kept while the broker is away; older state messages go first

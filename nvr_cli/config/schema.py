@@ -186,6 +186,8 @@ def _cameras(v):
         for key in conf:
             if key in ("CAMERAS", "CAMERA_NAME"):
                 raise ValueError(f"{name!r}: {key} cannot be set per camera (the key names the camera)")
+            if key.startswith("MQTT_"):
+                raise ValueError(f"{name!r}: {key} cannot be set per camera (one broker serves all cameras)")
             if key not in FIELDS:
                 raise ValueError(f"{name!r}: {unknown_setting(key, 'camera').args[0].split(': ', 1)[1]}")
         out[name] = types.MappingProxyType(dict(conf))
@@ -206,9 +208,10 @@ def _opt_path(v):
     return _text()(v)
 
 
-def _setting(check, doc: str, option: Optional[str] = None):
-    """A setting of a section: its default is filled in from defaults.py by ``_section``."""
-    return field(metadata={"check": check, "doc": doc, "option": option})
+def _setting(check, doc: str, option: Optional[str] = None, *, secret: bool = False):
+    """A setting of a section: its default is filled in from defaults.py by ``_section``; a ``secret``
+    one is left out of the section's repr (a traceback or debug line never shows it)."""
+    return field(metadata={"check": check, "doc": doc, "option": option}, repr=not secret)
 
 
 def default_of(f: dataclasses.Field) -> object:
@@ -568,6 +571,54 @@ class WebSettings(_Section):
     )
 
 
+def _secret(v):
+    if v is None:
+        return None
+    if not isinstance(v, str) or not v:
+        # never echo the value: it is a password, perhaps only mistyped
+        raise ValueError(f"expected None or a non-empty string, got a {type(v).__name__}")
+    return v
+
+
+# shown as *** by `nvr-cli config show` (passwords in URLs are masked by redact())
+SECRET_SETTINGS = ("MQTT_PASSWORD",)  # each also declared secret=True below
+
+
+def _topic_prefix(v):
+    v = _text()(v)
+    if any(c in v for c in "+#\0") or v.startswith("/") or v.endswith("/"):
+        raise ValueError(f"must be a topic without wildcards (+, #) or a leading or trailing '/', got {v!r}")
+    return v
+
+
+@_section
+class MqttSettings(_Section):
+    """The MQTT broker each camera publishes to, and Home Assistant's discovery."""
+
+    MQTT_HOST: Optional[str] = _setting(_opt_path, "MQTT broker's host; None: no MQTT")
+    MQTT_PORT: int = _setting(_number(int, 1, 65535), "MQTT broker's port")
+    MQTT_USER: Optional[str] = _setting(_opt_path, "MQTT user name")
+    MQTT_PASSWORD: Optional[str] = _setting(
+        _secret, "MQTT password (masked in config show, never logged)", secret=True
+    )
+    MQTT_TLS_CA: Optional[str] = _setting(
+        _opt_path, "CA certificate file: TLS to the broker, checked against it"
+    )
+    MQTT_CLIENT_ID: Optional[str] = _setting(
+        _opt_path, "MQTT client id; None: nvr-cli-<hostname>; a camera's adds -<camera>"
+    )
+    MQTT_TOPIC_PREFIX: str = _setting(_topic_prefix, "topics are <prefix>/<camera>/...")
+    MQTT_HA_DISCOVERY: bool = _setting(_flag, "announce cameras to Home Assistant (MQTT discovery)")
+    MQTT_HA_PREFIX: str = _setting(_topic_prefix, "Home Assistant's discovery prefix")
+    MQTT_QOS: int = _setting(_number(int, 0, 2), "MQTT quality of service for everything")
+    MQTT_KEEPALIVE_SECS: float = _setting(
+        _number(float, 5, 3600), "MQTT keepalive: a lost worker shows offline within ~1.5x this"
+    )
+    MQTT_QUEUE_MAX: int = _setting(
+        _number(int, 10, 1000000), "messages kept while the broker is away (older state messages go first)"
+    )
+
+
 SECTIONS = {
     "source": SourceSettings,
     "motion": MotionSettings,
@@ -582,6 +633,7 @@ SECTIONS = {
     "hooks": HookSettings,
     "status": StatusSettings,
     "web": WebSettings,
+    "mqtt": MqttSettings,
 }
 _FIELDS = {f.name: f for cls in SECTIONS.values() for f in dataclasses.fields(cls)}
 FIELDS = {name: _FIELDS[name] for name in DEFAULTS}  # in the documented order of defaults.py
@@ -612,6 +664,7 @@ class Settings:
     hooks: HookSettings
     status: StatusSettings
     web: WebSettings
+    mqtt: MqttSettings
 
     def __init__(self, **values: object):
         for name in values:
