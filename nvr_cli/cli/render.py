@@ -101,9 +101,11 @@ def print_status(verdicts: list) -> None:
         st = v.status or {}
         age = f"{now - st['last_frame']:.1f} s" if st.get("last_frame") else "-"
         ev = st.get("event")
+        # an event column of "off": motion events disarmed (MQTT detect/set OFF)
+        event = f"#{ev['event']}" if ev else ("off" if st.get("detect") is False else "-")
         click.echo(
             f"{v.camera:<14} {v.why[:34]:<34} {age:>10} {st.get('fps', 0):>6.1f} "
-            f"{st.get('dropped_frames', 0):>7} {('#' + str(ev['event'])) if ev else '-':>6} "
+            f"{st.get('dropped_frames', 0):>7} {event:>6} "
             f"{st.get('events_today', 0):>6} {st.get('bytes_today', 0) / 2**20:>8.1f}  "
             f"{redact(st.get('last_error') or '')}"
         )

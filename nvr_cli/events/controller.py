@@ -110,6 +110,8 @@ class EventController:
         self._armed_at = float("-inf")
         self._run: list = []  # consecutive motion frames with their results, before a trigger
         self._clip_start = 0.0
+        # disarmed (MQTT detect/set OFF): no event starts; an open one ends as its motion is no longer counted
+        self.detecting = True
 
     @property
     def recording(self) -> bool:
@@ -132,13 +134,13 @@ class EventController:
         detections: Optional[list] = None,
         qr: Sequence[QrSighting] = (),
     ) -> None:
-        motion = result is not None and result.motion and frame.ts >= self._armed_at
+        motion = result is not None and result.motion and frame.ts >= self._armed_at and self.detecting
         ev = self.event
         if ev is None:
             self.buffer.push(frame)
             if detections or qr:
                 self._remember(frame, detections, qr)
-            if qr and self.qr_starts_events and frame.ts >= self._armed_at:
+            if qr and self.qr_starts_events and frame.ts >= self._armed_at and self.detecting:
                 self._start(frame, kind="qr")
                 return
             if result is not None and result.duplicate:

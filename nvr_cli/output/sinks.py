@@ -260,6 +260,7 @@ class ClipSink(EventLogSink):
         on_event_end: Optional[Callable] = None,
         packets: Optional[PacketRing] = None,
         on_fatal: Optional[Callable[[str], None]] = None,
+        on_motion: Optional[Callable[[Event, bool], None]] = None,
     ):
         """``settings``: where clips go and how they are encoded; ``reencode``: EVENT_REENCODE (with a
         ``cutter``, False makes the cut the clip); ``shaped_by``: the settings each sidecar records
@@ -274,6 +275,9 @@ class ClipSink(EventLogSink):
         # (part) ends, kept or not, written or not
         self.on_event_start = on_event_start
         self.on_event_end = on_event_end
+        # (event, True) as an event opens, (event, False) as its last clip closes: on the analysis
+        # thread, at once (the others wait their turn on the finisher), so it must be quick
+        self.on_motion = on_motion
         self.on_disk_full = on_disk_full
         # cutter (EventCutter): kept events are also cut from the continuous segments;
         # packets (PacketRing): clips can be the camera's own packets, written live
@@ -343,13 +347,30 @@ class ClipSink(EventLogSink):
             event.part,
             len(frames),
         )
+        if self.on_motion and event.part == 1:
+            self.on_motion(event, True)
         if self.on_event_start and event.part == 1:
-            rec = self._record(event, None, None, started=True)
-            rec.clip, rec.clock_offset, rec.live = c.final, c.offset, self.source.live
+            rec = self.record_now(event)
             # through the finisher's queue: an event's start is told after the previous one's end
             self._submit(self.on_event_start, rec)
         for f in frames:
             self.write(f)
+
+    def record_now(self, event: Event) -> EventRecord:
+        """The open event as known so far (its end still unknown), with its clip's planned path."""
+        rec = self._record(event, None, None, started=True)
+        rec.clip, rec.clock_offset, rec.live = self.clip.final, self.clip.offset, self.source.live
+        return rec
+
+    def later(self, fn: Callable, *args: object) -> bool:
+        """Run ``fn(*args)`` on the finisher after what is queued there; False (not run) if its queue
+        is full (a hung disk): for news that may be dropped, never for a clip."""
+        with self._idle:
+            if self._jobs.full():
+                return False
+            self._busy += 1
+        self._jobs.put((fn, args))  # only the analysis thread adds jobs: the room checked is still there
+        return True
 
     def _fail(self, e: Exception):
         c = self.clip
@@ -381,6 +402,8 @@ class ClipSink(EventLogSink):
         snap.peak_boxes = list(event.peak_boxes)
         clip, self.clip = self.clip, ClipState()
         self.writer.end_input(clip)
+        if self.on_motion and reason != "maximum clip length":
+            self.on_motion(event, False)
         self._submit(self._finish, clip, snap, rec, keep, reason)
 
     def _submit(self, fn, *args):

@@ -106,6 +106,7 @@ class Supervisor:
         self.reload_wanted = threading.Event()
         self._changed_at = 0.0
         self.reloads = 0
+        self.mqtt = None  # ServiceMqtt, with MQTT_HOST: <prefix>/available and removed cameras' configs
 
     # -- workers ---------------------------------------------------------------------------------
     def _command(self, w: Worker) -> list:
@@ -234,6 +235,7 @@ class Supervisor:
         self.reloads += 1
         old, self.loaded = self.loaded, loaded
         self._reload_web(old, loaded)
+        self._reload_mqtt(old, loaded)
         started, restarted, stopped = [], [], []
         for name, w in self.workers.items():
             if name not in loaded.cameras:
@@ -268,6 +270,21 @@ class Supervisor:
             )
             or "no cameras",
         )
+
+    def _start_mqtt(self) -> None:
+        if self.loaded.settings.MQTT_HOST:
+            from nvr_cli.runtime.mqtt_service import ServiceMqtt
+
+            self.mqtt = ServiceMqtt(self.loaded.settings.mqtt, lambda: set(self.loaded.cameras)).start()
+
+    def _reload_mqtt(self, old: LoadedSettings, new: LoadedSettings) -> None:
+        if old.settings.mqtt != new.settings.mqtt:
+            if self.mqtt is not None:
+                self.mqtt.close()
+                self.mqtt = None
+            self._start_mqtt()
+        elif self.mqtt is not None:
+            self.mqtt.cameras_changed()
 
     def _reload_web(self, old: LoadedSettings, new: LoadedSettings) -> None:
         enabled = new.settings.WEB_ENABLED
@@ -308,6 +325,7 @@ class Supervisor:
         if self.loaded.settings.WEB_ENABLED:
             self.web = Worker("web", self.loaded.settings, web=True)
         Supervised("reaper", self.reap, self.stop).start()
+        self._start_mqtt()
         observer = _watch(self.watched_files(), self.file_changed)
         log.info(
             "running %d camera(s): %s; watching %s for changes",
@@ -334,6 +352,8 @@ class Supervisor:
             if observer is not None:
                 observer.stop()
             self._stop_all()
+            if self.mqtt is not None:
+                self.mqtt.close()
         return 0
 
     def _stop_all(self):

@@ -55,6 +55,9 @@ class Observer:
     def qr(self, sightings: list) -> None:
         """New QR codes seen."""
 
+    def objects(self, ts: float, detections: list) -> None:
+        """The object detector looked at the frame at ``ts`` and saw these wanted objects (maybe none)."""
+
 
 class Pipeline:
     """Runs one source until it ends (files), we are stopped, or reconnects are exhausted (live)."""
@@ -212,6 +215,8 @@ class Pipeline:
             if codes:
                 observer.qr(codes)
             controller.step(frame, result, found, codes)
+            if found is not None:
+                observer.objects(frame.ts, found)
             self.latest = frame
             observer.frame(frame.ts, src.dropped, frame.index)
             self.stats.frames += frame.index - last_index

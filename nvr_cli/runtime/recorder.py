@@ -21,7 +21,13 @@ from nvr_cli.output.sinks import ClipSink, EventRecord
 from nvr_cli.runtime.hooks import HookRunner
 from nvr_cli.runtime.live_tap import LiveTap, OnDemandPackets
 from nvr_cli.runtime.pipeline import Observer, Pipeline, RunStats
-from nvr_cli.runtime.status import CameraStatus, StatusWriter, live_socket_path, status_path
+from nvr_cli.runtime.status import (
+    CameraStatus,
+    StatusWriter,
+    kept_events_today,
+    live_socket_path,
+    status_path,
+)
 from nvr_cli.source.capture import VideoSource
 from nvr_cli.source.packets import PacketRing, ts_unsupported
 from nvr_cli.source.spec import SourceSpec, parse_source
@@ -42,6 +48,8 @@ class _Watch(Observer):
         st = self.rec.status
         st.source_fps = src.fps
         st.set_state("connected")
+        if self.rec.mqtt:
+            self.rec.mqtt.camera_up()
         if after_outage is not None:
             self.rec.hooks.fire(
                 "camera_found", {"source": src.spec.display, "away_seconds": round(after_outage, 3)}
@@ -50,6 +58,8 @@ class _Watch(Observer):
     def lost(self, why: str, first_connect: bool):
         self.rec.status.set_state("connecting" if first_connect else "lost", error=why)
         self.rec.status.event_ended()
+        if self.rec.mqtt:
+            self.rec.mqtt.camera_down()
         self.rec.hooks.fire(
             "camera_lost",
             {
@@ -76,6 +86,27 @@ class _Watch(Observer):
                     "event": rec.status.event["event"] if rec.status.event else None,
                 },
             )
+            if rec.mqtt:
+                rec.mqtt.qr(q.payload)
+        self._news()
+
+    def objects(self, ts: float, detections: list):
+        if self.rec.mqtt:
+            self.rec.mqtt.objects(detections)
+            self._news()
+
+    def _news(self):
+        """An open event saw something new (a label, a QR code): an MQTT update, made on the finisher."""
+        rec = self.rec
+        ev = rec.pipeline.controller.event if rec.pipeline else None
+        if rec.mqtt is None or ev is None or rec.sink is None or not rec.mqtt.news_due(ev):
+            return
+        info = rec._event_payload(rec.sink.record_now(ev), rec.sink.clip.final)
+        view = None
+        if ev.best_object is not None:
+            frame, dets = ev.best_object
+            view = (frame.image, [d.box for d in dets], [f"{d.label} {d.score:.2f}" for d in dets])
+        rec.sink.later(rec.mqtt.event_update, info, view)
 
 
 class Recorder:
@@ -111,6 +142,8 @@ class Recorder:
         self._live_lock = threading.Lock()  # the segmenter may move live view's source as it starts
         self.sink: Optional[ClipSink] = None
         self.fatal: Optional[str] = None  # a component that could not recover: the camera must restart
+        self.mqtt = None  # CameraMqtt, with MQTT_HOST
+        self.detecting = True  # motion events armed (MQTT detect/set)
         self.shared_reaper = bool(os.environ.get(ENV_SHARED_REAPER))
 
     def _fatal(self, why: str):
@@ -136,6 +169,8 @@ class Recorder:
         info = self._event_payload(rec, rec.clip)
         self.status.event_started({k: info[k] for k in ("event", "kind", "start", "trigger", "clip")})
         self.hooks.fire("event_start", info)
+        if self.mqtt:
+            self.mqtt.event_started(info)
 
     def _event_ended(self, rec: EventRecord):
         if rec.reason != "maximum clip length":
@@ -152,6 +187,15 @@ class Recorder:
         if clip is not None and not clip.with_suffix(".jpg").exists():
             info["thumbnail"] = None
         self.hooks.fire("event_end", info)
+        if self.mqtt:
+            self.mqtt.event_ended(info, final=rec.reason != "maximum clip length")
+
+    def _set_detecting(self, on: bool) -> None:
+        """Arm or disarm motion events (MQTT detect/set); continuous recording is not touched."""
+        self.detecting = on
+        self.status.detect = on
+        if self.pipeline is not None:
+            self.pipeline.controller.detecting = on
 
     def _segment_written(self, seg):
         self.status.written(seg.size)
@@ -167,6 +211,8 @@ class Recorder:
             if fresh:
                 self.status.heartbeat(time.time() - (time.monotonic() - seg.last_beat))
             self.status.set_state("connected" if fresh else ("lost" if seg.last_beat else "connecting"))
+            if self.mqtt:
+                self.mqtt.link.set_available(fresh)
 
     # -- the run ---------------------------------------------------------------------------------
     def _supervised(self, name: str, target) -> Supervised:
@@ -247,6 +293,13 @@ class Recorder:
             self.status, status_path(s) if live else None, self.stop, s.STATUS_INTERVAL_SECS
         )
         writer.ticks.append(self._tick)
+        self.status.events_today = kept_events_today(s, self.status.day)
+        if s.MQTT_HOST:
+            from nvr_cli.runtime.mqtt_camera import CameraMqtt
+
+            self.mqtt = CameraMqtt(s, self.status, self._set_detecting).start()
+            self.status.mqtt = self.mqtt.link.stats
+            writer.ticks.append(self.mqtt.tick)
         self._supervised("status writer", writer.run)
         reaper = Reaper(Path(s.PATH_FOR_VIDEO), s.retention, self.stop)
         if not self.shared_reaper:  # under `run`, one reaper per storage root runs there
@@ -266,6 +319,8 @@ class Recorder:
                 self.status.set_state("stopped")
             self.status.event_ended()
             writer.write()
+            if self.mqtt:
+                self.mqtt.close(timeout=5)  # what is queued (the last end event) goes first
             if not self.hooks.wait(s.HOOK_TIMEOUT_SECS + 1):
                 log.warning("hooks still running at exit were left to finish on their own")
         if self.fatal:
@@ -344,12 +399,14 @@ class Recorder:
             on_event_end=self._event_ended,
             packets=packets,
             on_fatal=self._fatal,
+            on_motion=self.mqtt.motion if self.mqtt else None,
         )
         log.info("recording %s as %r into %s", self.spec.display, s.CAMERA_NAME, root)
         try:
             self.pipeline = Pipeline(
                 s, self.spec, self.sink, stop=self.stop, realtime=self.realtime, observer=_Watch(self)
             )
+            self.pipeline.controller.detecting = self.detecting
             stats = self.pipeline.run()
         finally:
             self.sink.shutdown(timeout=120)

@@ -36,6 +36,27 @@ def live_socket_path(s: Settings, camera: Optional[str] = None) -> Path:
     return status_dir(s) / f"{camera or s.CAMERA_NAME}.live.sock"
 
 
+def kept_events_today(s: Settings, day: str) -> int:
+    """Events (first clips) kept on ``day`` (YYYY-MM-DD) by this camera, from today's sidecars: a
+    restarted recorder goes on counting where it was."""
+    try:
+        folder = storage.clip_dir(
+            s.PATH_FOR_VIDEO, s.CAMERA_NAME, time.time(), s.LOCAL_TIME, s.subFolderNameGeneratorFunc
+        )
+        sidecars = list(folder.glob(f"{s.CAMERA_NAME}_*.json"))
+    except (OSError, StorageError):
+        return 0
+    n = 0
+    for p in sidecars:
+        try:
+            data = json.loads(p.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("part") == 1 and str(data.get("start", "")).startswith(day):
+            n += 1
+    return n
+
+
 class CameraStatus:
     """Counters the recorder updates as things happen; ``snapshot()`` is what goes to the file."""
 
@@ -61,6 +82,8 @@ class CameraStatus:
         self.decoded_fps = 0.0
         self._last_index = -1
         self._lock = threading.Lock()
+        self.detect = True  # motion events armed (MQTT detect/set)
+        self.mqtt: Optional[Callable[[], dict]] = None  # the MQTT link's counters, with MQTT_HOST
 
     def _roll_day(self, now: float):
         day = self._day_of(now)
@@ -139,6 +162,8 @@ class CameraStatus:
                 "last_error": self.last_error,
                 "last_error_time": round(self.last_error_time, 3) if self.last_error_time else None,
                 "stale_after": self.s.STATUS_STALE_SECS,
+                "detect": self.detect,
+                **({"mqtt": self.mqtt()} if self.mqtt else {}),
             }
 
 

@@ -211,9 +211,11 @@ def write_json(path: Path, data: dict) -> None:
     write_atomic(path, (json.dumps(data, indent=2, default=str) + "\n").encode())
 
 
-def write_thumbnail(
-    path: Path, image: np.ndarray, boxes: Sequence[tuple[int, int, int, int]], labels: Sequence[str] = ()
-) -> None:
+def thumbnail_jpeg(
+    image: np.ndarray, boxes: Sequence[tuple[int, int, int, int]], labels: Sequence[str] = ()
+) -> Optional[bytes]:
+    """The picture as a JPEG with ``boxes`` drawn in red (and ``labels`` over them); None if it cannot
+    be encoded."""
     img = image.copy()
     thickness = max(2, img.shape[1] // 400)
     labels = list(labels) + [""] * (len(boxes) - len(labels))
@@ -222,8 +224,15 @@ def write_thumbnail(
         if text:
             cv2.putText(img, text, (x, max(12, y - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 255), 1)
     ok, jpg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 85])
-    if ok:
-        write_atomic(path, jpg.tobytes())
+    return jpg.tobytes() if ok else None
+
+
+def write_thumbnail(
+    path: Path, image: np.ndarray, boxes: Sequence[tuple[int, int, int, int]], labels: Sequence[str] = ()
+) -> None:
+    jpg = thumbnail_jpeg(image, boxes, labels)
+    if jpg is not None:
+        write_atomic(path, jpg)
 
 
 def open_elsewhere(paths: Iterable[Union[str, Path]]) -> set:
