@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from helpers import LineCollector, check_clip, clips, run_cli, start_recorder, terminate, wait_for
+from helpers import LineCollector, check_clip, clips, run_cli, shared, start_recorder, terminate, wait_for
 from support.mqtt_watch import Watch
 
 from nvr_cli.mqtt.discovery import camera_configs, node_id
@@ -328,6 +328,36 @@ def test_discovery_announced_again_and_stale_label_cleared(tmp_path, scene_cache
         counts = {c: len(watch.messages(c)) for c in configs}
         watch.publish("homeassistant/status", "online")
         assert watch.wait_for(lambda: all(len(watch.messages(c)) > counts[c] for c in configs), 10)
+    finally:
+        terminate(proc)
+        watch.close()
+
+
+def test_objects_in_view_and_event_update(tmp_path, rtsp_server, mqtt_broker):
+    model, labels = shared("models", "ssd_mobilenet_v1_1_metadata_1.tflite"), shared("models", "labelmap.txt")
+    broker = mqtt_broker()
+    server = rtsp_server(shared("video", "one-by-one-person-detection.mp4"))  # a person walks in after 6 s
+    watch = Watch(broker, f"{PREFIX}/#", "homeassistant/#")
+    cfg = mqtt_config(tmp_path / "cfg.py", broker, MQTT_HA_DISCOVERY=True)
+    extra = ("--model", model, "--labels", labels, "--confirm", "tag", "--objects", "person", "--config", cfg)
+    proc, log = start_recorder(server.url, tmp_path / "video", *extra, name="room")
+    t = Topics(PREFIX, "room")
+    try:
+        assert watch.wait_for(lambda: any(int(p) > 0 for p in watch.payloads(t.label("person"))), 90), (
+            log.text()
+        )
+        assert watch.payloads(t.label("person"))[0] == "0"  # announced as none first
+        person_config = camera_configs(t, labels=("person",), ha_prefix="homeassistant", version="x")
+        occupancy = [c for c in person_config if "/binary_sensor/" in c and c.endswith("/person/config")]
+        assert occupancy and watch.messages(occupancy[0]), sorted(person_config)
+        assert json.loads(watch.messages(occupancy[0])[-1][1])["state_topic"] == t.label("person")
+        # the open event tells that it now shows a person (an update, or its new already did)
+        assert watch.wait_for(
+            lambda: any(
+                "person" in e["labels"] for e in events(watch, "room") if e["type"] in ("new", "update")
+            ),
+            60,
+        ), [(e["type"], e["labels"]) for e in events(watch, "room")]
     finally:
         terminate(proc)
         watch.close()
