@@ -362,3 +362,28 @@ def test_objects_in_view_and_event_update(tmp_path, rtsp_server, mqtt_broker):
     finally:
         terminate(proc)
         watch.close()
+
+
+def test_stalled_broker_never_holds_up_recording(tmp_path, scene_cache, rtsp_server, mqtt_broker):
+    broker = mqtt_broker()
+    server = rtsp_server(scene_cache("mqtt-gate", seconds=12, walkers=[(2, 6)]))
+    watch = Watch(broker, f"{PREFIX}/#")
+    out = tmp_path / "video"
+    proc, log = start_recorder(
+        server.url, out, "--config", mqtt_config(tmp_path / "cfg.py", broker), name="gate"
+    )
+    status = out / ".status" / "gate.json"
+    try:
+        assert watch.wait_for(lambda: events(watch, "gate", "new"), 60), log.text()
+        broker.pause()  # SIGSTOP: connected, but nothing is read or answered
+        # clips go on being made, one a loop of the scene, and frames go on being analysed
+        assert wait_for(lambda: len(clips(out / "gate")) >= 2, 60), log.text()
+        frames = json.loads(status.read_text())["frames"]
+        assert wait_for(lambda: json.loads(status.read_text())["frames"] > frames + 30, 10)
+    finally:
+        terminate(proc)  # SIGTERM with the broker still stopped: the recorder ends all the same
+        broker.resume()
+        watch.close()
+    assert proc.returncode == 0, log.text()
+    for clip in clips(out / "gate"):
+        check_clip(clip)
