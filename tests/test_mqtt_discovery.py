@@ -186,7 +186,10 @@ def test_every_config_has_the_keys_home_assistant_requires_and_no_other():
     configs = _configs()
     topics = Topics(PREFIX, CAMERA)
     node = node_id(PREFIX, CAMERA)
-    assert node == "home_cams_1_front_door_1"
+    assert node.startswith("home_cams_1_front_door_1_") and len(node) == len("home_cams_1_front_door_1_") + 6
+    # names that slug alike are still two devices
+    assert len({node_id(PREFIX, c) for c in ("Gate", "gate", "前门", "后门", "a b", "a_b")}) == 6
+    assert node_id(PREFIX, "gate") == "home_cams_1_gate"  # a name that is its own slug stays as it is
     components = {}
     for topic, config in configs.items():
         m = DISCOVERY_TOPIC.match(topic)

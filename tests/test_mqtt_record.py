@@ -156,6 +156,12 @@ def test_run_availability_will_and_removed_cameras(
     out = tmp_path / "video"
     cfg = isolated_home / "machine_specific_configuration.py"
     write_run_config(cfg, broker, server.url, out, MQTT_HA_DISCOVERY=True)
+    # another recorder's camera on the same broker and prefix (another host, a lone `record`): not ours
+    other = camera_configs(Topics(PREFIX, "other"), labels=(), ha_prefix="homeassistant", version="x")
+    feeder = Watch(broker, "none/#")
+    for topic, config in other.items():
+        feeder.publish(topic, json.dumps(config), retain=True)
+    feeder.close()
     watch = Watch(broker, f"{PREFIX}/#", "homeassistant/#")
     proc = subprocess.Popen([sys.executable, "-m", "nvr_cli", "run"], stderr=subprocess.PIPE, text=True)
     log = LineCollector(proc.stderr)
@@ -167,7 +173,7 @@ def test_run_availability_will_and_removed_cameras(
             ),
             45,
         ), log.text()
-        assert "online" in watch.payloads(f"{PREFIX}/available")
+        assert watch.wait_for(lambda: "online" in watch.payloads(f"{PREFIX}/available"), 10)
         yard_configs = camera_configs(yard, labels=(), ha_prefix="homeassistant", version="x")
         assert watch.wait_for(lambda: all(watch.messages(c) for c in yard_configs), 20), sorted(
             {t for t, _, _ in watch.messages() if t.startswith("homeassistant/")}
@@ -180,15 +186,16 @@ def test_run_availability_will_and_removed_cameras(
         assert watch.wait_for(lambda: "offline" in watch.payloads(front.available)[before:], 20), log.text()
         assert watch.wait_for(lambda: watch.payloads(front.available)[-1] == "online", 45), log.text()
 
-        # yard taken out of CAMERAS: its Home Assistant configs are cleared (empty, retained)
+        # yard taken out of CAMERAS: once its recorder has stopped, its configs and retained state go
         write_run_config(cfg, broker, server.url, out, cameras=("front",), MQTT_HA_DISCOVERY=True)
         assert watch.wait_for(lambda: all(watch.messages(c)[-1][1] == b"" for c in yard_configs), 30), (
             log.text()
         )
-        for c in yard_configs:
-            assert retained(broker, c, timeout=2) is None, c
+        for topic in (*yard_configs, yard.available, yard.detect_state, yard.motion):
+            assert retained(broker, topic, timeout=2) is None, topic
         front_configs = camera_configs(front, labels=(), ha_prefix="homeassistant", version="x")
         assert all(retained(broker, c) for c in front_configs)
+        assert all(retained(broker, c) for c in other), "another recorder's camera was cleared"
     finally:
         terminate(proc)
         watch.close()
@@ -256,7 +263,9 @@ def test_detect_off_disarms_events_and_is_remembered(tmp_path, walking, rtsp_ser
     try:
         assert wait_for(lambda: "disarmed" in log.text(), 30), log.text()
         assert retained(broker, t.detect_state) == "OFF"
-        time.sleep(4)  # the walker is always there: armed, this would have started an event
+        # 60 frames analysed (4 s) with the walker always there: armed, this would have started an event
+        status = out / ".status" / "gate.json"
+        assert wait_for(lambda: json.loads(status.read_text()).get("frames", 0) >= 60, 30), log.text()
         assert len(events(watch, "gate", "new")) == started
         watch.publish(t.detect_set, "ON")
         assert watch.wait_for(lambda: len(events(watch, "gate", "new")) > started, 30), log.text()
@@ -387,3 +396,38 @@ def test_stalled_broker_never_holds_up_recording(tmp_path, scene_cache, rtsp_ser
     assert proc.returncode == 0, log.text()
     for clip in clips(out / "gate"):
         check_clip(clip)
+
+
+def test_continuous_only_says_available_once_and_files_are_never_published(
+    tmp_path, scene_cache, rtsp_server, mqtt_broker
+):
+    broker = mqtt_broker()
+    scene = scene_cache("mqtt-gate", seconds=12, walkers=[(2, 6)])
+    server = rtsp_server(scene)
+    watch = Watch(broker, f"{PREFIX}/#", "homeassistant/#")
+    out = tmp_path / "video"
+    cfg = mqtt_config(tmp_path / "cfg.py", broker, MQTT_HA_DISCOVERY=True)
+    t = Topics(PREFIX, "yard")
+    proc, log = start_recorder(server.url, out, "--config", cfg, "--no-motion", "--continuous", name="yard")
+    status = out / ".status" / "yard.json"
+    try:
+        assert watch.wait_for(lambda: "online" in watch.payloads(t.available), 30), log.text()
+        first = json.loads(status.read_text())["updated"]
+        assert wait_for(lambda: json.loads(status.read_text())["updated"] > first + 3, 20)  # 6+ status ticks
+        said = watch.payloads(t.available)  # "offline" first, perhaps, while the camera connects
+        assert said[said.index("online") :] == ["online"], said  # then once, not at every tick
+        # nothing to announce or arm without analysis: no motion, no switch, no events
+        assert [topic for topic, _, _ in watch.messages() if topic != t.available] == []
+    finally:
+        terminate(proc)
+    watch.wait_for(lambda: "offline" in watch.payloads(t.available), 10)
+
+    # a file recorded under a camera's name must not speak for that camera on the broker
+    before = len(watch.messages())
+    done = run_cli(
+        "record", str(scene), "--config", str(cfg), "--output", str(out), "--name", "yard", check=0
+    )
+    assert "MQTT is for cameras" in done.stderr
+    time.sleep(1)  # anything it had sent would have arrived by now: the broker is local and idle
+    assert watch.messages()[before:] == []
+    watch.close()

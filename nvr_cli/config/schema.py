@@ -584,6 +584,23 @@ def _secret(v):
 SECRET_SETTINGS = ("MQTT_PASSWORD",)  # each also declared secret=True below
 
 
+def _ca_file(v):
+    """A CA certificate file that loads: checked with the settings, so a bad edit is refused as one
+    (``run`` keeps its cameras on the settings they had) instead of failing each recorder's start."""
+    if v is None:
+        return None
+    v = _text()(v)
+    import ssl  # only when TLS is asked for
+
+    try:
+        ssl.create_default_context(cafile=v)
+    except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
+        raise ValueError(
+            f"cannot load {v!r} as CA certificates: {getattr(e, 'strerror', None) or e}"
+        ) from None
+    return v
+
+
 def _topic_prefix(v):
     v = _text()(v)
     if any(c in v for c in "+#\0") or v.startswith("/") or v.endswith("/"):
@@ -602,7 +619,7 @@ class MqttSettings(_Section):
         _secret, "MQTT password (masked in config show, never logged)", secret=True
     )
     MQTT_TLS_CA: Optional[str] = _setting(
-        _opt_path, "CA certificate file: TLS to the broker, checked against it"
+        _ca_file, "CA certificate file: TLS to the broker, checked against it"
     )
     MQTT_CLIENT_ID: Optional[str] = _setting(
         _opt_path, "MQTT client id; None: nvr-cli-<hostname>; a camera's adds -<camera>"

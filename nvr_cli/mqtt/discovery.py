@@ -16,6 +16,7 @@ rename of an entity id is never overridden.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Sequence
 
@@ -36,8 +37,13 @@ OCCUPANCY_TEMPLATE = "{{ 'ON' if (value | int(0)) > 0 else 'OFF' }}"
 
 
 def node_id(prefix: str, camera: str) -> str:
-    """The camera's id in Home Assistant's discovery topics and identifiers: [a-z0-9_]."""
-    return f"{slug(prefix)}_{slug(camera)}"
+    """The camera's id in Home Assistant's discovery topics and identifiers: [a-z0-9_]. A name that
+    does not slug to itself gets a short hash of itself: "Gate" and "gate", or two names in another
+    script ("前门", "后门"), would otherwise be one device."""
+    name = slug(camera)
+    if name != camera:
+        name += "_" + hashlib.sha1(camera.encode()).hexdigest()[:6]
+    return f"{slug(prefix)}_{name}"
 
 
 def config_filter(ha_prefix: str) -> str:

@@ -26,7 +26,7 @@ from nvr_cli.core.backoff import Backoff
 from nvr_cli.core.errors import ConfigError
 from nvr_cli.core.supervised import Supervised
 from nvr_cli.runtime.recorder import ENV_SHARED_REAPER
-from nvr_cli.runtime.status import status_path
+from nvr_cli.runtime.status import status_dir, status_path
 from nvr_cli.storage.retention import prune, release_pass_memory
 
 log = logging.getLogger(__name__)
@@ -272,19 +272,22 @@ class Supervisor:
         )
 
     def _start_mqtt(self) -> None:
-        if self.loaded.settings.MQTT_HOST:
+        s = self.loaded.settings
+        if s.MQTT_HOST:
             from nvr_cli.runtime.mqtt_service import ServiceMqtt
 
-            self.mqtt = ServiceMqtt(self.loaded.settings.mqtt, lambda: set(self.loaded.cameras)).start()
+            self.mqtt = ServiceMqtt(s.mqtt, status_dir(s), lambda: dict(self.loaded.cameras)).start()
 
     def _reload_mqtt(self, old: LoadedSettings, new: LoadedSettings) -> None:
-        if old.settings.mqtt != new.settings.mqtt:
+        if old.settings.mqtt != new.settings.mqtt or status_dir(old.settings) != status_dir(new.settings):
             if self.mqtt is not None:
-                self.mqtt.close()
+                self.mqtt.close(timeout=2)
                 self.mqtt = None
             self._start_mqtt()
         elif self.mqtt is not None:
-            self.mqtt.cameras_changed()
+            for name in new.cameras:
+                if name not in old.cameras:
+                    self.mqtt.camera_added(name)
 
     def _reload_web(self, old: LoadedSettings, new: LoadedSettings) -> None:
         enabled = new.settings.WEB_ENABLED
@@ -343,6 +346,8 @@ class Supervisor:
                     if w.then == "remove" and w.proc is None:
                         del self.workers[name]
                         status_path(w.settings).unlink(missing_ok=True)
+                        if self.mqtt is not None and name not in self.loaded.cameras:
+                            self.mqtt.camera_gone(name, w.settings)
                 if self.web is not None:
                     self._check(self.web)
                     if self.web.then == "remove" and self.web.proc is None:

@@ -68,6 +68,8 @@ class CameraMqtt:
         self.set_detecting = set_detecting
         self.topics = Topics(m.MQTT_TOPIC_PREFIX, s.CAMERA_NAME)
         self.labels = wanted_labels(s)
+        # continuous-only recording analyses nothing: only its availability is published
+        self.analysing = s.MOTION_DETECTION
         self.detecting = load_detecting(s)
         self._lock = threading.Lock()
         self._motion = False
@@ -87,6 +89,9 @@ class CameraMqtt:
 
     # -- the connection ----------------------------------------------------------------------------
     def start(self) -> "CameraMqtt":
+        if not self.analysing:  # continuous only: no events to tell of, nothing to arm
+            self.link.start()
+            return self
         self.set_detecting(self.detecting)
         self.link.subscribe(self.topics.detect_set, self._detect_command)
         if self.m.MQTT_HA_DISCOVERY:
@@ -110,20 +115,22 @@ class CameraMqtt:
         )
 
     def _connected(self) -> None:
-        """Every (re)connect: the broker may have restarted without its retained messages."""
+        """Every (re)connect: the broker may have restarted without its retained messages. Under the
+        lock, as every state publish: a value read here never overtakes a newer one queued meanwhile."""
+        if not self.analysing:
+            return
         if self.m.MQTT_HA_DISCOVERY:
             self._announce()
         pub = self.link.publish
-        pub(self.topics.detect_state, "ON" if self.detecting else "OFF", retain=True)
-        pub(self.topics.motion, "ON" if self._motion else "OFF", retain=True)
         with self._lock:
-            counts = dict(self._counts)
-        for label, n in counts.items():
-            pub(self.topics.label(label), str(n), retain=True)
-        if self._today is not None:
-            pub(self.topics.events_today, str(self._today), retain=True)
-        if self._snapshot is not None:
-            pub(self.topics.snapshot, self._snapshot, retain=True)
+            pub(self.topics.detect_state, "ON" if self.detecting else "OFF", retain=True)
+            pub(self.topics.motion, "ON" if self._motion else "OFF", retain=True)
+            for label, n in self._counts.items():
+                pub(self.topics.label(label), str(n), retain=True)
+            if self._today is not None:
+                pub(self.topics.events_today, str(self._today), retain=True)
+            if self._snapshot is not None:
+                pub(self.topics.snapshot, self._snapshot, retain=True)
 
     def _announce(self) -> None:
         for topic, config in self._configs().items():
@@ -145,7 +152,8 @@ class CameraMqtt:
             return
         on = word == "ON"
         if on != self.detecting:
-            self.detecting = on
+            with self._lock:
+                self.detecting = on
             self.set_detecting(on)
             try:
                 storage.write_json(detect_state_path(self.s), {"detect": on, "since": time.time()})
@@ -157,7 +165,8 @@ class CameraMqtt:
                 "armed" if on else "disarmed",
                 "" if on else " (continuous recording goes on)",
             )
-        self.link.publish(self.topics.detect_state, word, retain=True)
+        with self._lock:
+            self.link.publish(self.topics.detect_state, "ON" if self.detecting else "OFF", retain=True)
 
     # -- the camera --------------------------------------------------------------------------------
     def camera_up(self) -> None:
@@ -165,7 +174,8 @@ class CameraMqtt:
 
     def camera_down(self) -> None:
         self.link.set_available(False)
-        self.motion(None, False)
+        if self.analysing:
+            self.motion(None, False)
 
     def motion(self, event: Optional[Event], on: bool) -> None:
         """An event opens (its trigger view kept for the snapshot) or its last clip closes: the
@@ -176,9 +186,10 @@ class CameraMqtt:
             if frame is not None and frame.image is not None:
                 with self._lock:
                     self._views[event.number] = (frame.image, list(event.peak_boxes), [])
-        if on != self._motion:
-            self._motion = on
-            self.link.publish(self.topics.motion, "ON" if on else "OFF", retain=True)
+        with self._lock:
+            if on != self._motion:
+                self._motion = on
+                self.link.publish(self.topics.motion, "ON" if on else "OFF", retain=True)
 
     def objects(self, detections: list) -> None:
         """A detector's look (analysis thread): counts rise at once and fall after COUNT_HOLD_SECS."""
@@ -186,19 +197,16 @@ class CameraMqtt:
         counts: dict = {}
         for d in detections:
             counts[d.label] = counts.get(d.label, 0) + 1
-        for label in counts:
-            self._seen[label] = now
-        changed = []
-        with self._lock:
+        with self._lock:  # the analysis thread and the status tick both come here
+            for label in counts:
+                self._seen[label] = now
             for label in set(self._counts) | set(counts):
                 n = counts.get(label, 0)
                 if n == 0 and now - self._seen.get(label, float("-inf")) < COUNT_HOLD_SECS:
                     continue  # missed once, perhaps
                 if self._counts.get(label) != n:
                     self._counts[label] = n
-                    changed.append((label, n))
-        for label, n in changed:
-            self.link.publish(self.topics.label(label), str(n), retain=True)
+                    self.link.publish(self.topics.label(label), str(n), retain=True)
 
     def qr(self, payload: str) -> None:
         self.link.publish(self.topics.qr, payload, kind="event")
@@ -218,11 +226,14 @@ class CameraMqtt:
 
     def tick(self) -> None:
         """Every status interval: events today, and counts of what has not been seen for a while."""
+        if not self.analysing:
+            return
         self.objects([])
-        today = self.status.events_today
-        if today != self._today:
-            self._today = today
-            self.link.publish(self.topics.events_today, str(today), retain=True)
+        with self._lock:
+            today = self.status.events_today
+            if today != self._today:
+                self._today = today
+                self.link.publish(self.topics.events_today, str(today), retain=True)
 
     # -- event news (the finisher thread, in order) ------------------------------------------------
     def _event(self, kind: str, info: dict) -> None:
@@ -233,14 +244,16 @@ class CameraMqtt:
 
     def _send_snapshot(self, jpeg: Optional[bytes]) -> None:
         if jpeg:
-            self._snapshot = jpeg
-            self.link.publish(self.topics.snapshot, jpeg, retain=True)
+            with self._lock:
+                self._snapshot = jpeg
+                self.link.publish(self.topics.snapshot, jpeg, retain=True)
 
     def event_started(self, info: dict) -> None:
         self._event("new", info)
         with self._lock:
             view = self._views.pop(info["event"], None)
-            self._views.clear()  # any older one was never told: its news is gone
+            for number in [n for n in self._views if n < info["event"]]:
+                del self._views[number]  # never told (not kept as a clip): its view is of no use now
         if view is not None:
             self._send_snapshot(storage.thumbnail_jpeg(*view))
 

@@ -43,6 +43,7 @@ class _Watch(Observer):
 
     def __init__(self, rec: "Recorder"):
         self.rec = rec
+        self.qr_news = False
 
     def connected(self, src: VideoSource, after_outage):
         st = self.rec.status
@@ -72,6 +73,9 @@ class _Watch(Observer):
 
     def frame(self, ts: float, dropped: int, index: Optional[int] = None):
         self.rec.status.frame(ts, dropped, index)
+        if self.qr_news:
+            self.qr_news = False
+            self._news()
 
     def qr(self, sightings: list):
         s, rec = self.rec.s, self.rec
@@ -88,7 +92,7 @@ class _Watch(Observer):
             )
             if rec.mqtt:
                 rec.mqtt.qr(q.payload)
-        self._news()
+                self.qr_news = True  # told after the frame's step, which adds the codes to the event
 
     def objects(self, ts: float, detections: list):
         if self.rec.mqtt:
@@ -293,8 +297,12 @@ class Recorder:
             self.status, status_path(s) if live else None, self.stop, s.STATUS_INTERVAL_SECS
         )
         writer.ticks.append(self._tick)
-        self.status.events_today = kept_events_today(s, self.status.day)
-        if s.MQTT_HOST:
+        self.status.events_today = kept_events_today(s)
+        if s.MQTT_HOST and not live:
+            # a file played under a camera's name would speak for the live camera (its client id,
+            # its topics, its availability): files are never published
+            log.info("MQTT is for cameras: nothing from %s is published", self.spec.display)
+        elif s.MQTT_HOST:
             from nvr_cli.runtime.mqtt_camera import CameraMqtt
 
             self.mqtt = CameraMqtt(s, self.status, self._set_detecting).start()

@@ -7,6 +7,7 @@ process as one that stopped being rewritten (or whose pid is gone).
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import socket
@@ -36,14 +37,17 @@ def live_socket_path(s: Settings, camera: Optional[str] = None) -> Path:
     return status_dir(s) / f"{camera or s.CAMERA_NAME}.live.sock"
 
 
-def kept_events_today(s: Settings, day: str) -> int:
-    """Events (first clips) kept on ``day`` (YYYY-MM-DD) by this camera, from today's sidecars: a
-    restarted recorder goes on counting where it was."""
+def kept_events_today(s: Settings) -> int:
+    """Events (first clips) this camera kept today, from today's sidecars: a restarted recorder goes
+    on counting where it was. Only today's folder is read (a sub-folder scheme finer than a day
+    counts its current folder only)."""
+    now = time.time()
+    day = storage.local_datetime(now, s.LOCAL_TIME).strftime("%Y-%m-%d")  # as sidecars write "start"
     try:
         folder = storage.clip_dir(
-            s.PATH_FOR_VIDEO, s.CAMERA_NAME, time.time(), s.LOCAL_TIME, s.subFolderNameGeneratorFunc
+            s.PATH_FOR_VIDEO, s.CAMERA_NAME, now, s.LOCAL_TIME, s.subFolderNameGeneratorFunc
         )
-        sidecars = list(folder.glob(f"{s.CAMERA_NAME}_*.json"))
+        sidecars = list(folder.glob(f"{glob.escape(s.CAMERA_NAME)}_*.json"))
     except (OSError, StorageError):
         return 0
     n = 0
