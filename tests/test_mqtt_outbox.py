@@ -110,6 +110,15 @@ def test_get_waits_for_a_put_and_times_out_empty():
     assert box.get(timeout=30).payload == "late"
 
 
+def test_wait_waits_for_a_message_and_takes_none():
+    box = Outbox()
+    assert box.wait(timeout=0.05) is False
+    threading.Timer(0.2, box.put, [Message("t/x", "late")]).start()
+    assert box.wait(timeout=30) is True
+    assert box.wait(timeout=0) is True and len(box) == 1  # still there: wait takes nothing
+    assert box.get(timeout=0).payload == "late"
+
+
 def test_message_kind_is_checked():
     with pytest.raises(ValueError):
         Message("t/x", "y", kind="urgent")

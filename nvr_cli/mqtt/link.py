@@ -10,11 +10,17 @@ keeps every unacknowledged message (clean session or not) and sends it again, ma
 after the next CONNACK. New messages wait until those are acknowledged, so nothing overtakes them (an
 event's end never arrives before its update). QoS 0 messages paho had not yet written when the
 connection dropped are lost by paho: we put them back in the queue.
+
+``close`` never waits much past its timeout, whatever the broker does: paho's thread ends once its
+DISCONNECT is written, which a stalled broker with a full socket buffer never lets happen (paho would wait
+for its keepalive check). Past the deadline the socket is shut down under paho: what the broker has not
+acknowledged is given up (and said so), nothing it acknowledged is touched, and the will says "offline".
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 import threading
 import time
@@ -31,6 +37,10 @@ log = logging.getLogger(__name__)
 IN_FLIGHT = 20  # unacknowledged messages handed to paho at once: ~paho's own default window
 RECONNECT_MIN, RECONNECT_MAX = 1, 60  # seconds, doubling (paho's backoff)
 STALE_PATIENCE = 30.0  # seconds connected before we stop waiting for paho's resends (see _may_hand)
+
+OFFLINE_WAIT = 0.5  # seconds close() gives "offline" at least, even past its deadline
+DISCONNECT_GRACE = 0.5  # seconds it gives paho to write DISCONNECT, even past its deadline
+CUT_GRACE = 1.0  # seconds it waits for paho's thread once the socket is shut down under it
 
 LOGIN_REFUSED = (134, 135)  # CONNACK "Bad user name or password", "Not authorized" (paho's MQTT 5 codes)
 
@@ -68,6 +78,7 @@ class MqttLink:
         self._connected = False
         self._connected_at = 0.0
         self._inflight: dict[int, Message] = {}  # mid -> message handed to paho, not yet acknowledged
+        self._handing = 0  # messages out of the queue, being given to paho (not yet in _inflight)
         self._acked_early: set[int] = set()  # on_publish that came before publish() returned its mid
         self._stale: set[int] = set()  # mids paho resends after a reconnect: nothing new goes first
         self._available: Optional[bool] = None
@@ -75,6 +86,7 @@ class MqttLink:
         self._subscriptions: dict[str, Callback] = {}
         self._started = self._stopping = self._closed = False
         self._warned = False  # a WARNING was logged for the current outage
+        self._warned_login = False  # ... and one for a refused login (said even if the outage was not)
         self._down_since = time.monotonic()
         self._dropped_before = 0
         self._outages = 0
@@ -106,17 +118,20 @@ class MqttLink:
         return self._connected
 
     def stats(self) -> dict:
-        """``queued``: waiting in the queue plus handed to paho and not yet acknowledged."""
+        """``queued``: waiting in the queue, being handed to paho, or handed and not yet acknowledged
+        (one consistent snapshot: a message moving from one to the next is counted once)."""
         with self._cv:
-            inflight = len(self._inflight)
-            connected = self._connected
-            outages = self._outages
-        return {
-            "connected": connected,
-            "queued": len(self.outbox) + inflight,
-            "dropped": self.outbox.dropped,
-            "outages": outages,
-        }
+            return {
+                "connected": self._connected,
+                "queued": self._queued(),
+                "dropped": self.outbox.dropped,
+                "outages": self._outages,
+            }
+
+    def _queued(self) -> int:
+        """(``_cv`` held) Messages not yet acknowledged: queued, being handed, in flight. A message moves
+        from one to the next (or back in the queue) under ``_cv``: none is missed or counted twice."""
+        return len(self.outbox) + self._handing + len(self._inflight)
 
     def start(self) -> "MqttLink":
         """Connect in the background (a broker that is down is retried, never raised) and start publishing."""
@@ -131,9 +146,12 @@ class MqttLink:
         return self
 
     def set_available(self, on: bool) -> None:
-        """Say "online" / "offline" (retained) on the availability topic; said again first on every
-        reconnect, since the will may have said "offline" meanwhile."""
+        """Say "online" / "offline" (retained) on the availability topic, when it changes (calling it with
+        the same value again sends nothing); said again first on every reconnect, since the will may have
+        said "offline" meanwhile."""
         with self._cv:
+            if self._available == bool(on):
+                return
             self._available = bool(on)
             self._available_pending = True
             self._cv.notify_all()
@@ -172,7 +190,7 @@ class MqttLink:
 
     def close(self, timeout: float = 5.0) -> None:
         """Deliver what is queued (waiting up to ``timeout`` s), say "offline", disconnect, and stop both
-        threads."""
+        threads; returns within about ``timeout`` + 2 s whatever the broker does (see the module's doc)."""
         if self._closed:
             return
         self._closed = True
@@ -181,10 +199,10 @@ class MqttLink:
             with self._cv:
                 # a broker that is away may come back within the timeout: wait for it too
                 while time.monotonic() < deadline:
-                    if not self._inflight and not len(self.outbox) and not self._available_pending:
+                    if not self._queued() and not self._available_pending:
                         break
                     self._cv.wait(0.05)  # outbox changes do not notify us: poll
-                left = len(self.outbox) + len(self._inflight)
+                left = self._queued()
                 connected = self._connected
                 self._stopping = True
                 self._cv.notify_all()
@@ -200,12 +218,42 @@ class MqttLink:
             if connected:
                 try:
                     info = self._client.publish(self.availability_topic, "offline", self._qos, retain=True)
-                    info.wait_for_publish(max(0.5, deadline - time.monotonic()))
+                    info.wait_for_publish(max(OFFLINE_WAIT, deadline - time.monotonic()))
                 except (RuntimeError, ValueError) as e:  # the connection went meanwhile: the will says it
                     log.debug("%s: 'offline' not published: %s", self.name, e)
             self._client.disconnect()
-            self._client.loop_stop()
+            self._stop_paho(max(deadline, time.monotonic() + DISCONNECT_GRACE))
         log.debug("%s: closed", self.name)
+
+    def _stop_paho(self, until: float) -> None:
+        """``loop_stop()``, but past ``until`` the socket is shut down under paho's thread (blocked behind
+        data a stalled broker does not read, it would wait for its keepalive check), and past ``until`` +
+        ``CUT_GRACE`` it is left to end by itself (a daemon thread: e.g. in a TLS handshake with a stalled
+        broker, bounded by paho's connect timeout)."""
+        stopper = threading.Thread(target=self._loop_stop, name=f"mqtt-stop-{self.client_id}", daemon=True)
+        stopper.start()
+        stopper.join(max(0.0, until - time.monotonic()))
+        if not stopper.is_alive():
+            return
+        log.debug("%s: %s takes nothing: connection cut", self.name, self._where)
+        give_up = time.monotonic() + CUT_GRACE
+        while stopper.is_alive() and time.monotonic() < give_up:
+            sock = self._client.socket()  # paho may be between two sockets: cut each one it has
+            if sock is not None:
+                try:
+                    # the TCP socket's own shutdown (under TLS too): the SSL object is paho's to drop
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+                except (OSError, TypeError):  # closed meanwhile; not a plain socket (websockets)
+                    pass
+            stopper.join(0.1)
+        if stopper.is_alive():
+            log.debug("%s: paho's thread is still busy; left to end by itself", self.name)
+
+    def _loop_stop(self) -> None:
+        try:
+            self._client.loop_stop()
+        except AttributeError:  # paho's thread ended by itself between loop_stop's two looks at it
+            pass
 
     # -- our publisher thread -----------------------------------------------------------------------
 
@@ -219,6 +267,9 @@ class MqttLink:
             self._stale.clear()
         return not self._stale
 
+    def _availability(self) -> Message:
+        return Message(self.availability_topic, "online" if self._available else "offline", True)
+
     def _run(self) -> None:
         while True:
             with self._cv:
@@ -227,26 +278,32 @@ class MqttLink:
                     return
                 if not self._may_hand():
                     continue
-                avail = None
-                if self._available_pending:
-                    avail, self._available_pending = self._available, False
-            if avail is not None:
-                self._hand(Message(self.availability_topic, "online" if avail else "offline", True))
-                continue
-            msg = self.outbox.get(timeout=0.25)
-            if msg is not None and not self._hand(msg):
-                self.outbox.put_back(msg)
+                queued = not self._available_pending
+                if queued:  # taken and counted as handing at once: stats() never misses it
+                    msg = self.outbox.get(timeout=0)
+                else:
+                    msg, self._available_pending = self._availability(), False
+                if msg is not None:
+                    self._handing += 1
+            if msg is None:
+                self.outbox.wait(0.25)  # the queue is empty: wait for a message
+            else:
+                self._hand(msg, queued)
 
-    def _hand(self, msg: Message) -> bool:
-        """Give ``msg`` to paho; False if paho did not take it (it goes back in the queue)."""
+    def _hand(self, msg: Message, queued: bool) -> None:
+        """Give ``msg`` (counted in ``_handing``) to paho; if paho does not take it (QoS 0 and not
+        connected), a ``queued`` message goes back first in the queue."""
         try:
             info = self._client.publish(msg.topic, msg.payload, self._qos, retain=msg.retain)
         except Exception as e:  # noqa: BLE001 - e.g. a payload above MQTT's 256 MB: this one only
             log.error("%s: message on %s dropped: %s", self.name, msg.topic, e)
-            return True
-        # not connected after all: with QoS >= 1 paho keeps it and sends it on reconnect, QoS 0 is lost
-        if info.rc == mqtt.MQTT_ERR_SUCCESS or (info.rc == mqtt.MQTT_ERR_NO_CONN and self._qos > 0):
-            with self._cv:
+            info = None
+        with self._cv:  # out of _handing and into _inflight (or back in the queue) at once
+            self._handing -= 1
+            if info is None:
+                pass
+            # not connected after all: with QoS >= 1 paho keeps it and sends it on reconnect, QoS 0 is lost
+            elif info.rc == mqtt.MQTT_ERR_SUCCESS or (info.rc == mqtt.MQTT_ERR_NO_CONN and self._qos > 0):
                 if info.mid in self._acked_early:
                     self._acked_early.discard(info.mid)
                 else:
@@ -255,8 +312,9 @@ class MqttLink:
                         # handed as the connection went (after _on_disconnect listed the resends): paho
                         # resends it too, and nothing new may overtake it
                         self._stale.add(info.mid)
-            return True
-        return False
+            elif queued:
+                self.outbox.put_back(msg)
+            self._cv.notify_all()
 
     # -- paho's callbacks (paho's thread: they must never raise) -------------------------------------
 
@@ -266,7 +324,7 @@ class MqttLink:
                 if reason_code.value in LOGIN_REFUSED:
                     user = self.settings.MQTT_USER
                     as_user = f" as user {user!r}" if user else " without a user name"
-                    self._failed(f"{self._where} refused the login{as_user} ({reason_code})")
+                    self._failed(f"{self._where} refused the login{as_user} ({reason_code})", login=True)
                 else:
                     self._failed(f"{self._where} refused the connection ({reason_code})")
                 return
@@ -274,15 +332,19 @@ class MqttLink:
             with self._cv:
                 self._connected = True
                 self._connected_at = now
-                avail = self._available
-                self._available_pending = False
+                # not while closing: close() says "offline" if it saw the link connected, else the will
+                say = self._available is not None and not self._stopping
+                if say:
+                    avail = self._availability()
+                    self._available_pending = False
+                    self._handing += 1
                 filters = list(self._subscriptions)
-                warned, self._warned = self._warned, False
+                warned, self._warned, self._warned_login = self._warned, False, False
                 first = not self._ever_connected
                 self._ever_connected = True
             # first on the wire, before paho's resends: the will may have said "offline" meanwhile
-            if avail is not None:
-                self._hand(Message(self.availability_topic, "online" if avail else "offline", True))
+            if say:
+                self._hand(avail, False)
             if filters:
                 client.subscribe([(f, self._qos) for f in filters])
             if warned:
@@ -312,22 +374,23 @@ class MqttLink:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         try:
-            lost: list[Message] = []
             with self._cv:
                 was_connected, self._connected = self._connected, False
                 if was_connected:
                     if self._qos == 0:  # what paho had not written yet is lost with the connection
-                        lost = list(self._inflight.values())
+                        for msg in reversed(list(self._inflight.values())):
+                            self.outbox.put_back(msg)
                         self._inflight.clear()
                     # QoS >= 1: paho resends these after the next CONNACK; nothing new may go before them
                     self._stale = set(self._inflight)
-                closing = self._stopping or self._closed
+                # else a failed attempt (a refused login): already said
+                lost = was_connected and not (self._stopping or self._closed)
+                # counted with the flag: whoever sees the link disconnected sees the outage counted
+                warn = self._count_failure(login=False) if lost else False
                 self._cv.notify_all()
-            for msg in reversed(lost):
-                self.outbox.put_back(msg)
-            if was_connected and not closing:  # else a failed attempt (a refused login): already said
+            if lost:
                 why = "connection lost" if str(reason_code) == "Unspecified error" else str(reason_code)
-                self._failed(f"lost the connection to {self._where} ({why})")
+                self._log_failure(f"lost the connection to {self._where} ({why})", warn)
         except Exception:  # noqa: BLE001
             log.exception("%s: error after a disconnect", self.name)
 
@@ -341,17 +404,30 @@ class MqttLink:
         except Exception:  # noqa: BLE001
             log.exception("%s: error after a publish", self.name)
 
-    def _failed(self, what: str) -> None:
-        """A lost connection or a failed attempt: one WARNING per outage, DEBUG for the retries."""
+    def _failed(self, what: str, *, login: bool = False) -> None:
+        """A failed attempt (``login``: the broker refused the user or password)."""
         if self._closed:
             return
         with self._cv:
-            first, self._warned = not self._warned, True
-            if first:
-                self._outages += 1
-                self._down_since = time.monotonic()
-                self._dropped_before = self.outbox.dropped
-        if first:
+            warn = self._count_failure(login=login)
+        self._log_failure(what, warn)
+
+    def _count_failure(self, *, login: bool) -> bool:
+        """(``_cv`` held) Count an outage at its first failure; True if this failure deserves a WARNING:
+        the outage's first, or its first refused login (the broker was unreachable, now it is there and
+        refuses the password: that needs the user), not the retries."""
+        warn = not self._warned or (login and not self._warned_login)
+        if not self._warned:
+            self._outages += 1
+            self._down_since = time.monotonic()
+            self._dropped_before = self.outbox.dropped
+        self._warned = True
+        self._warned_login = self._warned_login or login
+        return warn
+
+    def _log_failure(self, what: str, warn: bool) -> None:
+        """One WARNING per outage and cause, DEBUG for the retries."""
+        if warn:
             log.warning(
                 "%s: %s; messages wait (up to %d) and it retries every %d-%d s",
                 self.name,

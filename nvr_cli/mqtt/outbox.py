@@ -121,6 +121,13 @@ class Outbox:
             self._forget(seq, msg)
             return msg
 
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Wait until a message is queued (at once if one is), up to ``timeout`` seconds (None: for ever);
+        False if none came. Nothing is taken: a consumer that must count what it takes under a lock of
+        its own waits here, then takes with ``get(timeout=0)`` under that lock."""
+        with self._cv:
+            return bool(self._cv.wait_for(lambda: self._items, timeout))
+
     def _add(self, seq: int, msg: Message) -> None:
         self._items[seq] = msg
         self._count[msg.kind] += 1

@@ -29,11 +29,12 @@ def _free_port() -> int:
 
 class Mosquitto:
     """One broker; ``users``: name -> password (a password file, anonymous refused); ``tls``: a
-    self-signed CA and a server certificate for 127.0.0.1 (``.ca`` is the CA's file)."""
+    self-signed CA and a server certificate for 127.0.0.1 (``.ca`` is the CA's file); ``persistent``:
+    sessions and retained messages kept across restarts (``.db``, saved every second and at exit)."""
 
     host = "127.0.0.1"
 
-    def __init__(self, users: Optional[dict] = None, tls: bool = False):
+    def __init__(self, users: Optional[dict] = None, tls: bool = False, persistent: bool = False):
         self.folder = Path(tempfile.mkdtemp(prefix="nvr-mosquitto-"))
         self.port = _free_port()  # kept across restarts: clients reconnect to the same address
         self.users = users
@@ -41,14 +42,18 @@ class Mosquitto:
         self.ca: Optional[str] = None
         self.proc: Optional[subprocess.Popen] = None
         self.log = self.folder / "mosquitto.log"
+        self.db = self.folder / "mosquitto.db"
         # as root, mosquitto drops to user "mosquitto", who cannot read our temporary folder: stay ourselves
         me = pwd.getpwuid(os.getuid()).pw_name
         lines = [
             f"user {me}",
             f"listener {self.port} 127.0.0.1",
-            "persistence false",
             f"log_dest file {self.log}",
         ]
+        if persistent:
+            lines += ["persistence true", f"persistence_location {self.folder}/", "autosave_interval 1"]
+        else:
+            lines += ["persistence false"]
         lines += ["log_type error", "log_type warning", "log_type notice", "log_type information"]
         if users:
             pwfile = self.folder / "passwords"
