@@ -353,6 +353,12 @@ def malformed_configs(tmp_path):
         "cam = 3.5",
         "cam = ['a']",
         "cam = '   '",
+        "MQTT_TLS_CA = '/etc/hostname'",  # a file, but no certificate in it
+        "MQTT_TLS_CA = '/no/such/ca.crt'",
+        "MQTT_TOPIC_PREFIX = 'home/#'",
+        "MQTT_TOPIC_PREFIX = '/nvr'",
+        "MQTT_QOS = 3",
+        "CAMERAS = {'gate': {'cam': 'rtsp://h/', 'MQTT_HOST': 'broker'}}",  # one broker for all cameras
     ]
     for i, body in enumerate(cases):
         path = tmp_path / f"bad_{i:03}.py"

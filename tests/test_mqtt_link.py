@@ -355,9 +355,20 @@ def test_tls_with_the_brokers_ca(mqtt_broker, links, watches, caplog):
 
 
 def test_an_unreadable_ca_file_is_a_config_error(tmp_path):
-    s = MqttSettings(MQTT_HOST="127.0.0.1", MQTT_TLS_CA=str(tmp_path / "missing.crt"))
-    with pytest.raises(ConfigError, match="MQTT_TLS_CA"):
-        MqttLink(s, client_id="x", availability_topic=AVAILABLE)
+    with pytest.raises(ConfigError, match="MQTT_TLS_CA"):  # refused with the settings ...
+        MqttSettings(MQTT_HOST="127.0.0.1", MQTT_TLS_CA=str(tmp_path / "missing.crt"))
+    from support.mosquitto import Mosquitto
+
+    certs = Mosquitto(tls=True)  # (not started: only its CA is wanted)
+    try:
+        ca = tmp_path / "ca.crt"
+        ca.write_bytes(Path(certs.ca).read_bytes())
+        s = MqttSettings(MQTT_HOST="127.0.0.1", MQTT_TLS_CA=str(ca))
+        ca.unlink()  # ... and one gone since the settings were read is said the same way
+        with pytest.raises(ConfigError, match="MQTT_TLS_CA"):
+            MqttLink(s, client_id="x", availability_topic=AVAILABLE)
+    finally:
+        certs.cleanup()
 
 
 def test_subscriptions_are_renewed_after_a_broker_restart(mqtt_broker, caplog, watches):
