@@ -27,6 +27,12 @@ pytestmark = pytest.mark.rtsp
 PREFIX = "nvr-test"
 
 
+@pytest.fixture
+def gate_scene(scene_cache):
+    """Someone walks through from 2 s to 6 s of a 12 s loop: one event a loop."""
+    return scene_cache("mqtt-gate", seconds=12, walkers=[(2, 6)])
+
+
 def mqtt_config(path: Path, broker, **extra) -> Path:
     lines = [
         f"MQTT_HOST = {broker.host!r}",
@@ -70,9 +76,9 @@ def retained(broker, topic: str, timeout: float = 10.0):
         w.close()
 
 
-def test_events_motion_and_snapshot_in_order(tmp_path, scene_cache, rtsp_server, mqtt_broker):
+def test_events_motion_and_snapshot_in_order(tmp_path, gate_scene, rtsp_server, mqtt_broker):
     broker = mqtt_broker()
-    server = rtsp_server(scene_cache("mqtt-gate", seconds=12, walkers=[(2, 6)]))
+    server = rtsp_server(gate_scene)
     watch = Watch(broker, f"{PREFIX}/#")
     out = tmp_path / "video"
     cfg = mqtt_config(tmp_path / "cfg.py", broker)
@@ -276,11 +282,11 @@ def test_detect_off_disarms_events_and_is_remembered(tmp_path, walking, rtsp_ser
 
 
 def test_refused_login_never_stops_recording_nor_shows_the_password(
-    tmp_path, scene_cache, rtsp_server, mqtt_broker
+    tmp_path, gate_scene, rtsp_server, mqtt_broker
 ):
     secret, wrong = "Br0ker-Pa55-9731", "Wr0ng-Guess-4482"
     broker = mqtt_broker(users={"nvr": secret})
-    server = rtsp_server(scene_cache("mqtt-gate", seconds=12, walkers=[(2, 6)]))
+    server = rtsp_server(gate_scene)
     out = tmp_path / "video"
     logfile = tmp_path / "nvr.log"
     cfg = mqtt_config(
@@ -315,9 +321,9 @@ def test_refused_login_never_stops_recording_nor_shows_the_password(
     assert secret not in logfile.read_text() + log.text()
 
 
-def test_discovery_announced_again_and_stale_label_cleared(tmp_path, scene_cache, rtsp_server, mqtt_broker):
+def test_discovery_announced_again_and_stale_label_cleared(tmp_path, gate_scene, rtsp_server, mqtt_broker):
     broker = mqtt_broker()
-    server = rtsp_server(scene_cache("mqtt-gate", seconds=12, walkers=[(2, 6)]))
+    server = rtsp_server(gate_scene)
     t = Topics(PREFIX, "Gate Cam")
     # a label this camera announced once but no longer wants, retained on the broker
     stale = f"homeassistant/binary_sensor/{node_id(PREFIX, 'Gate Cam')}/car/config"
@@ -373,9 +379,9 @@ def test_objects_in_view_and_event_update(tmp_path, rtsp_server, mqtt_broker):
         watch.close()
 
 
-def test_stalled_broker_never_holds_up_recording(tmp_path, scene_cache, rtsp_server, mqtt_broker):
+def test_stalled_broker_never_holds_up_recording(tmp_path, gate_scene, rtsp_server, mqtt_broker):
     broker = mqtt_broker()
-    server = rtsp_server(scene_cache("mqtt-gate", seconds=12, walkers=[(2, 6)]))
+    server = rtsp_server(gate_scene)
     watch = Watch(broker, f"{PREFIX}/#")
     out = tmp_path / "video"
     proc, log = start_recorder(
@@ -399,10 +405,10 @@ def test_stalled_broker_never_holds_up_recording(tmp_path, scene_cache, rtsp_ser
 
 
 def test_continuous_only_says_available_once_and_files_are_never_published(
-    tmp_path, scene_cache, rtsp_server, mqtt_broker
+    tmp_path, gate_scene, rtsp_server, mqtt_broker
 ):
     broker = mqtt_broker()
-    scene = scene_cache("mqtt-gate", seconds=12, walkers=[(2, 6)])
+    scene = gate_scene
     server = rtsp_server(scene)
     watch = Watch(broker, f"{PREFIX}/#", "homeassistant/#")
     out = tmp_path / "video"
