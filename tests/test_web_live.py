@@ -556,3 +556,25 @@ def test_a_slow_viewer_drops_to_the_next_keyframe():
     got = asyncio.run(scenario())
     assert [kind for kind, _ in got] == ["text", "frag"]
     assert got[1][1] == b"K" * 4
+
+
+def test_a_killed_ffmpeg_whose_output_was_left_unread_is_reaped():
+    # A relay stopped mid-stream has left ffmpeg's stdout unread; its reader pauses once the
+    # buffer is full, and asyncio's Process.wait() (which also waits for the pipes to close) would
+    # then never return: the relay stayed "ending" for good (seen in CI as a relay with no viewer).
+    async def scenario():
+        proc = await asyncio.create_subprocess_exec(
+            "yes", "live video", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        await proc.stdout.read(10)
+        limit = proc.stdout._limit  # (asyncio's own) the reader pauses beyond twice this
+        deadline = time.monotonic() + 30
+        while len(proc.stdout._buffer) <= 2 * limit and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        proc.kill()
+        with pytest.raises(asyncio.TimeoutError):  # the hazard: a plain wait does not return
+            await asyncio.wait_for(asyncio.shield(proc.wait()), 2)
+        await asyncio.wait_for(live._reaped(proc, None), 20)
+        return proc.returncode
+
+    assert asyncio.run(scenario()) == -signal.SIGKILL

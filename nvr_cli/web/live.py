@@ -33,6 +33,7 @@ from nvr_cli.web.worker_link import WorkerBusy, WorkerRefused, ask
 
 log = logging.getLogger(__name__)
 
+REAP_TIMEOUT = 10.0  # seconds a killed ffmpeg may take to be gone, pipes and all
 LINGER = 2.0  # seconds a relay outlives its last viewer (a page reload keeps the camera open)
 QUEUE_BYTES = 4 * 1024 * 1024  # per viewer: seconds of a camera's video; more is a viewer far behind
 GOP_BYTES = 16 * 1024 * 1024  # the fragments kept for new viewers: a GOP longer than this is not kept
@@ -342,17 +343,15 @@ class Relay:
                 return said or "the recorder's stream ended (it restarted or lost the camera)", got
             return said or "the camera's stream ended", got
         finally:
-            for task in (back, errors):
-                if task is not None and not task.done():
-                    task.cancel()
+            if back is not None and not back.done():
+                back.cancel()
             if sock is not None:
                 sock.close()
-            if proc is not None and proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await asyncio.shield(proc.wait())
-            if errors is not None:  # ended or cancelled: awaited, so nothing is left reading its pipe
-                await asyncio.gather(errors, return_exceptions=True)
+            if proc is not None:
+                if proc.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.kill()
+                await asyncio.shield(_reaped(proc, errors))
 
     async def _recorder_back(self, proc: asyncio.subprocess.Process) -> bool:
         """Ends ``proc`` (the server's own connection to the camera) once a recorder answers on the
@@ -383,6 +382,27 @@ async def _ask_packets(source: LiveSource) -> Optional[tuple]:
     except asyncio.CancelledError:
         fut.add_done_callback(_close_answer)
         raise
+
+
+async def _reaped(proc: asyncio.subprocess.Process, errors: Optional[asyncio.Task]) -> None:
+    """Wait for a killed ffmpeg to be gone. asyncio's ``Process.wait()`` returns only once its pipes
+    have closed as well: a pipe no longer read (its reader paused when its buffer filled) never sees
+    its end, and the wait, and the relay, would never end. So both are read to their end first (its
+    stderr by ``errors``, still running); bounded, so nothing hangs here for good."""
+
+    async def rest(stream: Optional[asyncio.StreamReader]) -> None:
+        while stream is not None and await stream.read(CHUNK):
+            pass
+
+    waits = [rest(proc.stdout), proc.wait()]
+    if errors is not None:
+        waits.append(errors)
+    else:
+        waits.append(rest(proc.stderr))
+    try:
+        await asyncio.wait_for(asyncio.gather(*waits, return_exceptions=True), REAP_TIMEOUT)
+    except asyncio.TimeoutError:
+        log.error("live: ffmpeg (pid %s) did not end within %g s of being killed", proc.pid, REAP_TIMEOUT)
 
 
 async def _drain(stream: Optional[asyncio.StreamReader], tail: collections.deque) -> None:
