@@ -7,8 +7,12 @@ import numpy as np
 import pytest
 from helpers import NUMBER_MASK, clips, run_cli, shared
 
+from nvr_cli.analysis.confirmation import ObjectAnalyser
+from nvr_cli.analysis.motion import MotionResult
 from nvr_cli.analysis.objects import ObjectDetector, expand_to_aspect, load_labels, model_kind
+from nvr_cli.config import Settings
 from nvr_cli.core.errors import ConfigError
+from nvr_cli.core.frames import Frame
 
 
 def ssd():
@@ -99,6 +103,34 @@ def test_expand_to_aspect_keeps_the_box_and_the_shape():
         )
         assert 0 <= x and 0 <= y and x + w <= 640 and y + h <= 360
         assert abs(w / h - 1.0) < 0.05 or w == 640 or h == 360
+
+
+def test_crops_are_never_smaller_than_the_model_input():
+    # a small box far from the edges: grown to 300 x 300 source pixels (the SSD's input), centred on it
+    assert expand_to_aspect((500, 500, 20, 40), 1.0, (1920, 1080), min_size=(300, 300)) == (
+        360,
+        370,
+        300,
+        300,
+    )
+    # near an edge it is shifted inside the picture, still full size
+    x, y, w, h = expand_to_aspect((0, 1060, 10, 20), 1.0, (1920, 1080), min_size=(300, 300))
+    assert (x, y, w, h) == (0, 780, 300, 300)
+    # a picture smaller than the input: the whole picture, no more
+    assert expand_to_aspect((10, 10, 5, 5), 1.0, (200, 150), min_size=(300, 300))[2:] == (200, 150)
+
+
+def test_the_analyser_gives_the_model_at_least_its_input_size_around_small_motion():
+    model, labels = ssd()
+    analyser = ObjectAnalyser(
+        Settings(OBJECT_MODEL=str(model), OBJECT_LABELS=str(labels)).objects, (1280, 720)
+    )
+    shapes = []
+    real = analyser.detector.detect
+    analyser.detector.detect = lambda image, **kw: shapes.append(image.shape[:2]) or real(image, **kw)
+    frame = Frame(np.full((720, 1280, 3), 80, np.uint8), 1.0, 0)
+    analyser.process(frame, MotionResult(motion=True, boxes=[(600, 300, 12, 30)]))
+    assert shapes == [(300, 300)]
 
 
 def test_detect_command_json_and_annotation(tmp_path):

@@ -46,6 +46,25 @@ def test_four_panel_debug_video(tmp_path, scene_cache):
     assert np.sum((br[..., 2] > 180) & (br[..., 1] < 60) & (br[..., 0] < 60)) > 50
 
 
+def test_debug_video_draws_tracks_with_their_verdicts(tmp_path, scene_cache):
+    out = tmp_path / "tracks.mp4"
+    args = [scene_cache(), "-o", out, "--max-frames", 160, "--mask", NUMBER_MASK, "--frame-width", 320]
+    proc = script("motion_detection_test_with_contours.py", *args, "--tracking")
+    assert proc.returncode == 0, proc.stderr
+    frames = decode_all(out)
+
+    def drawn(img, bgr):  # pixels of this colour drawn over the source in the bottom-right panel
+        source, traced = img[25:180, :320].astype(int), img[180 + 25 :, 320:].astype(int)
+        over = np.abs(traced - source).sum(axis=2) > 120
+        near = np.abs(traced - np.array(bgr)).sum(axis=2) < 150
+        return int(np.sum(over & near))
+
+    # the walker appears at frame 120: a new track (yellow) that counts once it has lived
+    # TRACK_MIN_SECONDS (red, with its path)
+    assert drawn(frames[122], (0, 255, 255)) > 20 and drawn(frames[122], (0, 0, 255)) < 20
+    assert drawn(frames[155], (0, 0, 255)) > 50
+
+
 def test_debug_script_bad_source_one_line():
     proc = script("motion_detection_test_with_contours.py", "/no/such.mp4")
     assert proc.returncode == 1 and proc.stderr.strip().count("\n") == 0 and "no such file" in proc.stderr

@@ -81,7 +81,12 @@ class ObjectAnalyser:
         self.frames_detected += 1
         image, ox, oy = frame.image, 0, 0
         if moving and motion.boxes:
-            x, y, w, h = expand_to_aspect(union_box(motion.boxes), self.aspect, self.size)
+            x, y, w, h = expand_to_aspect(
+                union_box(motion.boxes),
+                self.aspect,
+                self.size,
+                min_size=(self.detector.width, self.detector.height),
+            )
             image, ox, oy = image[y : y + h, x : x + w], x, y
         t = time.perf_counter()
         found = self.detector.detect(image, min_score=self.floor)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -25,6 +26,8 @@ class MotionResult:
     lighting: bool = False  # a whole-frame change, not counted as motion
     duplicate: bool = False  # (nearly) the previous frame again: no new information
     brightness: float = 0.0
+    raw_boxes: Optional[list] = None  # with tracking: every box found, before the tracks' verdict
+    tracks: list = field(default_factory=list)  # with tracking: the alive MotionTracks
 
 
 def analysis_size(settings: MotionSettings, source_size: tuple[int, int]) -> tuple:
@@ -58,9 +61,10 @@ class MotionDetector:
         self.keep_stages = keep_stages
         self.stages: dict = {}
         self.crop = None if keep_stages else self._crop_to_regions()
-        self._ref: Optional[np.ndarray] = None
+        # (ts, blurred, mean) of recent frames: the oldest is the reference (MOTION_COMPARE_SECONDS)
+        self._refs: deque = deque()
         self._gray: Optional[np.ndarray] = None
-        self._ref_mean = 0.0
+        self._frames = 0
 
     def _build_mask(self):
         s = self.s
@@ -112,10 +116,15 @@ class MotionDetector:
 
     def reset(self) -> None:
         """Forget the reference, e.g. after a reconnect: the next frame only becomes the reference."""
-        self._ref = self._gray = None
+        self._refs.clear()
+        self._gray = None
 
-    def process(self, image: np.ndarray) -> MotionResult:
+    def process(self, image: np.ndarray, ts: Optional[float] = None) -> MotionResult:
+        """Score ``image`` (BGR) against the frame MOTION_COMPARE_SECONDS before ``ts`` (its time);
+        without ``ts``, frames are taken to come at 15 a second."""
         s = self.s
+        self._frames += 1
+        ts = self._frames / 15.0 if ts is None else ts
         # grey first: resizing one channel instead of three is 2x faster, and the result is the same
         ox = oy = 0
         size = self.size
@@ -125,13 +134,17 @@ class MotionDetector:
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         if (gray.shape[1], gray.shape[0]) != size:
             gray = self._shrink(gray, size)
+        refs = self._refs
         if self._gray is not None and cv2.mean(cv2.absdiff(gray, self._gray))[0] < DUPLICATE_MAX_MEAN_DIFF:
-            return MotionResult(duplicate=True, brightness=self._ref_mean)  # keep the reference
+            return MotionResult(duplicate=True, brightness=refs[-1][2])  # keep the reference
         self._gray = gray
         blurred = cv2.sepFilter2D(gray, -1, self.blur_kernel, self.blur_kernel)
         mean = cv2.mean(blurred, self.area_mask)[0]
-        ref, ref_mean = self._ref, self._ref_mean
-        self._ref, self._ref_mean = blurred, mean
+        # a slow or faint mover hardly differs from the frame before, but does from one half a second back
+        while len(refs) >= 2 and refs[1][0] <= ts - s.MOTION_COMPARE_SECONDS:
+            refs.popleft()
+        ref, prev_mean = (refs[0][1], refs[-1][2]) if refs else (None, mean)
+        refs.append((ts, blurred, mean))
         if ref is None:
             return MotionResult(brightness=mean)
         diff = cv2.absdiff(blurred, ref)
@@ -155,8 +168,10 @@ class MotionDetector:
         if self.keep_stages:
             self.stages = {"blurred": blurred, "diff": diff, "threshold": changed, "morph": eroded}
         if s.LIGHTING_REJECT and (
-            score > s.LIGHTING_MAX_CHANGED_FRACTION or abs(mean - ref_mean) > s.LIGHTING_BRIGHTNESS_JUMP
+            score > s.LIGHTING_MAX_CHANGED_FRACTION or abs(mean - prev_mean) > s.LIGHTING_BRIGHTNESS_JUMP
         ):
+            refs.clear()  # the reference starts again from this frame
+            refs.append((ts, blurred, mean))
             return MotionResult(score=score, lighting=True, brightness=mean)
         boxes = []
         if score >= s.MOTION_MIN_SCORE:

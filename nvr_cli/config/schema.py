@@ -312,6 +312,41 @@ class MotionSettings(_Section):
         "analyse at most this many frames a second when no clip is re-encoded from them (0: all)",
         "--max-analysis-fps",
     )
+    MOTION_COMPARE_SECONDS: float = _setting(
+        _number(float, 0, 5),
+        "compare each frame with the one this long before (0: the previous frame)",
+        "--compare-seconds",
+    )
+
+
+@_section
+class TrackSettings(_Section):
+    """How motion boxes are followed as tracks, and which tracks count as motion."""
+
+    MOTION_TRACKING: bool = _setting(
+        _flag, "judge motion by tracks: only what persists and moves counts", "--tracking/--no-tracking"
+    )
+    TRACK_MIN_SECONDS: float = _setting(
+        _number(float, 0, 60), "a track counts once it has lived this long", "--track-min-seconds"
+    )
+    TRACK_MIN_TRAVEL: float = _setting(
+        _number(float, 0, 100),
+        "... and its centre has moved this many times its own size from where it began",
+        "--track-min-travel",
+    )
+    TRACK_MIN_HIT_RATE: float = _setting(
+        _number(float, 0, 1),
+        "... and it was seen in this share of the frames since it began",
+        "--track-min-hit-rate",
+    )
+    TRACK_MAX_GAP_SECONDS: float = _setting(
+        _number(float, 0, 60), "a track not seen for this long ends", "--track-max-gap"
+    )
+    TRACK_MAX_STEP: float = _setting(
+        _number(float, 0.1, 100),
+        "a box joins a track within this many times its size of the track's last box",
+        "--track-max-step",
+    )
 
 
 @_section
@@ -639,6 +674,7 @@ class MqttSettings(_Section):
 SECTIONS = {
     "source": SourceSettings,
     "motion": MotionSettings,
+    "tracks": TrackSettings,
     "events": EventSettings,
     "objects": ObjectSettings,
     "qr": QrSettings,
@@ -670,6 +706,7 @@ class Settings:
 
     source: SourceSettings
     motion: MotionSettings
+    tracks: TrackSettings
     events: EventSettings
     objects: ObjectSettings
     qr: QrSettings

@@ -11,6 +11,7 @@ from typing import Callable, Optional
 from nvr_cli.analysis.confirmation import ObjectAnalyser
 from nvr_cli.analysis.motion import MotionDetector
 from nvr_cli.analysis.qr import QrScanner
+from nvr_cli.analysis.tracks import MotionTracker
 from nvr_cli.config import Settings
 from nvr_cli.core.backoff import Backoff
 from nvr_cli.core.errors import ConfigError, SourceError
@@ -192,6 +193,7 @@ class Pipeline:
         if self.on_open:
             self.on_open(src)
         detector = MotionDetector(self.s.motion, src.size)
+        tracker = MotionTracker(self.s.tracks) if self.s.MOTION_TRACKING else None
         if self.use_objects and (self.objects is None or self.objects.size != tuple(src.size)):
             self.objects = ObjectAnalyser(
                 self.s.objects, src.size, self.objects.detector if self.objects else None
@@ -209,7 +211,9 @@ class Pipeline:
                 self.sink.set_source(SourceInfo(src.spec.display, src.size, src.fps, src.spec.live, offset))
                 controller.connected(frame.ts)
                 observer.connected(src, away)
-            result = detector.process(frame.image)
+            result = detector.process(frame.image, frame.ts)
+            if tracker is not None:
+                tracker.update(frame.ts, result)
             found = objects.process(frame, result) if objects else None
             codes = qr.process(frame, result) if qr else ()
             if codes:
