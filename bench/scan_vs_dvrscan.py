@@ -59,14 +59,18 @@ def dvr(exe, path, region, repeat):
     if region:
         cmd += ["-a"] + [str(v) for xy in region for v in xy]
     wall, out = best(cmd, repeat)
-    m = re.search(r"Comma-separated timecode values:\s*\n(\S*)", out)
-    events = []
-    if m and m.group(1):
-        stamps = [
-            sum(float(p) * 60**i for i, p in enumerate(reversed(t.split(":")))) for t in m.group(1).split(",")
-        ]
-        events = [(round(a, 1), round(b, 1)) for a, b in zip(stamps[::2], stamps[1::2])]
-    return wall, events
+    return wall, [(round(a, 1), round(b, 1)) for a, b in dvr_events(out)]
+
+
+def dvr_events(out: str) -> list:
+    """(start, end) in seconds of each event in `dvr-scan -so`'s output (its comma-separated timecodes)."""
+    m = re.search(r"Comma-separated timecode values:\s*\n([0-9:.,]*)", out)
+    if not m or not m.group(1):
+        return []
+    stamps = [
+        sum(float(p) * 60**i for i, p in enumerate(reversed(t.split(":")))) for t in m.group(1).split(",")
+    ]
+    return list(zip(stamps[::2], stamps[1::2]))
 
 
 # DVR-Scan's defaults: 1.5 s before an event, 2 s after the last motion, no motion window
