@@ -27,6 +27,7 @@ import argparse
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -183,8 +184,8 @@ def motion_post(tree: Path) -> float:
 
 
 # -- the runs --------------------------------------------------------------------------------------
-def run_scan(tree: Path, clip: Path, model: bool) -> dict:
-    cmd = [sys.executable, "-m", "nvr_cli", "scan", str(clip), "--json"]
+def run_scan(tree: Path, clip: Path, model: bool, extra: tuple = ()) -> dict:
+    cmd = [sys.executable, "-m", "nvr_cli", "scan", str(clip), "--json", *extra]
     if model:
         cmd += ["--model", str(MODEL), "--labels", str(LABELS), "--confirm", "require"]
     t = time.perf_counter()
@@ -286,14 +287,18 @@ def grade(ann: dict, spans: list) -> dict:
 
 
 # -- main ------------------------------------------------------------------------------------------
-def measure(anns, previous: str, fresh: bool) -> dict:
+def measure(anns, previous: str, fresh: bool, ours_args: tuple = (), ours_only: bool = False) -> dict:
     prev_tree, commit = previous_tree(previous)
     posts = {"ours": motion_post(ROOT), "previous": motion_post(prev_tree)}
     have_model = MODEL.exists() and LABELS.exists()
     if not have_model:
         say(f"{MODEL} or {LABELS} missing: the +model runs are skipped")
-    runs = [r for r in RUNS if have_model or not r.endswith("+model")]
-    exe = dvr_scan()
+    runs = [
+        r
+        for r in RUNS
+        if (have_model or not r.endswith("+model")) and (r.startswith("ours") or not ours_only)
+    ]
+    exe = None if ours_only else dvr_scan()
     clips = {}
     for ann in anns:
         clip = SHARED / ann["clip"]
@@ -311,7 +316,7 @@ def measure(anns, previous: str, fresh: bool) -> dict:
             else:
                 model = run.endswith("+model")
                 if run.startswith("ours"):
-                    result, hit = run_scan(ROOT, clip, model), False
+                    result, hit = run_scan(ROOT, clip, model, ours_args), False
                 else:
                     key = {"clip": ann["clip"], "run": run, "commit": commit, "mtime": mtime}
                     if model:
@@ -442,6 +447,10 @@ def main():
         "--previous", default=PREVIOUS, metavar="REV", help=f"previous defaults (default {PREVIOUS})"
     )
     ap.add_argument("--fresh", action="store_true", help="ignore cached DVR-Scan and previous results")
+    ap.add_argument(
+        "--ours-args", default="", metavar="'OPTIONS'", help="scan options added to ours, e.g. '--blur 11'"
+    )
+    ap.add_argument("--ours-only", action="store_true", help="only ours and ours+model (trying settings)")
     args = ap.parse_args()
     if not SHARED.is_dir():
         say(f"{SHARED}: missing (needs ../shared beside the project); nothing to measure")
@@ -449,7 +458,9 @@ def main():
     if (ROOT / "machine_specific_configuration.py").exists():
         say(f"note: {ROOT / 'machine_specific_configuration.py'} applies to 'ours' (not to previous)")
     t = time.monotonic()
-    res = measure(annotations(args.only), args.previous, args.fresh)
+    res = measure(
+        annotations(args.only), args.previous, args.fresh, tuple(shlex.split(args.ours_args)), args.ours_only
+    )
     res["wall_s"] = time.monotonic() - t
     if args.json:
         print(json.dumps(res, indent=1))
