@@ -37,6 +37,10 @@ def test_the_median_of_at_least_three_detections_confirms():
     # a lone 0.51 among high scores: the median decides, not the best or the worst
     _, seen = follow(walker([0.51, 0.9, 0.85, 0.52, 0.8]))
     assert seen[-1][0].confirmed and seen[2][0].confirmed
+    # confirmed, it stays so and its median_score says why: the highest median once it had three
+    _, seen = follow(walker([0.9, 0.8, 0.85] + [0.5] * 12))
+    assert seen[-1][0].confirmed and seen[-1][0].track.median_score == 0.85
+    assert seen[-1][0].track.scores == [0.5] * 10
     # the settings and a label's own confirm_score
     _, seen = follow(walker([0.9, 0.6, 0.8]), OBJECT_CONFIRM_DETECTIONS=4)
     assert not seen[-1][0].confirmed

@@ -46,16 +46,15 @@ class ObjectTrack:
     best_box: tuple
     detections: int = 1
     scores: list = field(default_factory=list)  # the newest SCORE_HISTORY
+    # the median of ``scores``; from OBJECT_CONFIRM_DETECTIONS on, the highest such median so far
+    # (Frigate's top score), so a confirmed track keeps saying why it was confirmed
+    median_score: float = 0.0
     path: list = field(default_factory=list)  # [t, x, y, w, h], thinned
     confirmed: bool = False  # once confirmed, it stays so
     stationary: bool = False  # in place for OBJECT_STATIONARY_SECONDS as of its newest detection
     settled_box: tuple = ()  # where it has stayed since settled_ts
     settled_ts: float = 0.0
     alive: bool = True  # False once ended: it will never change again
-
-    @property
-    def median_score(self) -> float:
-        return statistics.median(self.scores)
 
 
 @dataclass(slots=True)
@@ -171,9 +170,8 @@ class ObjectTracker:
         s = self.s
         still = s.OBJECT_STATIONARY_SECONDS
         t.stationary = still > 0 and t.last_seen - t.settled_ts >= still
-        if (
-            not t.confirmed
-            and t.detections >= s.OBJECT_CONFIRM_DETECTIONS
-            and t.median_score >= self.confirm_score(t.label)
-        ):
+        n = s.OBJECT_CONFIRM_DETECTIONS
+        median = statistics.median(t.scores)
+        t.median_score = max(t.median_score, median) if t.detections > n else median
+        if not t.confirmed and t.detections >= n and t.median_score >= self.confirm_score(t.label):
             t.confirmed = True

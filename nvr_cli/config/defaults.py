@@ -103,7 +103,7 @@ OBJECT_MAX_AREA = 1.0
 OBJECT_LABEL_OVERRIDES = {}  # e.g. {"car": {"min_score": 0.6, "min_area": 0.01, "confirm_score": 0.8}}
 # Detections are followed from look to look as tracks (the same label, overlapping boxes). One
 # detection confirms nothing: a track confirms an event once it has OBJECT_CONFIRM_DETECTIONS
-# detections and the median of its (newest ten) scores is at least OBJECT_CONFIRM_SCORE; a lone
+# detections and the median of its newest ten scores reaches OBJECT_CONFIRM_SCORE; a lone
 # 0.51 "person" on a pale tree trunk in IR light stays an unconfirmed track. OBJECT_MIN_SCORE is
 # the score that starts or continues a track (as Frigate's min_score 0.5 and threshold 0.7).
 OBJECT_CONFIRM_DETECTIONS = 3  # at 4 looks a second, under a second of a walking person

@@ -141,7 +141,7 @@ class TrackSummary:
     """What an event's record says of one of its object tracks (a copy: the track goes on)."""
 
     label: str
-    median_score: float  # of its newest scores
+    median_score: float  # the highest median of its newest scores (ObjectTrack.median_score)
     best_score: float
     detections: int
     first_seen: float  # ts
