@@ -46,6 +46,7 @@ EVENT_FIELDS = {
     "end_reason",
     "labels",
     "objects",
+    "tracks",
     "qr",
     "clip",
     "duration",

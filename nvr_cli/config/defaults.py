@@ -95,12 +95,29 @@ MAX_CLIP_SECONDS = 600.0  # longer events continue in a new file, no frame lost 
 OBJECT_MODEL = None  # path of the .tflite file (--model); None: motion only
 OBJECT_LABELS = None  # its labels file (--labels)
 OBJECT_CONFIRM = "tag"  # "off"; "tag": every motion event, listing what was seen;
-# "require": events that never showed a wanted object are not kept (logged, counted)
+# "require": events that no moving wanted object confirmed (a confirmed track, see below) are not
+# kept (logged, counted)
 OBJECT_LABELS_OF_INTEREST = ["person"]  # empty: every label counts
 OBJECT_MIN_SCORE = 0.5
 OBJECT_MIN_AREA = 0.0  # box area as a fraction of the picture
 OBJECT_MAX_AREA = 1.0
-OBJECT_LABEL_OVERRIDES = {}  # e.g. {"car": {"min_score": 0.6, "min_area": 0.01}}
+OBJECT_LABEL_OVERRIDES = {}  # e.g. {"car": {"min_score": 0.6, "min_area": 0.01, "confirm_score": 0.8}}
+# Detections are followed from look to look as tracks (the same label, overlapping boxes). One
+# detection confirms nothing: a track confirms an event once it has OBJECT_CONFIRM_DETECTIONS
+# detections and the median of its newest ten scores reaches OBJECT_CONFIRM_SCORE; a lone
+# 0.51 "person" on a pale tree trunk in IR light stays an unconfirmed track. OBJECT_MIN_SCORE is
+# the score that starts or continues a track (as Frigate's min_score 0.5 and threshold 0.7).
+OBJECT_CONFIRM_DETECTIONS = 3  # at 4 looks a second, under a second of a walking person
+OBJECT_CONFIRM_SCORE = 0.7  # per label: "confirm_score" in OBJECT_LABEL_OVERRIDES
+# A track not detected for this long ends; at least twice DETECT_EVERY_SECONDS. The detector looks
+# only on motion: a person who stops for longer starts a new track when they move again.
+OBJECT_TRACK_MAX_GAP_SECONDS = 5.0
+# A track whose centre stays within a quarter of its box's size for this long is stationary (a
+# parked car): listed, but it confirms nothing until it moves again. 10 s is Frigate's 50 frames at
+# 5 fps: far longer than a walker stays in place, and someone who walks up and then waits at the
+# door was confirmed on the way. The detector sees a parked car only when motion near it (or
+# DETECT_EVERY_SECONDS) has it looked at for that long. 0: nothing is stationary.
+OBJECT_STATIONARY_SECONDS = 10.0
 OBJECT_MAX_RATE = 4.0  # detections a second at most (on the motion region grown to the model's shape)
 DETECT_EVERY_SECONDS = 0.0  # also detect this often without motion (a still person); 0: only on motion
 OBJECT_THREADS = 2

@@ -135,7 +135,7 @@ def _labels(v):
     return tuple(v)
 
 
-_OVERRIDE_KEYS = {"min_score", "min_area", "max_area"}
+_OVERRIDE_KEYS = {"min_score", "min_area", "max_area", "confirm_score"}
 
 
 def _label_overrides(v):
@@ -389,7 +389,7 @@ class ObjectSettings(_Section):
     OBJECT_LABELS: Optional[str] = _setting(_opt_path, "labels file of the model", "--labels")
     OBJECT_CONFIRM: str = _setting(
         _text(choices=("off", "tag", "require")),
-        "off | tag: list what was seen | require: keep only events that showed a wanted object",
+        "off | tag: list what was seen | require: keep only events a wanted object's track confirmed",
         "--confirm",
     )
     OBJECT_LABELS_OF_INTEREST: tuple = _setting(
@@ -399,7 +399,19 @@ class ObjectSettings(_Section):
     OBJECT_MIN_AREA: float = _setting(_number(float, 0, 1), "smallest box, as a fraction of the picture")
     OBJECT_MAX_AREA: float = _setting(_number(float, 0, 1), "largest box, as a fraction of the picture")
     OBJECT_LABEL_OVERRIDES: dict = _setting(
-        _label_overrides, "per label: {'car': {'min_score': 0.6, 'min_area': 0.01}}"
+        _label_overrides, "per label: {'car': {'min_score': 0.6, 'min_area': 0.01, 'confirm_score': 0.8}}"
+    )
+    OBJECT_CONFIRM_DETECTIONS: int = _setting(
+        _number(int, 1, 1000), "detections a track needs before it confirms an event", "--confirm-detections"
+    )
+    OBJECT_CONFIRM_SCORE: float = _setting(
+        _number(float, 0, 1), "median score a track needs before it confirms an event", "--confirm-score"
+    )
+    OBJECT_TRACK_MAX_GAP_SECONDS: float = _setting(
+        _number(float, 0.1, 3600), "a track not detected for this long ends"
+    )
+    OBJECT_STATIONARY_SECONDS: float = _setting(
+        _number(float, 0, 86400), "a track in place this long is stationary and confirms nothing; 0: never"
     )
     OBJECT_MAX_RATE: float = _setting(
         _number(float, 0.01, 100), "at most this many detections a second", "--object-rate"

@@ -64,3 +64,18 @@ def union_box(boxes: Sequence[tuple[int, int, int, int]]) -> tuple[int, int, int
     x1 = max(b[0] + b[2] for b in boxes)
     y1 = max(b[1] + b[3] for b in boxes)
     return x0, y0, x1 - x0, y1 - y0
+
+
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two (x, y, w, h) boxes: 0 apart, 1 the same."""
+    iw = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    ih = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
+def box_centre(box: Sequence[float]) -> tuple[float, float]:
+    """The centre (x, y) of an (x, y, w, h) box."""
+    return box[0] + box[2] / 2, box[1] + box[3] / 2

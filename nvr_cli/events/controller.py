@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional, Protocol, Sequence
 
 from nvr_cli.analysis.motion import MotionResult
+from nvr_cli.analysis.object_tracks import ObjectTrack
 from nvr_cli.config import EventSettings
 from nvr_cli.core.frames import Frame
 from nvr_cli.events.prealarm import PreAlarmBuffer
@@ -32,8 +33,9 @@ class Event:
     motion_frames: int = 0
     union_box: Optional[list] = None  # [x0, y0, x1, y1] over all motion boxes
     kind: str = "motion"  # or "qr": started by a new QR code
-    objects: dict = field(default_factory=dict)  # label -> ObjectSeen, wanted objects only
-    best_object: Optional[tuple] = None  # (frame, [detections]) where the best wanted object was seen
+    objects: dict = field(default_factory=dict)  # label -> ObjectSeen, labels with a confirmed track only
+    best_object: Optional[tuple] = None  # (frame, [detections]): the best view of a confirmed object
+    tracks: dict = field(default_factory=dict)  # track id -> TrackSeen: every object track seen in it
     qr: list = field(default_factory=list)  # QrSighting
 
     @property
@@ -52,16 +54,51 @@ class Event:
         if result.score > self.peak_score:
             self.peak_score, self.peak_frame, self.peak_boxes = result.score, frame, list(result.boxes)
 
-    def note_objects(self, frame: Frame, detections: list) -> None:
-        for d in detections:
-            seen = self.objects.get(d.label)
+    @property
+    def confirmed(self) -> bool:
+        """A track confirmed the event: confirmed and not stationary when it was seen in it."""
+        return any(t.counted for t in self.tracks.values())
+
+    def note_objects(self, frame: Frame, sightings: list) -> None:
+        """One look of the detector: its wanted objects, each with its track (``ObjectTracker.update``)."""
+        for s in sightings:
+            seen = self.tracks.get(s.track.id)
             if seen is None:
-                self.objects[d.label] = seen = ObjectSeen(d.label, d.score, d.box, frame.ts)
-            elif d.score > seen.score:
-                seen.score, seen.box = d.score, d.box
-            best = self.best_object
-            if best is None or d.score > max(x.score for x in best[1]):
-                self.best_object = (frame, list(detections))
+                self.tracks[s.track.id] = seen = TrackSeen(s.track, frame.ts)
+            seen.moving = seen.moving or not s.stationary
+            seen.counted = seen.counted or s.counts
+            if s.detection.score > seen.score:
+                seen.score, seen.box, seen.view = s.detection.score, s.detection.box, (frame, list(sightings))
+        # a track may be confirmed by this look after its earlier ones: the summary is made afresh
+        objects: dict = {}
+        best = None
+        for seen in self.tracks.values():
+            if not seen.track.confirmed:
+                continue
+            o = objects.get(seen.track.label)
+            if o is None:
+                objects[seen.track.label] = ObjectSeen(
+                    seen.track.label, seen.score, seen.box, seen.first_seen
+                )
+            else:
+                o.first_seen = min(o.first_seen, seen.first_seen)
+                if seen.score > o.score:
+                    o.score, o.box = seen.score, seen.box
+            if best is None or seen.score > best.score:
+                best = seen
+        self.objects = objects
+        if best is not None and best.view is not None:
+            frame, look = best.view
+            self.best_object = (frame, [s.detection for s in look if s.track.confirmed])
+        # frames are large: keep only the views that may yet be the best (a track that is still
+        # followed and may be confirmed, with a better score than the best confirmed one)
+        for seen in self.tracks.values():
+            if seen is not best and (
+                seen.track.confirmed
+                or not seen.track.alive
+                or (best is not None and seen.score <= best.score)
+            ):
+                seen.view = None
 
 
 @dataclass
@@ -70,6 +107,48 @@ class ObjectSeen:
     score: float  # best score
     box: tuple  # where it had that score, (x, y, w, h) source pixels
     first_seen: float  # ts
+
+
+@dataclass
+class TrackSeen:
+    """An object track as one event saw it; ``track`` is the tracker's own, which goes on changing."""
+
+    track: ObjectTrack
+    first_seen: float  # its first sighting in this event (the pre-alarm part included)
+    score: float = 0.0  # its best score in this event
+    box: tuple = ()  # where it had that score
+    view: Optional[tuple] = None  # (frame, [sightings]) of the look where it had that score
+    moving: bool = False  # not stationary at one of its sightings in this event at least
+    counted: bool = False  # confirmed and not stationary at one of its sightings in this event
+
+    def summary(self) -> "TrackSummary":
+        t = self.track
+        return TrackSummary(
+            label=t.label,
+            median_score=t.median_score,
+            best_score=t.best_score,
+            detections=t.detections,
+            first_seen=t.first_seen,
+            last_seen=t.last_seen,
+            confirmed=t.confirmed,
+            stationary=not self.moving,
+            path=[list(p) for p in t.path],
+        )
+
+
+@dataclass
+class TrackSummary:
+    """What an event's record says of one of its object tracks (a copy: the track goes on)."""
+
+    label: str
+    median_score: float  # the highest median of its newest scores (ObjectTrack.median_score)
+    best_score: float
+    detections: int
+    first_seen: float  # ts
+    last_seen: float
+    confirmed: bool
+    stationary: bool  # stood still at every sighting in this event: it confirmed nothing
+    path: list  # [ts, x, y, w, h], thinned
 
 
 class Sink(Protocol):
@@ -90,15 +169,16 @@ class EventController:
         wanted: tuple = ("person",),
         qr_starts_events: bool = False,
     ):
-        """``require_object``: keep only events that showed one of ``wanted`` (OBJECT_CONFIRM = require);
-        ``qr_starts_events``: a new QR code starts an event without motion (QR_STARTS_EVENT)."""
+        """``require_object``: keep only events that one of their object tracks confirmed (OBJECT_CONFIRM
+        = require; the tracks are of ``wanted`` labels only); ``qr_starts_events``: a new QR code
+        starts an event without motion (QR_STARTS_EVENT)."""
         self.s = settings
         self.sink = sink
         self.confirm_required = require_object
         self.wanted = tuple(wanted)
         self.qr_starts_events = qr_starts_events
         self.unconfirmed_events = 0
-        self._recent: list = []  # (ts, frame, detections, qr) while idle, for the next event
+        self._recent: list = []  # (ts, frame, sightings, qr) while idle, for the next event
         self.buffer = PreAlarmBuffer(
             settings.PRE_ALARM_RECORDING_SECONDS,
             settings.PRE_ALARM_MAX_MB,
@@ -131,15 +211,17 @@ class EventController:
         self,
         frame: Frame,
         result: Optional[MotionResult],
-        detections: Optional[list] = None,
+        sightings: Optional[list] = None,
         qr: Sequence[QrSighting] = (),
     ) -> None:
+        """One analysed frame: its motion, what the object detector saw in it (``Sighting`` from
+        ``ObjectTracker.update``; None: not looked at) and its new QR codes."""
         motion = result is not None and result.motion and frame.ts >= self._armed_at and self.detecting
         ev = self.event
         if ev is None:
             self.buffer.push(frame)
-            if detections or qr:
-                self._remember(frame, detections, qr)
+            if sightings or qr:
+                self._remember(frame, sightings, qr)
             if qr and self.qr_starts_events and frame.ts >= self._armed_at and self.detecting:
                 self._start(frame, kind="qr")
                 return
@@ -154,8 +236,8 @@ class EventController:
             return
         if motion:
             ev.note_motion(frame, result)
-        if detections:
-            ev.note_objects(frame, detections)
+        if sightings:
+            ev.note_objects(frame, sightings)
         if qr:
             ev.qr.extend(qr)
         if frame.ts > ev.last_motion_ts + self.s.MINIMAL_MOTION_DURATION + self.s.POST_CAPTURE_SECONDS:
@@ -169,10 +251,10 @@ class EventController:
         else:
             self.sink.write(frame)
 
-    def _remember(self, frame, detections, qr):
+    def _remember(self, frame, sightings, qr):
         horizon = frame.ts - max(self.s.PRE_ALARM_RECORDING_SECONDS, 1.0)
         self._recent = [r for r in self._recent if r[0] >= horizon]
-        self._recent.append((frame.ts, frame, detections or [], list(qr)))
+        self._recent.append((frame.ts, frame, sightings or [], list(qr)))
 
     def _start(self, frame: Frame, kind: str = "motion"):
         self.events_started += 1
@@ -192,9 +274,10 @@ class EventController:
         # by number: a buffer that keeps times only holds a copy of the frame, not the frame
         if not frames or frames[-1].index != frame.index:
             frames.append(frame)
-        for ts, f, dets, qr in self._recent:  # seen in what is now the pre-alarm part of the clip
+        for ts, f, sightings, qr in self._recent:  # seen in what is now the pre-alarm part of the clip
             if ts >= self._clip_start:
-                ev.note_objects(f, dets)
+                if sightings:
+                    ev.note_objects(f, sightings)
                 ev.qr.extend(qr)
         self._recent.clear()
         self.event = ev
@@ -218,13 +301,14 @@ class EventController:
                 ev.motion_seconds,
                 self.s.MIN_EVENT_SECONDS,
             )
-        elif self.confirm_required and ev.kind == "motion" and not ev.objects:
+        elif self.confirm_required and ev.kind == "motion" and not ev.confirmed:
             keep = False
             self.unconfirmed_events += 1
             log.info(
-                "event %d not kept: no %s seen (OBJECT_CONFIRM = require)",
+                "event %d not kept: no moving %s confirmed (OBJECT_CONFIRM = require; %d object tracks)",
                 ev.number,
                 " or ".join(self.wanted) or "object",
+                len(ev.tracks),
             )
         self.sink.close(ev, keep, reason)
 

@@ -48,6 +48,8 @@ SIDECAR_SETTINGS = (
     "OBJECT_CONFIRM",
     "OBJECT_LABELS_OF_INTEREST",
     "OBJECT_MIN_SCORE",
+    "OBJECT_CONFIRM_DETECTIONS",
+    "OBJECT_CONFIRM_SCORE",
     "QR_ENABLED",
 )
 
@@ -95,6 +97,7 @@ class EventRecord:
     kind: str = "motion"
     frames_lost: int = 0  # written but not on disk (a write error found after the fact)
     objects: list = field(default_factory=list)  # ObjectSeen, best score first
+    tracks: list = field(default_factory=list)  # TrackSummary, in the order they were first seen
     qr: list = field(default_factory=list)  # QrSighting
     clock_offset: float = 0.0  # add to start/end/trigger for wall-clock time
     live: bool = False  # times are the monotonic clock's (a camera), not the file's
@@ -108,8 +111,9 @@ class EventRecord:
         """The event's fields, under the one set of names that sidecars, hooks, ``scan --json`` and
         ``record --json`` share (README: "Event fields").
 
-        Times (start, end, trigger, an object's first_seen, a QR code's seen) are ISO 8601 wall-clock
-        times when ``local_time`` is given (True: local, False: UTC), else seconds less ``origin``."""
+        Times (start, end, trigger, an object's first_seen, a track's times, a QR code's seen) are ISO
+        8601 wall-clock times when ``local_time`` is given (True: local, False: UTC), else seconds
+        less ``origin``."""
 
         def when(ts: Optional[float]):
             if ts is None:
@@ -147,6 +151,20 @@ class EventRecord:
                     "first_seen": when(o.first_seen),
                 }
                 for o in self.objects
+            ],
+            "tracks": [
+                {
+                    "label": t.label,
+                    "median_score": round(t.median_score, 4),
+                    "best_score": round(t.best_score, 4),
+                    "detections": t.detections,
+                    "first_seen": when(t.first_seen),
+                    "last_seen": when(t.last_seen),
+                    "confirmed": t.confirmed,
+                    "stationary": t.stationary,
+                    "path": [[when(p[0]), *(int(v) for v in p[1:])] for p in t.path],
+                }
+                for t in self.tracks
             ],
             "qr": [{**q.as_dict(), "seen": when(q.ts)} for q in self.qr],
             "clip": str(self.clip) if self.clip else None,
@@ -229,6 +247,7 @@ class EventLogSink:
             kind=event.kind,
             # copies: a long event's next part goes on updating its own
             objects=[dataclasses.replace(o) for o in sorted(event.objects.values(), key=lambda o: -o.score)],
+            tracks=[t.summary() for t in event.tracks.values()],
             qr=list(event.qr),
             peak_boxes=list(event.peak_boxes),
         )

@@ -10,6 +10,7 @@ from typing import Callable, Optional
 
 from nvr_cli.analysis.confirmation import ObjectAnalyser
 from nvr_cli.analysis.motion import MotionDetector
+from nvr_cli.analysis.object_tracks import ObjectTracker
 from nvr_cli.analysis.qr import QrScanner
 from nvr_cli.analysis.tracks import MotionTracker
 from nvr_cli.config import Settings
@@ -57,7 +58,8 @@ class Observer:
         """New QR codes seen."""
 
     def objects(self, ts: float, detections: list) -> None:
-        """The object detector looked at the frame at ``ts`` and saw these wanted objects (maybe none)."""
+        """The object detector looked at the frame at ``ts`` and saw these wanted objects (maybe none):
+        those of confirmed tracks, stationary or not."""
 
 
 class Pipeline:
@@ -84,6 +86,7 @@ class Pipeline:
         self.on_frame = on_frame
         self.observer = observer or Observer()
         self.objects = None  # made on the first open, when the frame size is known
+        self.object_tracks = ObjectTracker(settings.objects)
         self.qr = QrScanner(settings.qr) if settings.QR_ENABLED else None
         self.use_objects = bool(settings.OBJECT_MODEL) and settings.OBJECT_CONFIRM != "off"
         if settings.OBJECT_CONFIRM == "require" and not settings.OBJECT_MODEL:
@@ -198,7 +201,7 @@ class Pipeline:
             self.objects = ObjectAnalyser(
                 self.s.objects, src.size, self.objects.detector if self.objects else None
             )
-        objects, qr = self.objects, self.qr
+        objects, qr, object_tracks = self.objects, self.qr, self.object_tracks
         controller, observer = self.controller, self.observer
         started = False
         last_index = -1
@@ -210,17 +213,19 @@ class Pipeline:
                     self.stats.first_ts = frame.ts
                 self.sink.set_source(SourceInfo(src.spec.display, src.size, src.fps, src.spec.live, offset))
                 controller.connected(frame.ts)
+                object_tracks.clear()
                 observer.connected(src, away)
             result = detector.process(frame.image, frame.ts)
             if tracker is not None:
                 tracker.update(frame.ts, result)
             found = objects.process(frame, result) if objects else None
+            sightings = object_tracks.update(frame.ts, found) if found is not None else None
             codes = qr.process(frame, result) if qr else ()
             if codes:
                 observer.qr(codes)
-            controller.step(frame, result, found, codes)
-            if found is not None:
-                observer.objects(frame.ts, found)
+            controller.step(frame, result, sightings, codes)
+            if sightings is not None:
+                observer.objects(frame.ts, [x.detection for x in sightings if x.confirmed])
             self.latest = frame
             observer.frame(frame.ts, src.dropped, frame.index)
             self.stats.frames += frame.index - last_index
