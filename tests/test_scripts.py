@@ -48,8 +48,8 @@ def test_four_panel_debug_video(tmp_path, scene_cache):
 
 def test_debug_video_draws_tracks_with_their_verdicts(tmp_path, scene_cache):
     out = tmp_path / "tracks.mp4"
-    args = [scene_cache(), "-o", out, "--max-frames", 160, "--mask", NUMBER_MASK, "--frame-width", 320]
-    proc = script("motion_detection_test_with_contours.py", *args, "--tracking")
+    args = [scene_cache(), "-o", out, "--max-frames", 175, "--mask", NUMBER_MASK, "--frame-width", 320]
+    proc = script("motion_detection_test_with_contours.py", *args, "--tracking", "--track-min-seconds", 1)
     assert proc.returncode == 0, proc.stderr
     frames = decode_all(out)
 
@@ -60,9 +60,9 @@ def test_debug_video_draws_tracks_with_their_verdicts(tmp_path, scene_cache):
         return int(np.sum(over & near))
 
     # the walker appears at frame 120: a new track (yellow) that counts once it has lived
-    # TRACK_MIN_SECONDS (red, with its path)
+    # TRACK_MIN_SECONDS, here 1 s (red, with its path)
     assert drawn(frames[122], (0, 255, 255)) > 20 and drawn(frames[122], (0, 0, 255)) < 20
-    assert drawn(frames[155], (0, 0, 255)) > 50
+    assert drawn(frames[170], (0, 0, 255)) > 50
 
 
 def test_debug_script_bad_source_one_line():

@@ -13,6 +13,8 @@ from nvr_cli.analysis.tracks import BRIEF, FLICKER, IN_PLACE, MOVING, MotionTrac
 from nvr_cli.config import Settings
 
 FPS = 15.0
+# the settings with which the shared footage meets issue 17's targets (defaults.py, README)
+TRACKS_PRESET = ("--tracking", "--compare-seconds", "0.5", "--blur", "11", "--threshold", "20")
 
 
 def feed(boxes_per_frame, **settings):
@@ -35,7 +37,7 @@ def test_a_walker_becomes_motion_after_the_minimum_life_and_keeps_one_track():
     motion, tracks = feed(frames)
     assert len(tracks) == 1 and tracks[0].verdict == MOVING
     first = motion.index(True)
-    assert first == int(FPS)  # once it has lived TRACK_MIN_SECONDS, not before
+    assert first == math.ceil(Settings().TRACK_MIN_SECONDS * FPS)  # once it has lived that long, not before
     assert all(motion[first:])
     assert tracks[0].travel == pytest.approx(4 * 59)
     assert tracks[0].as_dict()["path"][0] == [0.0, 120, 245]
@@ -76,14 +78,14 @@ def test_a_blob_seen_too_seldom_is_flicker():
 
 
 def test_a_track_ends_after_the_gap_and_a_lighting_change_forgets_all():
-    walk = [[(100 + 4 * i, 200, 40, 90)] for i in range(30)]
+    walk = [[(100 + 4 * i, 200, 40, 90)] for i in range(50)]
     motion, tracks = feed(walk + [[]] * 20 + walk)  # away 1.3 s > TRACK_MAX_GAP_SECONDS
     assert len(tracks) == 2
     tracker = MotionTracker(Settings(MOTION_TRACKING=True).tracks)
-    for i in range(30):
+    for i in range(50):
         tracker.update(i / FPS, MotionResult(boxes=[(100 + 4 * i, 200, 40, 90)], motion=True))
     assert tracker.tracks and tracker.tracks[0].moving
-    r = tracker.update(2.0, MotionResult(lighting=True))
+    r = tracker.update(4.0, MotionResult(lighting=True))
     assert not r.motion and not tracker.tracks and tracker.take_ended()[0].verdict == MOVING
 
 
@@ -100,7 +102,7 @@ def faint_slow_walker(n=45, w=320, h=180):
 def test_comparing_with_half_a_second_back_sees_a_slow_faint_mover():
     frames = faint_slow_walker()
     s = Settings(MOTION_FRAME_WIDTH=320)
-    before = MotionDetector(s.motion, (320, 180))
+    before = MotionDetector(s.replace(MOTION_COMPARE_SECONDS=0).motion, (320, 180))
     assert not any(before.process(img, i / FPS).motion for i, img in enumerate(frames))
     lagged = MotionDetector(s.replace(MOTION_COMPARE_SECONDS=0.5).motion, (320, 180))
     results = [lagged.process(img, i / FPS) for i, img in enumerate(frames)]
@@ -124,6 +126,11 @@ def test_night_insects_record_without_tracks_and_not_with_them():
         assert proc.returncode == 0, proc.stderr
         return [e for e in json.loads(proc.stdout)["events"] if e["kept"]]
 
-    # after ~100 s only insects and noise: without tracks they keep triggering events
-    assert any(e["trigger"] > 100 for e in events())
-    assert not any(e["trigger"] > 100 for e in events("--tracking"))
+    # after ~115 s only insects and noise (bench/quality/night_ir.mp4.json): frame by frame (no tracks,
+    # blur 21, threshold 25, the previous frame) they keep being recorded
+    previous = events("--no-tracking", "--blur", "21", "--threshold", "25", "--compare-seconds", "0")
+    assert any(e["end"] > 130 for e in previous)
+    now = events(*TRACKS_PRESET)
+    assert not any(e["end"] > 130 for e in now)
+    # ... and the faint person with a torch at the fence (about 1.5-44.5 and 50-101.5 s) is still found
+    assert any(e["start"] < 40 for e in now) and any(50 < e["end"] and e["start"] < 90 for e in now)
