@@ -585,9 +585,24 @@ def test_deep_links_open_the_same_views(server, open_page):
     seg = segs[2]
     moment = int(seg["start_ts"]) + 2  # whole seconds: t is HH:MM:SS
     hour = time.localtime(moment).tm_hour
+    # Hold the segment's file back: while it loads, the playhead and the address already show the
+    # moment linked to, not the segment's start (the video's currentTime is 0 until its metadata).
+    held, released = [], []
+    page.route(f"**{seg['url']}", lambda route: route.continue_() if released else held.append(route))
     page.goto(f"{server.url}/timeline/gate/{day}?t={local_clock(moment)}&zoom={hour}")
     expect(page.locator(".range-title")).to_contain_text(f"{hour:02d}:00")
     expect(page.locator('button[data-zoom="3600"]')).to_have_attribute("aria-pressed", "true")
+    page.wait_for_function("() => document.querySelector('#playhead')?.dataset.ts")
+    for _ in range(WAIT_MS // 50):
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held, "the page never asked for the segment"
+    assert float(page.locator("#playhead").get_attribute("data-ts")) == pytest.approx(moment, abs=0.01)
+    assert f"t={local_clock(moment)}" in page.url.replace("%3A", ":")
+    released.append(True)
+    for route in held:
+        route.continue_()
     page.wait_for_function(
         f"id => {{ const v = {ACTIVE}; return v && v.dataset.segment === id && v.readyState >= 2; }}",
         arg=seg["id"],

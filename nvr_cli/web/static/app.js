@@ -1569,11 +1569,14 @@ class SegmentPlayer {
     this.index = -1; // the active video's segment
     this.standbyIndex = -1;
     this.raf = 0;
+    this.pending = null; // the offset a source still loading will start from
   }
 
   get ts() {
     if (this.index < 0) return null;
-    return this.segments[this.index].start_ts + (this.active.currentTime || 0);
+    // Until a new source's metadata is in, its currentTime is 0: report the moment it will seek to.
+    const at = this.pending != null ? this.pending : this.active.currentTime || 0;
+    return this.segments[this.index].start_ts + at;
   }
 
   indexAt(ts) {
@@ -1602,6 +1605,7 @@ class SegmentPlayer {
 
   start(i, offset) {
     const seg = this.segments[i];
+    this.pending = null;
     if (this.index === i && this.active.readyState >= 1) {
       this.active.currentTime = offset;
       this.active.play().catch(() => {});
@@ -1618,10 +1622,13 @@ class SegmentPlayer {
     v.dataset.segment = seg.id;
     v.dataset.startTs = String(seg.start_ts);
     v.src = seg.url;
+    this.pending = offset;
     const begin = () => {
       if (this.index !== i || v !== this.active) return;
       v.currentTime = Math.min(offset, Math.max(0, (v.duration || offset) - 0.05));
+      this.pending = null;
       v.play().catch(() => {});
+      this.tick();
     };
     if (v.readyState >= 1) begin();
     else v.addEventListener("loadedmetadata", begin, { once: true });
