@@ -8,7 +8,7 @@ For each annotated clip, side by side in one run:
   ours            `python -m nvr_cli scan FILE --json` of this tree
   previous        the same on the tree at PREVIOUS (git archive, extracted once into bench/.cache)
   dvr-scan        DVR-Scan with its defaults (`dvr-scan -i FILE -so --ignore-user-config`)
-  ours+model      ours with the SSD model and --confirm require
+  ours+model      ours with the SSD model and --confirm require, wanting people and vehicles
   previous+model  previous with the same
 Only kept events count. Grades, per clip and summed over the clips:
   recall          must events hit / must events; hit = some kept event's recorded span overlaps it by at
@@ -68,6 +68,8 @@ TARGET_QUIET_SHARE = 0.15
 TARGET_INSECT_SECONDS = 0.0
 
 RUNS = ("ours", "previous", "dvr-scan", "ours+model", "previous+model")
+# The +model runs want what the annotated events are about, one set for every clip: people and vehicles
+MODEL_OBJECTS = "['person', 'bicycle', 'car', 'motorcycle', 'bus', 'truck']"
 
 
 # -- intervals -------------------------------------------------------------------------------------
@@ -188,6 +190,7 @@ def run_scan(tree: Path, clip: Path, model: bool, extra: tuple = ()) -> dict:
     cmd = [sys.executable, "-m", "nvr_cli", "scan", str(clip), "--json", *extra]
     if model:
         cmd += ["--model", str(MODEL), "--labels", str(LABELS), "--confirm", "require"]
+        cmd += ["--objects", MODEL_OBJECTS]
     t = time.perf_counter()
     r = subprocess.run(cmd, env=tree_env(tree), cwd=tree, capture_output=True, text=True)
     wall = time.perf_counter() - t
@@ -321,6 +324,7 @@ def measure(anns, previous: str, fresh: bool, ours_args: tuple = (), ours_only: 
                     key = {"clip": ann["clip"], "run": run, "commit": commit, "mtime": mtime}
                     if model:
                         key["model_mtime"] = MODEL.stat().st_mtime_ns
+                        key["objects"] = MODEL_OBJECTS
                     result, hit = cached(key, fresh, lambda: run_scan(prev_tree, clip, model))
                 spans = spans_ours(result, posts[run.split("+")[0]])
             rows[run] = {**grade(ann, spans), "wall_s": result["wall"], "cached": hit}

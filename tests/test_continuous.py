@@ -259,7 +259,8 @@ def test_motion_events_are_also_cut_losslessly_from_the_segments(tmp_path, scene
     # connections agree to within about half a second; more on a loaded machine, which only widens the cut)
     assert lossless[0] <= enc[0] + 8 and lossless[-1] >= enc[-1] - 8
     assert len(lossless) <= len(enc) + 2 * 15 * 1.5
-    assert enc[0] <= 120 + 10 - 2 * 15  # the pre-alarm before the walker (frame 120)
+    # the pre-alarm before the walker (frame 120), whose track counts within 1.5 s
+    assert enc[0] <= 120 + 1.5 * 15 - 2 * 15
 
 
 def test_no_reencode_makes_the_cut_the_clip(tmp_path, scene_cache, rtsp_server):
@@ -286,7 +287,7 @@ def test_no_reencode_makes_the_cut_the_clip(tmp_path, scene_cache, rtsp_server):
     assert side["camera"] and side["start"] and side["trigger"] and "settings" in side
     assert clip.with_suffix(".jpg").exists()
     nums = numbers(clip)
-    assert nums == list(range(nums[0], nums[-1] + 1)) and nums[0] <= 120 + 10 - 2 * 15
+    assert nums == list(range(nums[0], nums[-1] + 1)) and nums[0] <= 120 + 1.5 * 15 - 2 * 15
 
 
 # --- retention -----------------------------------------------------------------------------------

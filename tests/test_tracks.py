@@ -13,8 +13,8 @@ from nvr_cli.analysis.tracks import BRIEF, FLICKER, IN_PLACE, MOVING, MotionTrac
 from nvr_cli.config import Settings
 
 FPS = 15.0
-# the settings with which the shared footage meets issue 17's targets (defaults.py, README)
-TRACKS_PRESET = ("--tracking", "--compare-seconds", "0.5", "--blur", "11", "--threshold", "20")
+# frame by frame, as before motion tracks
+PREVIOUS = ("--no-tracking", "--blur", "21", "--threshold", "25", "--compare-seconds", "0")
 
 
 def feed(boxes_per_frame, **settings):
@@ -32,21 +32,26 @@ def feed(boxes_per_frame, **settings):
     return motion, list(seen.values())
 
 
-def test_a_walker_becomes_motion_after_the_minimum_life_and_keeps_one_track():
+def test_a_walker_seen_in_every_frame_counts_after_the_steady_life_and_keeps_one_track():
     frames = [[(100 + 4 * i, 200, 40, 90)] for i in range(60)]  # 60 px a second, 4 s
     motion, tracks = feed(frames)
     assert len(tracks) == 1 and tracks[0].verdict == MOVING
     first = motion.index(True)
-    assert first == math.ceil(Settings().TRACK_MIN_SECONDS * FPS)  # once it has lived that long, not before
+    assert first == math.ceil(Settings().TRACK_STEADY_SECONDS * FPS)  # once it has lived that long
     assert all(motion[first:])
     assert tracks[0].travel == pytest.approx(4 * 59)
     assert tracks[0].as_dict()["path"][0] == [0.0, 120, 245]
+    # without the steady rule it takes the minimum life
+    motion, _ = feed(frames, TRACK_STEADY_SECONDS=0)
+    assert motion.index(True) == math.ceil(Settings().TRACK_MIN_SECONDS * FPS)
 
 
-def test_a_walker_seen_in_every_other_frame_still_counts():
+def test_a_walker_seen_in_every_other_frame_counts_after_the_minimum_life():
     frames = [[(100 + 4 * i, 200, 40, 90)] if i % 2 == 0 else [] for i in range(60)]
     motion, tracks = feed(frames)
-    assert any(motion) and tracks[0].verdict == MOVING
+    assert tracks[0].verdict == MOVING
+    # seen in half its frames: not steady, so it waits out TRACK_MIN_SECONDS (from the next sighting)
+    assert Settings().TRACK_MIN_SECONDS * FPS <= motion.index(True) <= Settings().TRACK_MIN_SECONDS * FPS + 2
 
 
 def test_insects_jumping_about_are_never_motion():
@@ -101,7 +106,7 @@ def faint_slow_walker(n=45, w=320, h=180):
 
 def test_comparing_with_half_a_second_back_sees_a_slow_faint_mover():
     frames = faint_slow_walker()
-    s = Settings(MOTION_FRAME_WIDTH=320)
+    s = Settings(MOTION_FRAME_WIDTH=320, MOTION_BLUR_SIZE=21, MOTION_PIXEL_THRESHOLD=25)
     before = MotionDetector(s.replace(MOTION_COMPARE_SECONDS=0).motion, (320, 180))
     assert not any(before.process(img, i / FPS).motion for i, img in enumerate(frames))
     lagged = MotionDetector(s.replace(MOTION_COMPARE_SECONDS=0.5).motion, (320, 180))
@@ -128,9 +133,9 @@ def test_night_insects_record_without_tracks_and_not_with_them():
 
     # after ~115 s only insects and noise (bench/quality/night_ir.mp4.json): frame by frame (no tracks,
     # blur 21, threshold 25, the previous frame) they keep being recorded
-    previous = events("--no-tracking", "--blur", "21", "--threshold", "25", "--compare-seconds", "0")
+    previous = events(*PREVIOUS)
     assert any(e["end"] > 130 for e in previous)
-    now = events(*TRACKS_PRESET)
+    now = events()  # the defaults
     assert not any(e["end"] > 130 for e in now)
     # ... and the faint person with a torch at the fence (about 1.5-44.5 and 50-101.5 s) is still found
     assert any(e["start"] < 40 for e in now) and any(50 < e["end"] and e["start"] < 90 for e in now)

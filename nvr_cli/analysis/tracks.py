@@ -99,7 +99,7 @@ class MotionTracker:
         return out
 
     def update(self, ts: float, result: MotionResult) -> MotionResult:
-        """Follow ``result``'s boxes; ``result.motion`` then says whether a moving track is alive,
+        """Follow ``result``'s boxes; ``result.motion`` then says whether a moving track is seen now,
         ``result.boxes`` are those tracks' latest boxes and ``result.tracks`` every alive track."""
         if result.duplicate:
             result.tracks = self.tracks
@@ -110,10 +110,12 @@ class MotionTracker:
         self._end_lost(ts)
         for t in self.tracks:
             self._judge(t, ts)
-        moving = [t for t in self.tracks if t.moving]
+        # a moving track not seen in this frame (it left, or stands still) is no motion now
+        moving = [t for t in self.tracks if t.moving and t.seen_now]
         result.raw_boxes = result.boxes
-        result.boxes = [t.box for t in moving if t.seen_now]
+        result.boxes = [t.box for t in moving]
         result.motion = bool(moving)
+        result.since = min((t.first_ts for t in moving), default=None)
         result.tracks = self.tracks
         return result
 
@@ -164,8 +166,16 @@ class MotionTracker:
     def _judge(self, t: MotionTrack, ts: float) -> None:
         """Afresh each frame: a track that stops being seen often enough no longer counts."""
         s = self.s
-        if t.last_ts - t.first_ts < s.TRACK_MIN_SECONDS or t.hits < MIN_HITS:
+        age = t.last_ts - t.first_ts
+        if t.hits < MIN_HITS:
             return
+        if age < s.TRACK_MIN_SECONDS:
+            # something seen in nearly every frame may count sooner: a runner crossing a close view
+            # in two seconds; insects and the night's faint movers are seen in half the frames or less
+            steady = s.TRACK_STEADY_SECONDS and age >= s.TRACK_STEADY_SECONDS
+            if not (steady and t.hits >= s.TRACK_STEADY_HIT_RATE * t.frames):
+                t.verdict = NEW
+                return
         if t.hits < s.TRACK_MIN_HIT_RATE * t.frames:
             t.verdict = FLICKER
         elif t.travel < s.TRACK_MIN_TRAVEL * t.size:

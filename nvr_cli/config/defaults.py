@@ -35,10 +35,11 @@ RECORD_SOURCE = None  # None: cam
 # the changed fraction is the score, and external contours become the motion boxes.
 scaleFrameTo = None  # (width, height) to analyse at, e.g. (500, 500); None: keep the aspect...
 MOTION_FRAME_WIDTH = 500  # ... at this width
-# With MOTION_TRACKING, 11 and 20 show the faint figure at night in bench/quality.py's night_ir.mp4;
-# the noise that also shows is left to the tracks (the "tracks" preset below)
-MOTION_BLUR_SIZE = 21  # Gaussian kernel, odd
-MOTION_PIXEL_THRESHOLD = 25  # grey levels (0-255) a pixel must change by
+# 11 and 20 show the faint figure at night in bench/quality.py's night_ir.mp4; the noise that also
+# shows is left to the motion tracks below. Without tracks (MOTION_TRACKING = False), 21 and 25 (the
+# defaults before tracks) keep that noise out instead.
+MOTION_BLUR_SIZE = 11  # Gaussian kernel, odd
+MOTION_PIXEL_THRESHOLD = 20  # grey levels (0-255) a pixel must change by
 MOTION_DILATE_ITERATIONS = 8
 MOTION_ERODE_ITERATIONS = 4
 MOTION_MIN_SCORE = 0.003  # changed fraction of the analysed area that counts as motion
@@ -47,7 +48,7 @@ MOTION_MIN_CONTOUR_AREA = 150  # smaller blobs are noise (pixels of the analysed
 # analysed at most this often: the frames in between are decoded (H.264 needs them) but not
 # converted to BGR nor analysed, which halves the work at 25-30 fps. 0: every frame.
 MAX_ANALYSIS_FPS = 15.0
-MOTION_COMPARE_SECONDS = 0.0  # 0.5 with MOTION_TRACKING (the "tracks" preset below)
+MOTION_COMPARE_SECONDS = 0.5  # 0: the previous frame (the default before tracks)
 # A change over most of the picture, or a jump of its mean brightness, is lighting (auto-exposure,
 # lights switched on, clouds), not motion: it is ignored and the reference starts again.
 LIGHTING_REJECT = True
@@ -65,14 +66,16 @@ REGIONS = []  # if any: only these areas are analysed
 # (insects near the lens, rain, snow, noise) and changes in place (leaves, flags, an on-screen
 # clock) do not. `scripts/motion_detection_test_with_contours.py` draws the tracks and verdicts.
 # Measured with bench/quality.py on the shared footage (bench/README.md, "Event quality"): the
-# longest-lived insect track in night_ir.mp4 lasted 2.1 s, the faint person's 3.5 s and more.
-# The "tracks" preset that meets issue 17's targets there: MOTION_TRACKING = True,
-# MOTION_COMPARE_SECONDS = 0.5, MOTION_BLUR_SIZE = 11, MOTION_PIXEL_THRESHOLD = 20
-# (`--tracking --compare-seconds 0.5 --blur 11 --threshold 20`). Not yet the default: something in
-# view for less than TRACK_MIN_SECONDS is then not recorded, and the tests' timing assumes the
-# frame-by-frame defaults.
-MOTION_TRACKING = False  # False: every frame with a motion box is motion (as before tracks)
+# longest-lived insect track in night_ir.mp4 lasted 2.1 s, seen in a quarter to half of its frames,
+# as was the faint person; a person or car in daylight is seen in nearly every frame, and counts
+# after TRACK_STEADY_SECONDS (0.3 still records no insect there; 0.5 catches a car crossing a
+# small region of traffic_camera.mp4 in 0.8 s).
+# An event's motion starts where its first counting track began, not when the track began to count:
+# keep PRE_ALARM_RECORDING_SECONDS longer than TRACK_MIN_SECONDS, so that the clip shows that start.
+MOTION_TRACKING = True  # False: every frame with a motion box is motion (as before tracks)
 TRACK_MIN_SECONDS = 2.5  # a track counts as motion once it has lived this long (3 sightings at least)...
+TRACK_STEADY_SECONDS = 0.5  # ... or this long, if seen in TRACK_STEADY_HIT_RATE of its frames (0: never)
+TRACK_STEADY_HIT_RATE = 0.8
 TRACK_MIN_TRAVEL = 0.5  # ... and its centre has moved this many times its own size from where it began
 TRACK_MIN_HIT_RATE = 0.4  # ... and it was seen in this share of the frames since it began
 TRACK_MAX_GAP_SECONDS = 1.0  # a track not seen for this long ends
@@ -81,7 +84,7 @@ TRACK_MAX_STEP = 1.5  # a box joins a track when within this many times its size
 #######################
 ### event settings ###
 #######################
-MOTION_TRIGGER_FRAMES = 3  # consecutive motion frames needed to start an event
+MOTION_TRIGGER_FRAMES = 3  # consecutive motion frames needed to start an event (without tracks)
 INITIAL_WAIT_INTERVAL_BEFORE_MOTION_DETECTION_SECS = 5.0  # after each (re)connect, let the camera settle
 MINIMAL_MOTION_DURATION = 10.0  # each motion keeps the event going at least this long
 PRE_ALARM_RECORDING_SECONDS = 5.0  # seconds before the trigger that start the clip

@@ -329,6 +329,16 @@ class TrackSettings(_Section):
     TRACK_MIN_SECONDS: float = _setting(
         _number(float, 0, 60), "a track counts once it has lived this long", "--track-min-seconds"
     )
+    TRACK_STEADY_SECONDS: float = _setting(
+        _number(float, 0, 60),
+        "... or this long when seen in TRACK_STEADY_HIT_RATE of its frames (0: never sooner)",
+        "--track-steady-seconds",
+    )
+    TRACK_STEADY_HIT_RATE: float = _setting(
+        _number(float, 0, 1),
+        "the share of its frames a track must be seen in to count after TRACK_STEADY_SECONDS",
+        "--track-steady-hit-rate",
+    )
     TRACK_MIN_TRAVEL: float = _setting(
         _number(float, 0, 100),
         "... and its centre has moved this many times its own size from where it began",

@@ -231,7 +231,9 @@ class EventController:
                 self._run.clear()
                 return
             self._run.append((frame, result))
-            if len(self._run) >= self.s.MOTION_TRIGGER_FRAMES:
+            # a counting motion track (``since``) has already lived its TRACK_STEADY_SECONDS or
+            # TRACK_MIN_SECONDS: more frames would only delay, and miss a car that crosses a region
+            if len(self._run) >= self.s.MOTION_TRIGGER_FRAMES or result.since is not None:
                 self._start(frame)
             return
         if motion:
@@ -259,6 +261,8 @@ class EventController:
     def _start(self, frame: Frame, kind: str = "motion"):
         self.events_started += 1
         first = self._run[0][0].ts if self._run else frame.ts
+        # a track counts only once it has lived a while: its motion began when it was first seen
+        first = min([first] + [r.since for _, r in self._run if r.since is not None])
         ev = Event(
             number=self.events_started,
             trigger_ts=frame.ts,

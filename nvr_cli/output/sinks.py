@@ -102,6 +102,7 @@ class EventRecord:
     clock_offset: float = 0.0  # add to start/end/trigger for wall-clock time
     live: bool = False  # times are the monotonic clock's (a camera), not the file's
     peak_boxes: list = field(default_factory=list)  # the motion boxes of the peak frame
+    motion_start: Optional[float] = None  # when its motion was first seen (None: the trigger)
 
     @property
     def pre_alarm(self) -> float:
@@ -111,9 +112,9 @@ class EventRecord:
         """The event's fields, under the one set of names that sidecars, hooks, ``scan --json`` and
         ``record --json`` share (README: "Event fields").
 
-        Times (start, end, trigger, an object's first_seen, a track's times, a QR code's seen) are ISO
-        8601 wall-clock times when ``local_time`` is given (True: local, False: UTC), else seconds
-        less ``origin``."""
+        Times (start, end, trigger, motion_start, an object's first_seen, a track's times, a QR code's
+        seen) are ISO 8601 wall-clock times when ``local_time`` is given (True: local, False: UTC),
+        else seconds less ``origin``."""
 
         def when(ts: Optional[float]):
             if ts is None:
@@ -132,6 +133,7 @@ class EventRecord:
             "start": when(self.start),
             "end": when(self.end),
             "trigger": when(self.trigger),
+            "motion_start": when(self.trigger if self.motion_start is None else self.motion_start),
             "duration_seconds": duration,
             "pre_alarm_seconds": round(self.pre_alarm, 3),
             "frames": self.frames,
@@ -250,6 +252,7 @@ class EventLogSink:
             tracks=[t.summary() for t in event.tracks.values()],
             qr=list(event.qr),
             peak_boxes=list(event.peak_boxes),
+            motion_start=event.first_motion_ts,
         )
 
 
