@@ -69,7 +69,7 @@ TARGET_INSECT_SECONDS = 0.0
 
 RUNS = ("ours", "previous", "dvr-scan", "ours+model", "previous+model")
 # The +model runs want what the annotated events are about, one set for every clip: people and vehicles
-MODEL_OBJECTS = "['person', 'bicycle', 'car', 'motorcycle', 'bus', 'truck']"
+MODEL_OBJECTS = "person,bicycle,car,motorcycle,bus,truck"
 
 
 # -- intervals -------------------------------------------------------------------------------------

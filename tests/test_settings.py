@@ -203,3 +203,9 @@ def test_helper_functions_and_lambdas_with_other_names_are_allowed(tmp_path):
     assert s.subFolderNameGeneratorFunc.__name__ == "subFolderNameGeneratorFunc"
     out = invoke("config", "check", "--config", str(cfg))
     assert out.exit_code == 0, out.output
+
+
+@pytest.mark.parametrize("given", ["person,car", " person, car ", "['person', 'car']", '["person","car"]'])
+def test_labels_from_the_command_line_in_either_form(given):
+    # --help shows the config file's form; both it and "person,car" work on the command line
+    assert Settings(OBJECT_LABELS_OF_INTEREST=given).OBJECT_LABELS_OF_INTEREST == ("person", "car")

@@ -125,12 +125,14 @@ class MotionTracker:
             t.seen_now = False
             t.frames += 1
         pairs = []
+        centres = [(_centre(b), _size(b)) for b in boxes]
         for ti, t in enumerate(self.tracks):
             tx, ty = _centre(t.box)
+            size = t.size  # a median: once per track, not per box
             for bi, b in enumerate(boxes):
-                bx, by = _centre(b)
+                (bx, by), bsize = centres[bi]
                 d = math.hypot(bx - tx, by - ty)
-                if d <= s.TRACK_MAX_STEP * max(t.size, _size(b)) or _touch(t.box, b):
+                if d <= s.TRACK_MAX_STEP * max(size, bsize) or _touch(t.box, b):
                     pairs.append((d, ti, bi))
         pairs.sort()
         taken: dict = {}  # box index -> track

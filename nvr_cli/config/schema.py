@@ -129,7 +129,8 @@ def _subfolder_func(v):
 
 def _labels(v):
     if isinstance(v, str):
-        v = [x.strip() for x in v.split(",") if x.strip()]
+        # from the command line: "person,car", or the config file's form, "['person', 'car']"
+        v = [x.strip().strip("'\"") for x in v.strip().strip("[]").split(",") if x.strip()]
     if not isinstance(v, (list, tuple)) or not all(isinstance(x, str) and x for x in v):
         raise ValueError(f"expected a list of label names, e.g. ['person', 'car'], got {v!r}")
     return tuple(v)
@@ -403,7 +404,7 @@ class ObjectSettings(_Section):
         "--confirm",
     )
     OBJECT_LABELS_OF_INTEREST: tuple = _setting(
-        _labels, "labels that count, e.g. ['person', 'car']; empty: all", "--objects"
+        _labels, "labels that count, e.g. person,car; empty: all", "--objects"
     )
     OBJECT_MIN_SCORE: float = _setting(_number(float, 0, 1), "minimum detection score", "--object-min-score")
     OBJECT_MIN_AREA: float = _setting(_number(float, 0, 1), "smallest box, as a fraction of the picture")
