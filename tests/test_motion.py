@@ -97,7 +97,7 @@ def test_regions_are_analysed_cropped_with_the_same_result():
         agree += a.motion == b.motion
         moving += a.motion
         if a.duplicate or b.duplicate:
-            # a static road repeats within the threshold at one scale and not quite at the other
+            # judged on the whole frame uncropped, on the region cropped: a static road repeats
             continue
         assert abs(a.score - b.score) <= 0.02 + 0.1 * b.score
         for x, y, w, h in a.boxes:

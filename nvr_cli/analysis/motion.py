@@ -136,11 +136,7 @@ class MotionDetector:
         if (gray.shape[1], gray.shape[0]) != size:
             gray = self._shrink(gray, size)
         refs = self._refs
-        # judged on the analysed area only, so that a region gives the same verdict cropped or not
-        if (
-            self._gray is not None
-            and cv2.mean(cv2.absdiff(gray, self._gray), self.area_mask)[0] < DUPLICATE_MAX_MEAN_DIFF
-        ):
+        if self._gray is not None and cv2.mean(cv2.absdiff(gray, self._gray))[0] < DUPLICATE_MAX_MEAN_DIFF:
             return MotionResult(duplicate=True, brightness=refs[-1][2])  # keep the reference
         self._gray = gray
         blurred = cv2.sepFilter2D(gray, -1, self.blur_kernel, self.blur_kernel)
