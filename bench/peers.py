@@ -16,6 +16,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# the checkout being measured, as its subprocesses get it (PYTHONPATH), not whatever is installed
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 PEERS = ROOT / "bench" / ".peers"
 CACHE = ROOT / "bench" / ".cache"
 SHARED = ROOT.parent / "shared" / "data" / "video"

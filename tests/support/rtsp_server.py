@@ -84,7 +84,13 @@ class LoopingFactory(GstRtspServer.RTSPMediaFactory):
             data, _ = self.units[i % len(self.units)]
             sent = time.time()
             if src.emit("push-buffer", Gst.Buffer.new_wrapped(data)) != Gst.FlowReturn.OK:
-                return
+                # FLUSHING while the shared media changes state (a client coming as another goes): a camera
+                # goes on sending, and a feeder that ended here left the media serving no frame to anyone
+                if stop.wait(period):
+                    return
+                next_t = time.monotonic()
+                i += 1
+                continue
             if self.log_times:
                 self.log_times.write(f"{i % len(self.units)} {sent:.6f}\n")
             i += 1
