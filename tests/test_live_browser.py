@@ -9,14 +9,21 @@ phone's width. Screenshots go to test-artifacts/web/ (or $NVR_CLI_ARTIFACTS/web/
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import time
 
+import cv2
+import numpy as np
 import pytest
 import test_web_browser as web
-from helpers import RtspServer, rtsp_available, start_recorder, terminate, wait_for
+from helpers import RtspServer, decode_all, rtsp_available, start_recorder, terminate, wait_for
 from test_web_browser import DESKTOP, PHONE, _need_chromium, expect, shot
 from web_serve import Served
+from websockets.sync.client import connect
 
+from nvr_cli.ffmpeg.process import base
 from nvr_cli.web.auth import hash_password
 
 PASSWORD = "Yard-pa55word"  # in a camera's URL: no page may show it
@@ -168,6 +175,62 @@ def test_without_media_source_extensions_snapshots_refresh(server, cameras, open
     shot(page, "live-snapshots")
 
 
+def test_an_h265_camera_this_browser_cannot_play_shows_snapshots_and_says_why(open_page, tmp_path, ffmpeg):
+    """A camera sending H.265 (headless Chromium, without a GPU, plays none): the server relays it as
+    it is (no re-encode), the page sees it cannot play and shows snapshots, saying why."""
+    _need_chromium()
+    if not rtsp_available():
+        pytest.skip("GStreamer's RTSP server is not installed: run scripts/install_and_test.sh")
+    clip = tmp_path / "h265.mp4"
+    source = ["-f", "lavfi", "-i", "testsrc2=s=640x360:r=15:d=6"]
+    enc = ["-c:v", "libx265", "-x265-params", "log-level=error", "-g", "15", "-pix_fmt", "yuv420p"]
+    made = subprocess.run(
+        [*base(ffmpeg), "-y", *source, *enc, "-tag:v", "hvc1", str(clip)], capture_output=True
+    )
+    if made.returncode != 0:
+        pytest.skip(f"this ffmpeg cannot encode H.265 (libx265): {made.stderr.decode()[-200:]}")
+    camera = RtspServer(clip)
+    server = start_server(tmp_path / "serve", {"hevc": camera.url})
+    try:
+        page = open_page()
+        page.goto(f"http://127.0.0.1:{server.port}/live/hevc")
+        tile = page.locator('.live-tile[data-camera="hevc"]')
+        expect(tile).to_have_attribute("data-state", "snapshot", timeout=60_000)
+        expect(tile.locator(".live-why")).to_contain_text("H.265 cannot play in this browser")
+        expect(tile.locator("video")).to_be_hidden()
+        img = tile.locator("img.live-snap")
+        expect(img).to_be_visible()
+        page.wait_for_function("img => img.complete && img.naturalWidth === 640", arg=img.element_handle())
+        # (a grab that failed is kept for 5 s, saying "No new picture" meanwhile)
+        expect(tile.locator(".live-why")).to_contain_text("showing a snapshot every second", timeout=20_000)
+        shot(page, "live-h265")
+        assert wait_for(lambda: relays(server) == 0, timeout=15), server.api("/api/status")["live"]
+        # each snapshot is a whole picture of the camera's, never one decoded from before a keyframe:
+        # grabbed while another viewer's relay keeps the camera streaming, so a grab joins mid-GOP
+        frames = decode_all(clip)
+        origin = f"http://127.0.0.1:{server.port}"
+        with connect(
+            f"ws://127.0.0.1:{server.port}/api/cameras/hevc/live", origin=origin, max_size=None
+        ) as ws:
+            while not (isinstance(m := ws.recv(timeout=60), str) and json.loads(m)["type"] == "init"):
+                pass
+            assert json.loads(m)["codec"] == "hevc"  # relayed as it came
+            diffs, refused = [], []
+            while len(diffs) < 4:
+                r = server.get(f"/api/cameras/hevc/latest.jpg?t={time.monotonic()}")
+                if r.status != 200:  # a grab the camera refused: said, kept 5 s, then tried again
+                    refused.append(r.json()["error"])
+                    assert len(refused) < 5, refused
+                else:
+                    jpeg = cv2.imdecode(np.frombuffer(r.body, np.uint8), cv2.IMREAD_COLOR)
+                    diffs.append(min(float(cv2.absdiff(jpeg, f).mean()) for f in frames))
+                time.sleep(1.3)  # past the kept one: the next is a new grab
+            assert max(diffs) < 8, f"a snapshot is no frame of the camera's (mean differences {diffs})"
+    finally:
+        server.stop()
+        camera.stop()
+
+
 def test_a_browser_that_cannot_take_the_video_gives_up_for_snapshots(server, open_page):
     # the browser is real; only its SourceBuffer refuses every append, as on a decode failure
     page = open_page()
@@ -198,13 +261,8 @@ def test_a_camera_without_live_video_says_why_and_shows_snapshots(cameras, open_
         tile = page.locator('.live-tile[data-camera="desk"]')
         expect(tile).to_have_attribute("data-state", "unavailable")
         expect(tile.locator(".live-why")).to_contain_text("no recorder offers this camera's video")
-        # a snapshot if the server can make one of it, else the reason why not over the tile
-        page.wait_for_function(
-            """tile => { const i = tile.querySelector('img'); const n = tile.querySelector('.live-note');
-                return (!i.hidden && i.naturalWidth > 0)
-                    || (!n.hidden && /^No picture: ./.test(n.textContent)); }""",
-            arg=tile.element_handle(),
-        )
+        # nor can the server make a snapshot of it: the reason why not is over the tile
+        expect(tile.locator(".live-note")).to_contain_text("No picture: no recorder runs for this camera")
         expect(tile.locator("video")).to_be_hidden()
         plays(page, "gate")  # the other camera is not held up
         shot(page, "live-unavailable")
@@ -276,9 +334,10 @@ def test_phone_width_one_column(server, cameras, open_page):
 def test_a_recorders_camera_plays_from_the_recorder_and_resumes_after_a_restart(
     cameras, open_page, tmp_path, scene_cache
 ):
-    """With `nvr-cli record` running, the server takes the recorder's packets (it may not open the
-    camera itself here); the recorder restarts, then the camera drops and comes back: the viewer
-    resumes each time without a reload."""
+    """The page opened before the recorder started shows snapshots and why, then plays once the
+    recorder runs; the server takes the recorder's packets (it may not open the camera itself here);
+    the recorder restarts, then the camera drops and comes back: the viewer resumes each time, all
+    without a reload."""
     camera = RtspServer(scene_cache("walking", seconds=12, walkers=[(0, 4), (4, 8), (8, 12)]))
     root = tmp_path / "video"
     sock = root / ".status" / "porch.live.sock"
@@ -289,12 +348,19 @@ def test_a_recorders_camera_plays_from_the_recorder_and_resumes_after_a_restart(
         recorders.append(proc)
         assert wait_for(sock.exists, timeout=60), f"no live socket\n{log.text()}"
 
-    record()
     server = start_server(tmp_path / "serve", {"porch": camera.url}, "WEB_LIVE_DIRECT = False", root=root)
     try:
         page = open_page()
         page.goto(f"http://127.0.0.1:{server.port}/live/porch")
+        tile = page.locator('.live-tile[data-camera="porch"]')
+        expect(tile).to_have_attribute("data-state", "unavailable")
+        expect(tile.locator(".live-why")).to_contain_text("no recorder offers this camera's video")
+        expect(tile.locator(".live-note")).to_contain_text("no recorder runs for this camera")
+        record()  # the page asks again by itself
         plays(page, "porch")
+        expect(tile.locator("video")).to_be_visible()
+        expect(tile.locator("img.live-snap")).to_be_hidden()
+        expect(tile.locator(".live-note")).to_be_hidden()
         assert server.api("/api/cameras")["cameras"][0]["live"]["via"] == "recorder"
         shot(page, "live-recorder")
 

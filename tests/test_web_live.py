@@ -28,10 +28,12 @@ from nvr_cli.core.unix_socket import bind_unix, connect_unix
 from nvr_cli.ffmpeg.fmp4 import Fmp4Reader, Fragment, InitSegment
 from nvr_cli.ffmpeg.process import base
 from nvr_cli.web import live
+from nvr_cli.web import snapshots as snapshots_module
 from nvr_cli.web.auth import hash_password
 from nvr_cli.web.config import LiveSource
-from nvr_cli.web.live import LiveHub, Viewer
+from nvr_cli.web.live import PACKETS_TIMEOUT, LiveHub, Viewer
 from nvr_cli.web.snapshots import NoFrame, Snapshots
+from nvr_cli.web.worker_link import snapshot as worker_snapshot
 
 PASSWORD = "correct horse battery"
 NOWHERE = "rtsp://u:Gate-pa55word@127.0.0.1:9/x"  # a camera that never answers
@@ -446,6 +448,84 @@ def test_a_recorder_that_cannot_serve_now_is_waited_for(tmp_path, monkeypatch, a
     assert {m["state"] for m in said[1:]} == {"reconnecting"}, said
     why = "no packets from the camera yet" if answer else "did not answer"
     assert all(why in m["reason"] for m in said[1:]), said
+
+
+@pytest.mark.slow
+@pytest.mark.rtsp
+def test_cameras_whose_recorders_hang_do_not_hold_up_another(camera, tmp_path, monkeypatch):
+    """Eight cameras whose recorders take the connection and never answer (each ask waits
+    PACKETS_TIMEOUT in a thread) and a camera that works: its video, then its snapshot, come while all
+    eight asks still wait (asyncio's default pool, 6 threads here, would have it wait for them)."""
+    hung = [bind_unix(tmp_path / f"hung{i}.live.sock") for i in range(8)]
+    open_asks: list = []  # the connections of the hung recorders, as long as the server holds them
+
+    def hold(listener) -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            open_asks.append(conn)
+            conn.recv(64)  # the request; no answer ever
+            conn.recv(64)  # returns once the server hangs up
+            open_asks.remove(conn)
+            conn.close()
+
+    for listener in hung:
+        threading.Thread(target=hold, args=(listener,), daemon=True).start()
+    sources = {f"hung{i}": LiveSource(socket=tmp_path / f"hung{i}.live.sock") for i in range(8)}
+    sources["gate"] = LiveSource(socket=tmp_path / "gate.live.sock", url=camera.url, timeout=5)
+
+    async def scenario() -> tuple:
+        hub = LiveHub(sources.get)
+        for name in sources:
+            if name != "gate":
+                hub.join(name)
+        for _ in range(300):  # all eight asks taken (at most 30 s)
+            if len(open_asks) == 8:
+                break
+            await asyncio.sleep(0.1)
+        assert len(open_asks) == 8, f"only {len(open_asks)} of the 8 asks could wait at once"
+        gate = hub.join("gate")
+        said = []
+        while not said or said[-1].get("type") != "init":
+            item = await asyncio.wait_for(gate.next(), 60)
+            if item[0] == "text":
+                said.append(json.loads(item[1]))
+        waiting = len(open_asks)
+        for conn in list(open_asks):  # the recorders hang up: the asks end now, not in 20 s
+            conn.shutdown(socket.SHUT_RDWR)
+        await hub.close()
+        return said, waiting
+
+    async def snapshots() -> tuple:
+        snaps = Snapshots(sources.get)
+        asks = [asyncio.ensure_future(snaps.latest(name)) for name in sources if name != "gate"]
+        for _ in range(300):
+            if len(open_asks) == 8:
+                break
+            await asyncio.sleep(0.1)
+        assert len(open_asks) == 8, f"only {len(open_asks)} of the 8 snapshot asks could wait at once"
+        jpeg = await asyncio.wait_for(snaps.latest("gate"), 60)  # grabbed from the camera
+        waiting = len(open_asks)
+        for conn in list(open_asks):
+            conn.shutdown(socket.SHUT_RDWR)
+        refused = await asyncio.gather(*asks, return_exceptions=True)
+        return jpeg, waiting, refused
+
+    # a recorder's snapshot answer waited for as long as its packets (not 5 s): the order shows
+    monkeypatch.setattr(snapshots_module, "snapshot", lambda path: worker_snapshot(path, PACKETS_TIMEOUT))
+    try:
+        said, waiting = asyncio.run(scenario())
+        jpeg, snap_waiting, refused = asyncio.run(snapshots())
+    finally:
+        for listener in hung:
+            listener.close()
+    assert said[-1]["codec"] == "h264", said
+    assert waiting == 8, "the working camera's video came only once the hung recorders' asks gave up"
+    assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape == (360, 640, 3)
+    assert snap_waiting == 8, "the working camera's snapshot came only once the hung recorders' gave up"
+    assert all(isinstance(r, NoFrame) for r in refused), refused
 
 
 def test_no_live_video_without_a_recorder_or_direct_access(serve):

@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import signal
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Optional
 
 from nvr_cli.core.backoff import Backoff
@@ -46,6 +47,10 @@ WORKER_CHECK = 5.0  # how often a relay reading the camera itself looks whether 
 PACKETS_TIMEOUT = 20.0
 STALL_MIN = 10.0  # no output this long (or 2 x READ_TIMEOUT_SECS) is a hung input: start over
 TAIL_MAX = 4096  # characters kept of one line of ffmpeg's stderr
+# threads for the relays' blocking calls (asking a recorder waits up to PACKETS_TIMEOUT): their own,
+# as asyncio's default pool (6 threads on 2 cores) is taken whole by six cameras that are down, and
+# every other camera's live view then waits for them; made only when needed
+BLOCKING_THREADS = 64
 
 
 def output_args(codec: Optional[str] = None) -> list:
@@ -252,7 +257,7 @@ class Relay:
         """(ffmpeg's input arguments, stdin: the worker's socket or None, the codec if known); the
         worker first."""
         try:
-            answer = await _ask_packets(self.source)
+            answer = await _ask_packets(self.source, self.hub.pool)
         except WorkerRefused as e:
             raise Unavailable(f"the recorder has no live video: {e}") from None
         except WorkerBusy as e:  # it is there (it took the connection): wait for it, never beside it
@@ -293,7 +298,7 @@ class Relay:
     async def _once(self) -> tuple:
         """One input until it ends: (why it ended, whether any fragment came)."""
         try:
-            ffmpeg = await asyncio.to_thread(find_ffmpeg, self.source.ffmpeg)
+            ffmpeg = await self.hub.blocking(find_ffmpeg, self.source.ffmpeg)
         except NvrError as e:
             raise Unavailable(str(e)) from None
         args, sock, codec = await self._open()
@@ -360,7 +365,7 @@ class Relay:
             await asyncio.sleep(WORKER_CHECK)
             if not self.source.socket.exists():
                 continue
-            sock = await asyncio.to_thread(connect_unix, self.source.socket, 1.0)
+            sock = await self.hub.blocking(connect_unix, self.source.socket, 1.0)
             if sock is not None:
                 sock.close()
                 with contextlib.suppress(ProcessLookupError):
@@ -373,10 +378,10 @@ def _close_answer(fut: asyncio.Future) -> None:
         fut.result()[0].close()
 
 
-async def _ask_packets(source: LiveSource) -> Optional[tuple]:
-    """``ask(source.socket, "packets")`` in a thread; a socket it opens after the relay was stopped
-    is closed, not left behind."""
-    fut = asyncio.get_running_loop().run_in_executor(None, ask, source.socket, "packets", PACKETS_TIMEOUT)
+async def _ask_packets(source: LiveSource, pool: ThreadPoolExecutor) -> Optional[tuple]:
+    """``ask(source.socket, "packets")`` in a thread of ``pool``; a socket it opens after the relay
+    was stopped is closed, not left behind."""
+    fut = asyncio.get_running_loop().run_in_executor(pool, ask, source.socket, "packets", PACKETS_TIMEOUT)
     try:
         return await asyncio.shield(fut)
     except asyncio.CancelledError:
@@ -432,6 +437,11 @@ class LiveHub:
         self.ending: set = set()  # relays stopped whose ffmpeg is still being ended
         self.closing = False  # the server is stopping: no new relay (nobody would stop it)
         self.dropped = 0  # fragments dropped for viewers too slow for them, since the server started
+        self.pool = ThreadPoolExecutor(BLOCKING_THREADS, thread_name_prefix="nvr-live")
+
+    def blocking(self, fn: Callable, *args: object) -> asyncio.Future:
+        """``fn(*args)`` in a thread of the relays' own pool."""
+        return asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
     def join(self, camera: str) -> Optional[Viewer]:
         """A new viewer of ``camera`` (None: the server knows no way to it, or is stopping). In the
@@ -492,3 +502,4 @@ class LiveHub:
             r.stop()
         if tasks:
             await asyncio.wait(tasks, timeout=5)
+        self.pool.shutdown(wait=False, cancel_futures=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Optional, Union
 
 from nvr_cli.core import processes
@@ -21,6 +22,9 @@ from nvr_cli.web.worker_link import WorkerBusy, WorkerRefused, snapshot
 FRESH = 1.0  # seconds a frame is served again: a grid of tiles refreshing together costs one grab
 FAILED_FRESH = 5.0  # seconds a failure is answered again: a camera that is down costs one grab per 5 s
 GRAB_TIMEOUT = 20.0
+# a thread per camera at most (a grab can take GRAB_TIMEOUT), in a pool of their own: in asyncio's
+# default one (6 threads on 2 cores) six cameras that are down would hold up every other camera
+THREADS = 64
 
 
 class NoFrame(Exception):
@@ -37,6 +41,7 @@ class Snapshots:
         self.failed_fresh = failed_fresh
         self._making: dict = {}  # camera -> the future of the frame being made
         self._kept: dict = {}  # camera -> (monotonic time, JPEG bytes or NoFrame)
+        self._pool = ThreadPoolExecutor(THREADS, thread_name_prefix="nvr-snapshot")
 
     async def latest(self, camera: str) -> bytes:
         """JPEG bytes of ``camera``'s newest frame; NoFrame with the reason."""
@@ -48,7 +53,7 @@ class Snapshots:
         fut = self._making.get(camera)
         if fut is None:
             fut = self._making[camera] = asyncio.get_running_loop().run_in_executor(
-                None, self._result, camera
+                self._pool, self._result, camera
             )
             fut.add_done_callback(lambda f: self._made(camera, f))
         # shielded: a browser that leaves does not take the frame from the others waiting for it
@@ -102,6 +107,10 @@ def grab(source: LiveSource) -> bytes:
         *base(ffmpeg),
         "-analyzeduration",
         str(RTSP_ANALYZE_US),
+        # keyframes only: joined mid-GOP, an H.265 decoder hands out a picture without its references
+        # (grey smears); H.264's waits for a keyframe anyway
+        "-skip_frame",
+        "nokey",
         *ffmpeg_input_args(spec, transport=source.transport, timeout=min(source.timeout, GRAB_TIMEOUT / 2)),
         "-map",
         "0:v:0",

@@ -1,7 +1,7 @@
 """A real RTSP server for the tests, built on GStreamer's gst-rtsp-server.
 
 Runs under Debian's /usr/bin/python3 (the only interpreter that has the GObject
-bindings), as its own process. It loads an H.264 MP4 into memory once and serves
+bindings), as its own process. It loads an H.264 (or H.265) MP4 into memory once and serves
 it in a loop at real-time pace, so a test controls exactly what the "camera"
 shows. SIGUSR1 toggles a stall (the session stays up, no frames are sent);
 SIGTERM/SIGINT stops the server.
@@ -27,34 +27,46 @@ gi.require_version("GstRtspServer", "1.0")
 gi.require_version("GstRtsp", "1.0")
 from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
+CODECS = ("h264", "h265")
+
 
 def load_access_units(path):
-    """Demux the file into (bytes, pts_seconds) H.264 access units, in decode order."""
+    """Demux the file into (bytes, pts_seconds) access units in decode order, their caps and codec."""
+    for codec in CODECS:
+        units, caps = _access_units(path, codec)
+        if units:
+            return units, caps, codec
+    raise SystemExit(f"rtsp_server: no H.264 or H.265 video in {path}")
+
+
+def _access_units(path, codec):
     pipe = Gst.parse_launch(
-        f'filesrc location="{path}" ! qtdemux ! h264parse config-interval=-1 ! '
-        "video/x-h264,stream-format=byte-stream,alignment=au ! "
+        f'filesrc location="{path}" ! qtdemux ! {codec}parse config-interval=-1 ! '
+        f"video/x-{codec},stream-format=byte-stream,alignment=au ! "
         "appsink name=sink sync=false emit-signals=false"
     )
     sink = pipe.get_by_name("sink")
+    bus = pipe.get_bus()
     pipe.set_state(Gst.State.PLAYING)
     units, caps = [], None
     while True:
-        sample = sink.emit("pull-sample")
+        sample = sink.emit("try-pull-sample", Gst.SECOND // 5)
         if sample is None:
-            break
+            # the end, or an error (the other codec: the parser does not link), or not yet
+            if sink.get_property("eos") or bus.pop_filtered(Gst.MessageType.ERROR) is not None:
+                break
+            continue
         caps = caps or sample.get_caps().to_string()
         buf = sample.get_buffer()
         ok, info = buf.map(Gst.MapFlags.READ)
         units.append((bytes(info.data), buf.pts / Gst.SECOND if buf.pts != Gst.CLOCK_TIME_NONE else None))
         buf.unmap(info)
     pipe.set_state(Gst.State.NULL)
-    if not units:
-        raise SystemExit(f"rtsp_server: no H.264 video in {path}")
     return units, caps
 
 
 class LoopingFactory(GstRtspServer.RTSPMediaFactory):
-    def __init__(self, units, caps, fps, log_times=None):
+    def __init__(self, units, caps, fps, log_times=None, codec="h264"):
         super().__init__()
         self.units, self.caps, self.fps = units, caps, fps
         self.log_times = log_times  # an open, line-buffered file, or None
@@ -62,7 +74,7 @@ class LoopingFactory(GstRtspServer.RTSPMediaFactory):
         self.set_shared(True)
         self.set_launch(
             "( appsrc name=src is-live=true format=time do-timestamp=true "
-            "! h264parse ! rtph264pay name=pay0 pt=96 config-interval=1 )"
+            f"! {codec}parse ! rtp{codec}pay name=pay0 pt=96 config-interval=1 )"
         )
 
     def do_media_configure(self, media):
@@ -113,7 +125,7 @@ def main():
     args = ap.parse_args()
 
     Gst.init(None)
-    units, caps = load_access_units(args.file)
+    units, caps, codec = load_access_units(args.file)
     fps = args.fps
     if not fps:
         pts = sorted(p for _, p in units if p is not None)
@@ -123,7 +135,7 @@ def main():
     server.set_address("127.0.0.1")
     server.set_service(str(args.port))
     log_times = open(args.log_times, "a", buffering=1) if args.log_times else None
-    factory = LoopingFactory(units, caps, fps, log_times)
+    factory = LoopingFactory(units, caps, fps, log_times, codec)
     if args.protocols == "tcp":
         factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP)
     elif args.protocols == "udp":

@@ -445,6 +445,9 @@ const LIVE_QUEUE = 8e6; // bytes waiting for the decoder before the player start
 const LIVE_RETRY_MAX = 10000; // ms: the longest wait between two attempts to reconnect
 const LIVE_FAILURES = 3; // decode failures in a row before a tile gives up on video for snapshots
 const SNAPSHOT_EVERY = 1000; // ms from one snapshot request to the next
+// ms between two asks for video while the server has none (no recorder yet, or one restarting):
+// a tile opened before its recorder started plays once it has, without a reload
+const LIVE_RECHECK = 10000;
 
 // The Media Source API of this browser: the classic one, or the managed one (iPhones have only that).
 function mediaSourceClass() {
@@ -484,11 +487,13 @@ function livePlayer(camera, tile) {
   let opened = false; // whether this socket's handshake succeeded
   let backoff = 1000;
   let retry = null;
+  let recheck = null; // the next ask for video while the server said it has none
   let ms = null;
   let sb = null;
   let queue = [];
   let queued = 0;
   let snapping = false;
+  let snapRun = 0; // the snapshot loop's number: a request of an ended loop does nothing on its return
   let snapTimer = null;
   let shown = null; // the snapshot's object URL
   let fellBack = ""; // why snapshots show instead of video
@@ -640,9 +645,12 @@ function livePlayer(camera, tile) {
         fallback("snapshot", `${what} cannot play in this browser`);
         return;
       }
+      if (fellBack) resumeVideo(); // the server has video again
       newSource(msg.mime);
     } else if (msg.type === "state") {
-      if (msg.state === "live") {
+      if (fellBack && msg.state !== "unavailable") {
+        // asking again while snapshots show: the tile stays as it is until video comes
+      } else if (msg.state === "live") {
         backoff = 1000;
         tile.show("live");
       } else if (msg.state === "reconnecting") {
@@ -675,6 +683,10 @@ function livePlayer(camera, tile) {
       needLogin(); // logged out elsewhere, or the session expired
       return;
     }
+    if (fellBack) {
+      recheck = setTimeout(ask, LIVE_RECHECK); // no video came this time: the snapshots go on
+      return;
+    }
     if (e.code === 1001 && !e.reason) e = { code: e.code, reason: "the server is stopping" };
     tile.show("reconnecting", e.reason || (opened ? "the connection was lost" : "no answer from the server"));
     if (!opened) {
@@ -705,14 +717,35 @@ function livePlayer(camera, tile) {
   function fallback(state, reason) {
     closeSocket();
     clearTimeout(retry);
+    clearTimeout(recheck);
     releaseMedia();
     video.hidden = true;
     fellBack = reason;
     tile.show(state, reason);
     if (!snapping) {
       snapping = true;
-      snapshot();
+      snapshot(++snapRun);
     }
+    // what this browser cannot play stays so; what the server lacks now may come
+    if (state === "unavailable") recheck = setTimeout(ask, LIVE_RECHECK);
+  }
+
+  // Ask the server for video again while snapshots show.
+  function ask() {
+    recheck = null;
+    if (!stopped && fellBack && !ws) connect();
+  }
+
+  // Video again after snapshots: they stop, the video shows.
+  function resumeVideo() {
+    fellBack = "";
+    snapping = false;
+    snapRun += 1;
+    clearTimeout(snapTimer);
+    snap.hidden = true;
+    note.hidden = true;
+    video.hidden = false;
+    tile.show("connecting");
   }
 
   // The last picture stays, dimmed, with the reason over it.
@@ -724,7 +757,7 @@ function livePlayer(camera, tile) {
   }
 
   // The next snapshot only once the last one has arrived (or failed): a slow link gets fewer.
-  async function snapshot() {
+  async function snapshot(run) {
     const began = Date.now();
     try {
       const r = await fetch(`/api/cameras/${enc(camera)}/latest.jpg?t=${began}`, {
@@ -732,6 +765,7 @@ function livePlayer(camera, tile) {
         cache: "no-store",
         signal: fetches.signal,
       });
+      if (run !== snapRun) return; // video came back meanwhile
       if (r.status === 401) {
         needLogin();
         return;
@@ -746,7 +780,7 @@ function livePlayer(camera, tile) {
         noPicture(message);
       } else {
         const blob = await r.blob();
-        if (stopped) return;
+        if (stopped || run !== snapRun) return;
         const old = shown;
         shown = URL.createObjectURL(blob);
         snap.src = shown;
@@ -758,10 +792,12 @@ function livePlayer(camera, tile) {
         tile.why.textContent = `${fellBack}: showing a snapshot every second`;
       }
     } catch (e) {
-      if (e.name === "AbortError" || stopped) return;
+      if (e.name === "AbortError" || stopped || run !== snapRun) return;
       noPicture(e.message);
     }
-    if (!stopped) snapTimer = setTimeout(snapshot, Math.max(0, SNAPSHOT_EVERY - (Date.now() - began)));
+    if (!stopped && run === snapRun) {
+      snapTimer = setTimeout(() => snapshot(run), Math.max(0, SNAPSHOT_EVERY - (Date.now() - began)));
+    }
   }
 
   // A timer as well as the appends: a video the browser paused (a hidden tab) plays on, and a
@@ -789,6 +825,7 @@ function livePlayer(camera, tile) {
       clearInterval(tick);
       video.removeEventListener("error", onVideoError);
       clearTimeout(retry);
+      clearTimeout(recheck);
       clearTimeout(snapTimer);
       fetches.abort();
       closeSocket();
